@@ -1,0 +1,183 @@
+//! Cancellation: `kill` and `timeout`, delivered as unwinds out of blocking calls.
+//!
+//! gevent cancels a greenlet by raising an exception inside it at its current (or next) switch;
+//! grove does the same with a Rust unwind started by [`std::panic::resume_unwind`], which runs
+//! every destructor on the way (locks released, wait-list entries removed, sockets closed) and,
+//! unlike `panic!`, does not call the panic hook, so nothing is printed.
+//!
+//! * `kill` sets the greenlet's kill flag and wakes its current park, if any (see
+//!   [`crate::park_state`] for how this races with the other wakers). The next park (or
+//!   `yield_now`) the greenlet reaches, including the one it is in, unwinds with a [`Killed`]
+//!   payload, which `join` returns as its `Err`.
+//! * `timeout(d, f)` pushes a *scope* (deadline, id) on the current greenlet's (or thread's) scope
+//!   stack and runs `f`. Every park arms its timer for the earliest of its own deadline and the
+//!   scopes'; when a scope's deadline is what ended the park, the park unwinds with that scope's
+//!   id, and only the `timeout` that pushed that id turns it into `Err(Elapsed)`; any other
+//!   `timeout` on the way re-raises it. So with nested timeouts the earliest deadline fires and
+//!   only its own `timeout` catches it.
+//!
+//! A thread that is already unwinding is never made to unwind again (that would abort): its
+//! parks report [`crate::Wake::Killed`] / [`crate::Wake::TimedOut`] and return instead.
+
+use crate::park::with_thread_ctx;
+use crate::park_state::Wake;
+use crate::sched::context::current_task;
+use crate::task::Header;
+use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::time::{Duration, Instant};
+
+/// The panic payload of a greenlet that was killed: `join` gives `Err(payload)`, and
+/// `payload.downcast_ref::<Killed>()` is `Some`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Killed;
+
+impl fmt::Display for Killed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("greenlet killed")
+    }
+}
+
+impl std::error::Error for Killed {}
+
+/// `timeout`'s error: the deadline passed while the closure was blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed(());
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+impl From<Elapsed> for std::io::Error {
+    fn from(e: Elapsed) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+    }
+}
+
+/// The unwind payload of an expired `timeout` scope.
+struct ScopeExpired(u64);
+
+static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
+
+/// Runs `f`; if `d` passes while `f` is parked in a grove blocking call, that call unwinds back
+/// here (destructors run) and `timeout` returns `Err(Elapsed)` (gevent's `with_timeout`).
+///
+/// Code that never blocks cannot be interrupted: the deadline is noticed at the next blocking
+/// call (or `yield_now`). Works in greenlets and on plain threads.
+pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
+    let Some(deadline) = Instant::now().checked_add(d) else {
+        return Ok(f()); // beyond any representable instant: no deadline
+    };
+    let id = NEXT_SCOPE.fetch_add(1, Relaxed);
+    with_scopes(|s| s.push((deadline, id)));
+    let popped = PopScope(id);
+    let r = catch_unwind(AssertUnwindSafe(f));
+    drop(popped);
+    match r {
+        Ok(v) => Ok(v),
+        Err(p) if p.downcast_ref::<ScopeExpired>().is_some_and(|s| s.0 == id) => {
+            Err(Elapsed(()))
+        }
+        Err(p) => resume_unwind(p),
+    }
+}
+
+/// Pops scope `id` however `timeout`'s closure ends.
+struct PopScope(u64);
+
+impl Drop for PopScope {
+    fn drop(&mut self) {
+        let id = self.0;
+        with_scopes(|s| {
+            let top = s.pop();
+            assert!(
+                top.is_some_and(|t| t.1 == id),
+                "grove: timeout scopes popped out of order"
+            );
+        });
+    }
+}
+
+/// Runs `f` on the current greenlet's (or thread's) scope stack.
+fn with_scopes<R>(f: impl FnOnce(&mut Vec<(Instant, u64)>) -> R) -> R {
+    let h = current_task();
+    if h.is_null() {
+        with_thread_ctx(|c| f(&mut c.scopes.borrow_mut()))
+    } else {
+        // SAFETY: the running greenlet alone touches its own local part.
+        f(unsafe { &mut (*h).local().scopes })
+    }
+}
+
+fn earliest_scope(scopes: &[(Instant, u64)]) -> Option<(Instant, u64)> {
+    scopes.iter().copied().min_by_key(|s| s.0)
+}
+
+/// Entry check of every greenlet park: unwinds if killed or if a scope has expired; otherwise
+/// returns the earliest scope, whose deadline the park must also honour.
+pub(crate) fn check_interrupts_greenlet(h: &Header) -> Option<(Instant, u64)> {
+    if std::thread::panicking() {
+        return None;
+    }
+    if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
+        resume_unwind(Box::new(Killed));
+    }
+    // SAFETY: the running greenlet alone touches its own local part.
+    let scope = earliest_scope(unsafe { &h.local().scopes });
+    expire_if_due(scope)
+}
+
+/// Entry check of every thread park.
+pub(crate) fn check_interrupts_thread() -> Option<(Instant, u64)> {
+    if std::thread::panicking() {
+        return None;
+    }
+    let scope = with_thread_ctx(|c| earliest_scope(&c.scopes.borrow()));
+    expire_if_due(scope)
+}
+
+fn expire_if_due(scope: Option<(Instant, u64)>) -> Option<(Instant, u64)> {
+    if let Some((d, id)) = scope {
+        if Instant::now() >= d {
+            resume_unwind(Box::new(ScopeExpired(id)));
+        }
+    }
+    scope
+}
+
+/// Turns how a park ended into its result, unwinding for kills and expired scopes.
+pub(crate) fn resolve_wake(
+    why: Wake,
+    deadline: Option<Instant>,
+    scope: Option<(Instant, u64)>,
+) -> Wake {
+    match why {
+        Wake::Unparked => Wake::Unparked,
+        Wake::Killed => {
+            let h = current_task();
+            if !h.is_null() {
+                // SAFETY: the running greenlet's header is alive while it runs.
+                unsafe { (*h).kill.store(false, Relaxed) };
+            }
+            if std::thread::panicking() {
+                Wake::Killed
+            } else {
+                resume_unwind(Box::new(Killed))
+            }
+        }
+        Wake::TimedOut => match scope {
+            Some((sd, id))
+                if deadline.is_none_or(|d| sd < d) && !std::thread::panicking() =>
+            {
+                resume_unwind(Box::new(ScopeExpired(id)))
+            }
+            _ => Wake::TimedOut,
+        },
+    }
+}

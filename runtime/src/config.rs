@@ -1,0 +1,207 @@
+//! Runtime configuration, read once from the environment when the runtime starts.
+//!
+//! A value that does not parse is never silently replaced by the default: the program stops with
+//! a message naming the variable, what it holds and what was expected.
+
+use std::fmt;
+
+/// Default virtual size of a greenlet's stack. Pages are committed only as they are touched, so
+/// a greenlet that stays shallow costs one 4 KiB page of memory whatever this is; what it buys is
+/// headroom for deep call chains (debug builds, recursive parsers, formatting) before the guard
+/// page stops an overflow.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Smallest stack a greenlet may ask for: the context-switch frame plus a little headroom.
+pub const MIN_STACK_SIZE: usize = 16 * 1024;
+
+/// Default for `GROVE_MAX_BLOCKING_MS`.
+pub const DEFAULT_MAX_BLOCKING_MS: u64 = 100;
+
+/// Default cap on the blocking pool's threads (`GROVE_MAX_BLOCKING_THREADS`).
+pub const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+
+/// The runtime's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Worker threads (`GROVE_WORKERS`).
+    pub workers: usize,
+    /// Default greenlet stack size in bytes, page-rounded (`GROVE_STACK_SIZE`).
+    pub stack_size: usize,
+    /// Blocking-monitor threshold in milliseconds, 0 = off (`GROVE_MAX_BLOCKING_MS`).
+    pub max_blocking_ms: u64,
+    /// Most threads the blocking pool may hold (`GROVE_MAX_BLOCKING_THREADS`).
+    pub max_blocking_threads: usize,
+}
+
+/// A bad environment value: which variable, what it held, what was expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The variable's name.
+    pub var: &'static str,
+    /// Its value as found.
+    pub value: String,
+    /// What it should have been.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "grove: invalid {}={:?}: expected {}",
+            self.var, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let workers = match lookup("GROVE_WORKERS") {
+            Some(v) => parse_count(
+                "GROVE_WORKERS",
+                &v,
+                "a whole number of worker threads, at least 1",
+            )?,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let stack_size = match lookup("GROVE_STACK_SIZE") {
+            Some(v) => parse_stack_size(&v)?,
+            None => DEFAULT_STACK_SIZE,
+        };
+        let max_blocking_ms = match lookup("GROVE_MAX_BLOCKING_MS") {
+            Some(v) => v.trim().parse::<u64>().map_err(|_| ConfigError {
+                var: "GROVE_MAX_BLOCKING_MS",
+                value: v.clone(),
+                expected: "a whole number of milliseconds (0 turns the monitor off)",
+            })?,
+            None => DEFAULT_MAX_BLOCKING_MS,
+        };
+        let max_blocking_threads = match lookup("GROVE_MAX_BLOCKING_THREADS") {
+            Some(v) => parse_count(
+                "GROVE_MAX_BLOCKING_THREADS",
+                &v,
+                "a whole number of threads, at least 1",
+            )?,
+            None => DEFAULT_MAX_BLOCKING_THREADS,
+        };
+        Ok(Config {
+            workers,
+            stack_size,
+            max_blocking_ms,
+            max_blocking_threads,
+        })
+    }
+}
+
+fn parse_count(var: &'static str, v: &str, expected: &'static str) -> Result<usize, ConfigError> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(ConfigError {
+            var,
+            value: v.to_string(),
+            expected,
+        }),
+    }
+}
+
+/// Parses a byte count with an optional `K`/`M`/`G` suffix (powers of 1024), page-rounded.
+pub(crate) fn parse_stack_size(v: &str) -> Result<usize, ConfigError> {
+    let bad = || ConfigError {
+        var: "GROVE_STACK_SIZE",
+        value: v.to_string(),
+        expected: "a size in bytes of at least 16K, optionally with a K, M or G suffix (e.g. 262144 or 256K)",
+    };
+    let t = v.trim();
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1usize << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n = digits.trim().parse::<usize>().map_err(|_| bad())?;
+    let bytes = n.checked_mul(mult).ok_or_else(bad)?;
+    if bytes < MIN_STACK_SIZE {
+        return Err(bad());
+    }
+    Ok(round_to_page(bytes))
+}
+
+/// Rounds `bytes` up to a whole number of pages.
+pub(crate) fn round_to_page(bytes: usize) -> usize {
+    let page = page_size();
+    bytes.div_ceil(page) * page
+}
+
+/// The system page size.
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions; _SC_PAGESIZE is always supported.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n <= 0 {
+        4096
+    } else {
+        n as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn config_defaults_when_unset() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.workers >= 1);
+        assert_eq!(c.stack_size, DEFAULT_STACK_SIZE);
+        assert_eq!(c.max_blocking_ms, DEFAULT_MAX_BLOCKING_MS);
+    }
+
+    #[test]
+    fn config_parses_values_and_suffixes() {
+        let c = cfg(&[
+            ("GROVE_WORKERS", "3"),
+            ("GROVE_STACK_SIZE", "64K"),
+            ("GROVE_MAX_BLOCKING_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.workers, 3);
+        assert_eq!(c.stack_size, 64 * 1024);
+        assert_eq!(c.max_blocking_ms, 0);
+        assert_eq!(
+            cfg(&[("GROVE_STACK_SIZE", "1M")]).unwrap().stack_size,
+            1 << 20
+        );
+    }
+
+    #[test]
+    fn config_rejects_bad_values_naming_the_variable() {
+        for (var, val) in [
+            ("GROVE_WORKERS", "0"),
+            ("GROVE_WORKERS", "many"),
+            ("GROVE_STACK_SIZE", "12"),
+            ("GROVE_STACK_SIZE", "lots"),
+            ("GROVE_MAX_BLOCKING_MS", "-1"),
+            ("GROVE_MAX_BLOCKING_THREADS", "0"),
+        ] {
+            let e = cfg(&[(var, val)]).unwrap_err();
+            assert_eq!(e.var, var);
+            assert!(e.to_string().contains(var), "{e}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The public face of greenlets: `spawn`, `Builder`, `JoinHandle`, `current`.
+//!
+//! Shaped like `std::thread`, so a program moves between the two by changing an import; `kill`
+//! and `spawn_blocking` come from gevent.
+
+use crate::park::{park, Unparker};
+use crate::park_state::Wake;
+use crate::sched::context::{current_core, current_task};
+use crate::sched::{runtime, Hint, Shared};
+use crate::stack::{self, Stack};
+use crate::task::{GreenletId, TaskOpts, TaskRef};
+use std::io;
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Runs `f` in a new greenlet and returns its handle. Works from greenlets and plain threads;
+/// the runtime starts on first use.
+///
+/// # Panics
+/// If no stack can be had (memory or mappings exhausted), with the message
+/// [`Builder::spawn`] would return.
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new()
+        .spawn(f)
+        .unwrap_or_else(|e| panic!("grove: failed to spawn a greenlet: {e}"))
+}
+
+/// Greenlet factory, like `std::thread::Builder`.
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+    pinned: bool,
+}
+
+impl Builder {
+    /// A builder with the defaults: no name, `GROVE_STACK_SIZE`, free to move between workers.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the greenlet (shown in panic, overflow and blocking reports).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Stack size in bytes (rounded up to pages, at least 16 KiB). Virtual: pages are committed
+    /// as they are touched.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Keeps the greenlet on the worker that first runs it: it is never stolen and always
+    /// resumes there. For code that keeps thread-local state across blocking calls (see
+    /// docs/tls.md); it gives up load balancing, so use it only where needed.
+    pub fn pinned(mut self, pinned: bool) -> Builder {
+        self.pinned = pinned;
+        self
+    }
+
+    /// Spawns the greenlet. Fails with an `io::Error` saying what ran out (address space,
+    /// memory mappings) and what to raise, if no stack can be had.
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let rt = runtime();
+        let size = self.stack_size.map_or(0, |s| {
+            crate::config::round_to_page(s.max(crate::config::MIN_STACK_SIZE))
+        });
+        let stack = alloc_stack(rt, size)?;
+        let task = TaskRef::new(
+            f,
+            rt.next_id(),
+            self.name.map(Arc::from),
+            TaskOpts {
+                stack_size: size,
+                pinned: self.pinned,
+                stack: Some(stack),
+            },
+        );
+        let handle = JoinHandle::new(task.clone());
+        rt.schedule(task, Hint::Back);
+        Ok(handle)
+    }
+}
+
+fn alloc_stack(rt: &Shared, size: usize) -> io::Result<Stack> {
+    if size != 0 && size != rt.stacks.stack_size() {
+        return stack::map_dedicated(size);
+    }
+    let core = current_core();
+    if core.is_null() {
+        let mut one = Vec::with_capacity(1);
+        rt.stacks.take_into(&mut one, 1)?;
+        return Ok(one.pop().expect("grove: stack pool gave nothing"));
+    }
+    // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
+    unsafe { &*core }.take_stack(rt)
+}
+
+/// Runs `f` on the blocking pool's OS threads (gevent's threadpool). Joining the handle from a
+/// greenlet parks only that greenlet. `kill` stops it only if it has not started.
+///
+/// # Panics
+/// If the pool has no thread and cannot start one.
+pub fn spawn_blocking<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = runtime();
+    let task = TaskRef::new(f, rt.next_id(), None, TaskOpts::default());
+    let handle = JoinHandle::new(task.clone());
+    rt.blocking
+        .submit(task)
+        .unwrap_or_else(|e| panic!("grove: cannot start a blocking-pool thread: {e}"));
+    handle
+}
+
+/// Owns the right to join a greenlet (or blocking job), like `std::thread::JoinHandle`.
+pub struct JoinHandle<T> {
+    task: TaskRef,
+    _result: PhantomData<fn() -> T>,
+}
+
+impl<T> JoinHandle<T> {
+    fn new(task: TaskRef) -> JoinHandle<T> {
+        JoinHandle {
+            task,
+            _result: PhantomData,
+        }
+    }
+
+    /// Waits for the greenlet to finish. `Err` holds its panic payload, like std; a killed
+    /// greenlet's payload downcasts to [`crate::Killed`].
+    pub fn join(self) -> thread::Result<T> {
+        wait_done(&self.task, None);
+        // SAFETY: T is this task's result type (JoinHandle<T> is only made for a task of F -> T)
+        // and `wait_done` returned, so the task is done.
+        unsafe { self.task.take_result::<T>() }.expect("grove: greenlet result already taken")
+    }
+
+    /// Waits at most `d`; true if the greenlet has finished (gevent's `join(timeout)`).
+    pub fn wait_timeout(&self, d: Duration) -> bool {
+        wait_done(&self.task, Instant::now().checked_add(d))
+    }
+
+    /// True once the greenlet has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.header().is_done()
+    }
+
+    /// gevent's `kill`: the greenlet unwinds from its current or next blocking call, running
+    /// its destructors, and `join` then gives `Err` with a [`crate::Killed`] payload. A greenlet
+    /// killed before it first runs never runs. No effect on a finished greenlet. Does not wait:
+    /// `join` afterwards to wait for it to die.
+    pub fn kill(&self) {
+        let h = self.task.header();
+        if h.is_done() {
+            return;
+        }
+        // SeqCst: the flag store and the park-state load form the Dekker pair with the worker's
+        // commit (see park_state).
+        h.kill.store(true, SeqCst);
+        if let Some(gen) = h.park.current_park() {
+            Unparker::for_greenlet(self.task.clone(), gen).wake_with(Wake::Killed, Hint::Back);
+        }
+    }
+
+    /// The greenlet's id.
+    pub fn id(&self) -> GreenletId {
+        self.task.header().id
+    }
+
+    /// The greenlet's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.task.header().name.as_deref()
+    }
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+/// Parks until `task` is done or `deadline` passes; true if done.
+fn wait_done(task: &TaskRef, deadline: Option<Instant>) -> bool {
+    let h = task.header();
+    // If this wait unwinds (killed, outer timeout), our token must not linger in the list.
+    struct Tidy<'a>(&'a crate::task::Header);
+    impl Drop for Tidy<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.remove_stale_joiners();
+            }
+        }
+    }
+    let _tidy = Tidy(h);
+    while !h.is_done() {
+        let woke = park(|u| h.add_joiner(u).map(|g| move || drop(g)), deadline);
+        if woke == Wake::TimedOut {
+            h.remove_stale_joiners();
+            return h.is_done();
+        }
+    }
+    true
+}
+
+/// A handle to the running greenlet.
+#[derive(Clone, Debug)]
+pub struct Current {
+    id: GreenletId,
+    name: Option<Arc<str>>,
+}
+
+impl Current {
+    /// Its id.
+    pub fn id(&self) -> GreenletId {
+        self.id
+    }
+
+    /// Its name, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// The running greenlet; `None` on a plain thread.
+pub fn current() -> Option<Current> {
+    let h = current_task();
+    if h.is_null() {
+        return None;
+    }
+    // SAFETY: the running greenlet's header is alive while it runs.
+    let h = unsafe { &*h };
+    Some(Current {
+        id: h.id,
+        name: h.name.clone(),
+    })
+}
+
+/// Worker threads of the running runtime (starting it if needed).
+pub fn workers() -> usize {
+    runtime().config.workers
+}

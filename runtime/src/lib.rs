@@ -1,0 +1,65 @@
+//! grove's runtime: greenlets (stackful coroutines) run M:N on a work-stealing scheduler.
+//!
+//! This crate holds everything below the sockets and the synchronisation toolkit: stacks
+//! ([`stack`]), the greenlet task ([`task`]), the scheduler (`sched`: workers, deques, stealing,
+//! idle and wake-up), timers, the driver (the shared poller), the one park primitive
+//! ([`park()`]), cancellation (`kill`, [`timeout()`]), the blocking pool, the blocking monitor,
+//! and the crash reports. `docs/design.md` in the repository tells the whole story; each module
+//! opens with its part of it.
+//!
+//! Users reach all of this through the `grove` facade crate. The net and sync crates build on
+//! [`park()`], [`Unparker`] and the timers.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod blocking;
+mod cancel;
+pub mod config;
+mod diag;
+mod driver;
+mod greenlet;
+mod local;
+mod monitor;
+mod overflow;
+mod park;
+pub mod park_state;
+mod sched;
+pub mod stack;
+mod sync;
+mod task;
+mod timer;
+
+pub use cancel::{timeout, Elapsed, Killed};
+pub use config::{Config, ConfigError};
+pub use greenlet::{current, spawn, spawn_blocking, workers, Builder, Current, JoinHandle};
+pub use local::LocalKey;
+pub use park::{park, sleep, sleep_until, yield_now, Unparker};
+pub use park_state::Wake;
+pub use task::GreenletId;
+
+/// Introspection for tests and diagnostics; not a stable API.
+#[doc(hidden)]
+pub mod debug {
+    use crate::sched::{runtime, try_runtime};
+
+    /// Armed timers.
+    pub fn armed_timers() -> usize {
+        runtime().timers.len()
+    }
+
+    /// Threads in the blocking pool.
+    pub fn blocking_threads() -> usize {
+        runtime().blocking.threads()
+    }
+
+    /// Workers awake right now (0 when the whole runtime sleeps).
+    pub fn awake_workers() -> Option<usize> {
+        try_runtime().map(|rt| rt.idle.num_unparked())
+    }
+
+    /// True if guard pages are installed with `MADV_GUARD_INSTALL` (no mapping per stack).
+    pub fn guards_use_madvise() -> bool {
+        crate::stack::guards_use_madvise()
+    }
+}

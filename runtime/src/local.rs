@@ -1,0 +1,114 @@
+//! Greenlet-local storage: gevent's `local`, a value per greenlet.
+//!
+//! `thread_local!` is the wrong tool inside greenlets: many greenlets share one worker thread,
+//! and one greenlet may run on several threads over its life (docs/tls.md). A
+//! [`greenlet_local!`](crate::greenlet_local) static gives each greenlet its own value instead,
+//! made by the initialiser on first use and dropped when the greenlet ends, on the greenlet's
+//! own stack, before `join` returns. On a plain thread the value is per thread, dropped when the
+//! thread exits.
+//!
+//! Storage is a short vector of (key, boxed value) in the greenlet's header: greenlets use a
+//! handful of locals at most, and a linear scan of a few entries beats hashing.
+
+use crate::sched::context::current_task;
+use std::any::Any;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+/// The values of one greenlet (or thread).
+#[derive(Default)]
+pub(crate) struct LocalMap(Vec<(usize, Box<dyn Any + Send>)>);
+
+impl LocalMap {
+    /// Drops every value, newest first.
+    pub(crate) fn clear(&mut self) {
+        while let Some(entry) = self.0.pop() {
+            drop(entry);
+        }
+    }
+
+    fn get_or_insert(&mut self, key: usize, init: impl FnOnce() -> Box<dyn Any + Send>) -> *const (dyn Any + Send) {
+        if let Some((_, v)) = self.0.iter().find(|(k, _)| *k == key) {
+            return &**v;
+        }
+        self.0.push((key, init()));
+        &*self.0.last().expect("grove: local just pushed").1
+    }
+}
+
+thread_local! {
+    static THREAD_LOCALS: RefCell<LocalMap> = RefCell::new(LocalMap::default());
+}
+
+static NEXT_KEY: AtomicUsize = AtomicUsize::new(1);
+
+/// A greenlet-local variable; declare one with [`greenlet_local!`](crate::greenlet_local).
+pub struct LocalKey<T: Send + 'static> {
+    init: fn() -> T,
+    key: AtomicUsize,
+}
+
+impl<T: Send + 'static> LocalKey<T> {
+    #[doc(hidden)]
+    pub const fn new(init: fn() -> T) -> LocalKey<T> {
+        LocalKey {
+            init,
+            key: AtomicUsize::new(0),
+        }
+    }
+
+    fn key(&self) -> usize {
+        let k = self.key.load(Relaxed);
+        if k != 0 {
+            return k;
+        }
+        let fresh = NEXT_KEY.fetch_add(1, Relaxed);
+        match self.key.compare_exchange(0, fresh, Relaxed, Relaxed) {
+            Ok(_) => fresh,
+            Err(won) => won,
+        }
+    }
+
+    /// Runs `f` with the current greenlet's value (the current thread's on a plain thread),
+    /// making it with the initialiser on first use.
+    pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
+        let key = self.key();
+        let make = || Box::new((self.init)()) as Box<dyn Any + Send>;
+        let h = current_task();
+        let ptr = if h.is_null() {
+            THREAD_LOCALS.with(|m| m.borrow_mut().get_or_insert(key, make))
+        } else {
+            // SAFETY: the running greenlet alone touches its own local part; the borrow ends here.
+            unsafe { (*h).local().locals.get_or_insert(key, make) }
+        };
+        // SAFETY: values are boxed, so they stay put when the map grows, and are dropped only
+        // when the greenlet (thread) ends, which cannot happen while `f` runs in it.
+        let value = unsafe { &*ptr };
+        f(value
+            .downcast_ref::<T>()
+            .expect("grove: greenlet-local key holds a value of another type"))
+    }
+}
+
+/// Declares greenlet-local statics, like `thread_local!`:
+///
+/// ```
+/// grove_runtime::greenlet_local! {
+///     static REQUESTS: std::cell::Cell<u32> = std::cell::Cell::new(0);
+/// }
+/// REQUESTS.with(|r| r.set(r.get() + 1));
+/// ```
+#[macro_export]
+macro_rules! greenlet_local {
+    ($($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr;)+) => {
+        $(
+            $(#[$attr])*
+            $vis static $name: $crate::LocalKey<$t> = $crate::LocalKey::new({
+                fn __grove_local_init() -> $t {
+                    $init
+                }
+                __grove_local_init
+            });
+        )+
+    };
+}

@@ -1,0 +1,357 @@
+//! The one parking primitive every blocking call goes through, in a greenlet or on a thread.
+//!
+//! # The protocol (Go's `gopark`)
+//!
+//! A blocking call (a lock, a channel receive, a socket read, `join`, `sleep`) is written as:
+//!
+//! ```text
+//! let guard = object.lock();              // the object's own lock
+//! if ready(&guard) { return ... }        // fast path
+//! park(|token| {                          // runs in the caller, before the switch
+//!     guard.waiters.push(token);          //   hand out the wake-up token
+//!     Some(move || drop(guard))           //   the unlock step, run AFTER the switch
+//! }, deadline);
+//! ```
+//!
+//! In a greenlet, [`park`] makes the token (bumping the park generation, see
+//! [`crate::park_state`]), arms the deadline's timer, runs `register`, and switches to the
+//! worker. The worker runs the returned unlock step on its own stack and only then commits the
+//! park. A waker can only find the token under the object's lock, so it always finds the greenlet
+//! fully switched out: no waker ever resumes a greenlet whose stack is still in use. Timers and
+//! `kill` do not take the object's lock; the park state's compare-exchanges settle those races.
+//!
+//! On a plain OS thread the same call blocks the thread: the unlock step runs at once, and the
+//! thread sleeps on its own mutex and condvar until the park state says a waker won.
+//!
+//! # Cancellation
+//!
+//! Every park is a cancellation point. A pending `kill`, or an expired `timeout` scope, makes
+//! `park` unwind instead of returning (`resume_unwind`, so no panic message is printed); the
+//! caller's destructors, such as the guard that removes its token from a wait list, run as the
+//! stack unwinds. While the thread is already unwinding, `park` never starts another unwind: it
+//! returns [`Wake::Killed`] or [`Wake::TimedOut`] instead.
+
+use crate::cancel;
+use crate::park_state::{ParkState, Wake, WakeOutcome};
+use crate::sched::context::current_task;
+use crate::sched::{runtime, Hint};
+use crate::task::{Header, Suspend, TaskRef};
+use crate::timer::TimerKey;
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A wake-up token for one park of one greenlet or thread.
+pub struct Unparker {
+    target: Target,
+    gen: u64,
+}
+
+enum Target {
+    Greenlet(TaskRef),
+    Thread(Arc<ThreadParker>),
+}
+
+impl Unparker {
+    /// The token for park `gen` of `task` (for `kill`, which finds the park by itself).
+    pub(crate) fn for_greenlet(task: TaskRef, gen: u64) -> Unparker {
+        Unparker {
+            target: Target::Greenlet(task),
+            gen,
+        }
+    }
+
+    /// Wakes the park this token was made for. True if this call woke it; false if the park
+    /// already ended (woken by another token, timed out, killed) or was never committed to.
+    /// A waker handing over a resource must pass it on to another waiter when this is false.
+    pub fn unpark(self) -> bool {
+        self.wake_with(Wake::Unparked, Hint::Next)
+    }
+
+    /// [`Unparker::unpark`] without consuming the token.
+    pub fn unpark_by_ref(&self) -> bool {
+        self.wake_by_ref(Wake::Unparked, Hint::Next)
+    }
+
+    pub(crate) fn wake_with(self, why: Wake, hint: Hint) -> bool {
+        match self.target {
+            Target::Greenlet(task) => match task.header().park.wake(self.gen, why) {
+                WakeOutcome::Lost => false,
+                WakeOutcome::WonEarly => true,
+                WakeOutcome::WonParked => {
+                    runtime().schedule(task, hint);
+                    true
+                }
+            },
+            Target::Thread(ref t) => t.wake(self.gen, why),
+        }
+    }
+
+    pub(crate) fn wake_by_ref(&self, why: Wake, hint: Hint) -> bool {
+        match &self.target {
+            Target::Greenlet(task) => match task.header().park.wake(self.gen, why) {
+                WakeOutcome::Lost => false,
+                WakeOutcome::WonEarly => true,
+                WakeOutcome::WonParked => {
+                    runtime().schedule(task.clone(), hint);
+                    true
+                }
+            },
+            Target::Thread(t) => t.wake(self.gen, why),
+        }
+    }
+
+    /// True while the park this token was made for has not ended.
+    pub fn is_waiting(&self) -> bool {
+        match &self.target {
+            Target::Greenlet(task) => task.header().park.is_waiting(self.gen),
+            Target::Thread(t) => t.state.is_waiting(self.gen),
+        }
+    }
+
+    /// True if both tokens wake the same park.
+    pub fn same_park(&self, other: &Unparker) -> bool {
+        self.gen == other.gen
+            && match (&self.target, &other.target) {
+                (Target::Greenlet(a), Target::Greenlet(b)) => a.ptr_eq(b),
+                (Target::Thread(a), Target::Thread(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Clone for Unparker {
+    fn clone(&self) -> Unparker {
+        Unparker {
+            target: match &self.target {
+                Target::Greenlet(t) => Target::Greenlet(t.clone()),
+                Target::Thread(t) => Target::Thread(t.clone()),
+            },
+            gen: self.gen,
+        }
+    }
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.target {
+            Target::Greenlet(_) => "greenlet",
+            Target::Thread(_) => "thread",
+        };
+        f.debug_struct("Unparker")
+            .field("target", &kind)
+            .field("gen", &self.gen)
+            .finish()
+    }
+}
+
+/// A plain thread's park slot.
+pub(crate) struct ThreadParker {
+    state: ParkState,
+    lock: parking_lot::Mutex<()>,
+    cvar: parking_lot::Condvar,
+}
+
+impl ThreadParker {
+    fn wake(&self, gen: u64, why: Wake) -> bool {
+        match self.state.wake(gen, why) {
+            WakeOutcome::Lost => false,
+            WakeOutcome::WonEarly => true,
+            WakeOutcome::WonParked => {
+                // Taking the lock orders this signal after the sleeper's check (see `park_thread`).
+                drop(self.lock.lock());
+                self.cvar.notify_one();
+                true
+            }
+        }
+    }
+}
+
+/// A plain thread's grove context: its park slot and its `timeout` scopes.
+pub(crate) struct ThreadCtx {
+    pub(crate) parker: Arc<ThreadParker>,
+    pub(crate) scopes: RefCell<Vec<(Instant, u64)>>,
+}
+
+thread_local! {
+    static THREAD_CTX: ThreadCtx = ThreadCtx {
+        parker: Arc::new(ThreadParker {
+            state: ParkState::new(),
+            lock: parking_lot::Mutex::new(()),
+            cvar: parking_lot::Condvar::new(),
+        }),
+        scopes: RefCell::new(Vec::new()),
+    };
+}
+
+/// Runs `f` with this plain thread's context.
+#[inline(never)]
+pub(crate) fn with_thread_ctx<R>(f: impl FnOnce(&ThreadCtx) -> R) -> R {
+    THREAD_CTX.with(f)
+}
+
+/// Blocks the current greenlet (or thread) until a token made here is unparked or `deadline`
+/// passes.
+///
+/// `register` receives the token and returns the unlock step to run once the caller is switched
+/// out, or `None` if it found there is nothing to wait for after all (then `park` returns
+/// [`Wake::Unparked`] at once). Unwinds on `kill` or an expired `timeout` scope; see the
+/// module docs.
+pub fn park<R, U>(register: R, deadline: Option<Instant>) -> Wake
+where
+    R: FnOnce(Unparker) -> Option<U>,
+    U: FnOnce(),
+{
+    let h = current_task();
+    if h.is_null() {
+        return park_thread(register, deadline);
+    }
+    // SAFETY: a non-null current task is the greenlet running this code, alive while it runs.
+    park_greenlet(unsafe { &*h }, register, deadline)
+}
+
+fn park_greenlet<R, U>(h: &Header, register: R, deadline: Option<Instant>) -> Wake
+where
+    R: FnOnce(Unparker) -> Option<U>,
+    U: FnOnce(),
+{
+    let scope = cancel::check_interrupts_greenlet(h);
+    let effective = earliest(deadline, scope.map(|s| s.0));
+    let gen = h.park.prepare();
+    // SAFETY: `h` is the running greenlet's header, alive.
+    let me = unsafe { TaskRef::clone_from_header(h) };
+    let token = Unparker {
+        target: Target::Greenlet(me),
+        gen,
+    };
+    let timer = effective.map(|d| runtime().arm_timer(d, token.clone()));
+    let Some(unlock) = register(token) else {
+        // Nothing to wait for: end the park ourselves (a racing waker may have ended it first).
+        let _ = h.park.wake(gen, Wake::Unparked);
+        let _ = h.park.take_wake(gen);
+        cancel_timer(timer);
+        return Wake::Unparked;
+    };
+    let mut unlock = Some(unlock);
+    let mut step = move || {
+        if let Some(u) = unlock.take() {
+            u()
+        }
+    };
+    let step: &mut dyn FnMut() = &mut step;
+    // SAFETY: only the lifetime is erased. The worker calls the step right after the switch,
+    // while this frame is suspended and so alive, and never after it resumes.
+    let step: *mut (dyn FnMut() + 'static) = unsafe { std::mem::transmute(step) };
+    suspend(h, Suspend::Park { gen, unlock: step });
+    let why = h
+        .park
+        .take_wake(gen)
+        .expect("grove: greenlet resumed from a park nobody ended");
+    if why != Wake::TimedOut {
+        cancel_timer(timer);
+    }
+    cancel::resolve_wake(why, deadline, scope)
+}
+
+fn cancel_timer(timer: Option<TimerKey>) {
+    if let Some(key) = timer {
+        runtime().timers.cancel(key);
+    }
+}
+
+fn park_thread<R, U>(register: R, deadline: Option<Instant>) -> Wake
+where
+    R: FnOnce(Unparker) -> Option<U>,
+    U: FnOnce(),
+{
+    let scope = cancel::check_interrupts_thread();
+    let effective = earliest(deadline, scope.map(|s| s.0));
+    let parker = with_thread_ctx(|c| c.parker.clone());
+    let gen = parker.state.prepare();
+    let token = Unparker {
+        target: Target::Thread(parker.clone()),
+        gen,
+    };
+    let Some(unlock) = register(token) else {
+        let _ = parker.state.wake(gen, Wake::Unparked);
+        let _ = parker.state.take_wake(gen);
+        return Wake::Unparked;
+    };
+    unlock();
+    if parker.state.commit(gen) {
+        let mut guard = parker.lock.lock();
+        while parker.state.is_waiting(gen) {
+            match effective {
+                None => parker.cvar.wait(&mut guard),
+                Some(d) => {
+                    if Instant::now() >= d || parker.cvar.wait_until(&mut guard, d).timed_out() {
+                        // Claim the timeout ourselves; a waker that got in first wins instead.
+                        let _ = parker.state.wake(gen, Wake::TimedOut);
+                    }
+                }
+            }
+        }
+    }
+    let why = parker
+        .state
+        .take_wake(gen)
+        .expect("grove: thread woke from a park nobody ended");
+    cancel::resolve_wake(why, deadline, scope)
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Switches from the running greenlet `h` to its worker.
+fn suspend(h: &Header, why: Suspend) {
+    // SAFETY: only the running greenlet reads its own yielder, set when its coroutine started.
+    let yielder = unsafe { h.local().yielder };
+    assert!(!yielder.is_null(), "grove: greenlet has no yielder");
+    // SAFETY: the yielder lives at the base of this greenlet's stack for as long as it runs.
+    unsafe { (*yielder).suspend(why) };
+}
+
+/// Lets every other runnable greenlet of this worker run first (`std::thread::yield_now` on a
+/// plain thread). A cancellation point, like every blocking call.
+pub fn yield_now() {
+    let h = current_task();
+    if h.is_null() {
+        cancel::check_interrupts_thread();
+        std::thread::yield_now();
+        return;
+    }
+    // SAFETY: as in `park`.
+    let h = unsafe { &*h };
+    cancel::check_interrupts_greenlet(h);
+    suspend(h, Suspend::Yield);
+}
+
+/// Sleeps for `d`: parks the greenlet (blocks a plain thread). `sleep(Duration::ZERO)` yields.
+pub fn sleep(d: Duration) {
+    match Instant::now().checked_add(d) {
+        Some(deadline) => sleep_until(deadline),
+        None => sleep_forever(),
+    }
+}
+
+/// Sleeps until `deadline`; yields if it has passed.
+pub fn sleep_until(deadline: Instant) {
+    if deadline <= Instant::now() {
+        return yield_now();
+    }
+    while park(|_token| Some(|| ()), Some(deadline)) != Wake::TimedOut {
+        if Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
+fn sleep_forever() {
+    loop {
+        park(|_token| Some(|| ()), None);
+    }
+}

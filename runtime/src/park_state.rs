@@ -1,0 +1,188 @@
+//! The park/wake state machine shared by greenlets and plain threads.
+//!
+//! # The problem
+//!
+//! A greenlet that blocks hands a wake-up token ([`crate::Unparker`]) to whoever may wake it (a
+//! lock's wait list, a timer, a socket's waiter slot, `kill`), then switches away. Several of
+//! those may try to wake the same park at once (the lock is released just as the timeout fires
+//! and `kill` is called); exactly one must win, the others must learn that they lost (so a lock
+//! hands its wake-up to the next waiter instead of swallowing it), and a token from an earlier
+//! park must never wake a later one.
+//!
+//! # The states
+//!
+//! One `AtomicU64` holds `gen << 3 | st`. `gen` counts parks: [`ParkState::prepare`] bumps it,
+//! and every token carries the generation it was made for, so a stale token's compare-exchange
+//! fails. `st` is one of:
+//!
+//! * `IDLE`: not waiting (running, or queued to run).
+//! * `PREPARED`: tokens for this `gen` are out; the owner is about to switch away (or, on a plain
+//!   thread, about to block) but has not finished doing so.
+//! * `PARKED`: switched away; a winning waker must put it back on a run queue.
+//! * `WOKE_*`: a waker won; the low bits say why (unparked, timed out, killed).
+//!
+//! # The steps
+//!
+//! ```text
+//!   owner:  IDLE --prepare--> PREPARED --commit (after the switch)--> PARKED
+//!   waker:  PREPARED --wake--> WOKE_x   (owner's commit then fails: it runs again at once)
+//!   waker:  PARKED   --wake--> WOKE_x   (the waker schedules it)
+//!   owner:  WOKE_x --take_wake (on resume)--> IDLE
+//! ```
+//!
+//! Every transition out of `PREPARED`/`PARKED` is a compare-exchange on the full word, so of
+//! all the wakers and the owner's own commit exactly one succeeds from each state, and no wake-up
+//! is lost: either the waker's CAS lands before the commit (then the commit fails and the owner
+//! sees `WOKE_x` and is rescheduled by the committing side), or after it (then the waker sees
+//! `PARKED` and schedules the greenlet itself).
+//!
+//! # Orderings
+//!
+//! A waker's successful CAS is `AcqRel`: its release half publishes whatever the waker wrote
+//! before waking (a value handed over through a channel slot, say), and the owner's `Acquire`
+//! load in [`ParkState::take_wake`] pairs with it. The commit CAS is `AcqRel` too: its release
+//! half orders the owner's unlock step (run just before it) before any waker that later sees
+//! `PARKED` goes on to resume the greenlet on another worker, so that worker sees the stack as
+//! the switch left it.
+//!
+//! `kill` is the one waker that does not hold a token: it sets the greenlet's kill flag and then
+//! wakes whatever park is current. It and [`ParkState::commit`] form a Dekker pair (flag store
+//! then state load, against state CAS then flag load, all `SeqCst`), so either `kill` sees the
+//! park and wakes it, or the committing side sees the flag and wakes itself.
+
+use crate::sync::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+
+const ST_BITS: u32 = 3;
+const ST_MASK: u64 = (1 << ST_BITS) - 1;
+
+const IDLE: u64 = 0;
+const PREPARED: u64 = 1;
+const PARKED: u64 = 2;
+const WOKE_UNPARKED: u64 = 3;
+const WOKE_TIMED_OUT: u64 = 4;
+const WOKE_KILLED: u64 = 5;
+
+/// Why a park ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// A token's [`crate::Unparker::unpark`] woke it.
+    Unparked,
+    /// The park's own deadline passed.
+    TimedOut,
+    /// `kill` woke it (the park primitive turns this into an unwind).
+    Killed,
+}
+
+impl Wake {
+    fn bits(self) -> u64 {
+        match self {
+            Wake::Unparked => WOKE_UNPARKED,
+            Wake::TimedOut => WOKE_TIMED_OUT,
+            Wake::Killed => WOKE_KILLED,
+        }
+    }
+}
+
+/// What a successful [`ParkState::wake`] obliges the waker to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WakeOutcome {
+    /// The token was stale or another waker won: nothing was woken.
+    Lost,
+    /// Won before the owner finished parking; the owner will notice by itself.
+    WonEarly,
+    /// Won against a parked owner: the waker must make it runnable.
+    WonParked,
+}
+
+/// The park word of one greenlet or plain thread. See the module docs.
+pub struct ParkState(AtomicU64);
+
+impl Default for ParkState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ParkState {
+    /// A state with no park in progress.
+    pub fn new() -> Self {
+        ParkState(AtomicU64::new(IDLE))
+    }
+
+    /// Owner: start a new park, returning the generation its tokens must carry.
+    pub fn prepare(&self) -> u64 {
+        // Only the owner changes the generation, so a relaxed read of our own last write is exact.
+        let gen = (self.0.load(Relaxed) >> ST_BITS) + 1;
+        // Release: pairs with the Acquire load in `wake`, for a waker that got the token through a
+        // channel that does not itself synchronise (a timer entry read by another thread).
+        self.0.store(gen << ST_BITS | PREPARED, Release);
+        gen
+    }
+
+    /// Owner, after it has switched away (or, on a plain thread, before it blocks): move
+    /// `PREPARED` to `PARKED`. False if a waker got in first; then the owner must run again.
+    pub fn commit(&self, gen: u64) -> bool {
+        // SeqCst: one side of the Dekker pair with `kill` (see the module docs).
+        self.0
+            .compare_exchange(gen << ST_BITS | PREPARED, gen << ST_BITS | PARKED, SeqCst, Acquire)
+            .is_ok()
+    }
+
+    /// Waker: try to end park `gen` for `why`.
+    pub fn wake(&self, gen: u64, why: Wake) -> WakeOutcome {
+        let mut cur = self.0.load(Acquire);
+        loop {
+            if cur >> ST_BITS != gen {
+                return WakeOutcome::Lost;
+            }
+            let outcome = match cur & ST_MASK {
+                PREPARED => WakeOutcome::WonEarly,
+                PARKED => WakeOutcome::WonParked,
+                _ => return WakeOutcome::Lost,
+            };
+            // AcqRel: the release half publishes the waker's hand-off to the owner's Acquire in
+            // `take_wake`; the acquire half pairs with `commit`'s release (see module docs).
+            match self
+                .0
+                .compare_exchange(cur, gen << ST_BITS | why.bits(), AcqRel, Acquire)
+            {
+                Ok(_) => return outcome,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// `kill`'s side of the Dekker pair: the generation of the park in progress, if any.
+    /// The caller set the kill flag (SeqCst) just before.
+    pub fn current_park(&self) -> Option<u64> {
+        let cur = self.0.load(SeqCst);
+        matches!(cur & ST_MASK, PREPARED | PARKED).then_some(cur >> ST_BITS)
+    }
+
+    /// Owner, on resuming: why the park ended, and back to `IDLE`. `None` if nobody woke it
+    /// (only possible on a plain thread that times out by itself: it then claims the timeout).
+    pub fn take_wake(&self, gen: u64) -> Option<Wake> {
+        // Acquire: pairs with the winning waker's AcqRel CAS in `wake`.
+        let cur = self.0.load(Acquire);
+        assert_eq!(
+            cur >> ST_BITS,
+            gen,
+            "grove: park generation changed under a parked owner"
+        );
+        let why = match cur & ST_MASK {
+            WOKE_UNPARKED => Wake::Unparked,
+            WOKE_TIMED_OUT => Wake::TimedOut,
+            WOKE_KILLED => Wake::Killed,
+            _ => return None,
+        };
+        self.0.store(gen << ST_BITS | IDLE, Relaxed);
+        Some(why)
+    }
+
+    /// True while a park of generation `gen` is still waiting (not yet woken).
+    pub fn is_waiting(&self, gen: u64) -> bool {
+        let cur = self.0.load(Acquire);
+        cur >> ST_BITS == gen && matches!(cur & ST_MASK, PREPARED | PARKED)
+    }
+}

@@ -1,0 +1,52 @@
+//! The runtime's own thread-locals, read only through accessors the optimiser cannot cache.
+//!
+//! A greenlet may park on one worker and resume on another. LLVM is allowed to compute a
+//! thread-local's address once and keep it across a call (llvm-project#98479), and a context
+//! switch looks like an ordinary call to it: code that read `CURRENT` before parking could, after
+//! resuming elsewhere, read the *old* worker's slot. Every access therefore goes through a
+//! function marked `#[inline(never)]`: each call computes the address afresh on whichever thread
+//! it runs on, and nothing in a caller's frame holds a thread-local address across a switch.
+//! See docs/tls.md for what this means for users' own thread-locals.
+
+use super::worker::Core;
+use crate::task::Header;
+use std::cell::Cell;
+use std::ptr;
+
+thread_local! {
+    /// The greenlet running on this thread right now (null on a plain thread or in the
+    /// scheduler loop).
+    static CURRENT_TASK: Cell<*const Header> = const { Cell::new(ptr::null()) };
+    /// This thread's worker core, when the thread is a grove worker.
+    static CURRENT_CORE: Cell<*const Core> = const { Cell::new(ptr::null()) };
+}
+
+/// The greenlet running on this thread, or null.
+#[inline(never)]
+pub(crate) fn current_task() -> *const Header {
+    CURRENT_TASK.with(|c| c.get())
+}
+
+/// Records the greenlet about to run on this thread (null when it switched back).
+#[inline(never)]
+pub(crate) fn set_current_task(h: *const Header) {
+    CURRENT_TASK.with(|c| c.set(h))
+}
+
+/// This worker's core, or null on a thread that is not a grove worker.
+#[inline(never)]
+pub(crate) fn current_core() -> *const Core {
+    CURRENT_CORE.with(|c| c.get())
+}
+
+/// Records the core this worker thread runs with.
+#[inline(never)]
+pub(crate) fn set_current_core(c: *const Core) {
+    CURRENT_CORE.with(|cell| cell.set(c))
+}
+
+/// Signal-handler read of the current greenlet: a plain load of a `const`-initialised
+/// thread-local with no destructor, which is async-signal-safe.
+pub(crate) fn current_task_for_signal() -> *const Header {
+    CURRENT_TASK.try_with(|c| c.get()).unwrap_or(ptr::null())
+}

@@ -1,0 +1,224 @@
+//! The scheduler: the shared state of the running runtime, and where runnable greenlets go.
+//!
+//! # Shape
+//!
+//! `GROVE_WORKERS` OS threads each own a [`worker::Core`] (Go's P: the right to run greenlets,
+//! moved by value into the worker's loop). A core holds a FIFO crossbeam deque; its other end,
+//! the stealer, sits in the worker's [`Remote`] with a one-greenlet `runnext` slot (Go's
+//! `runnext`, tokio's LIFO slot) and a small inbox for greenlets pinned to that worker. One
+//! global injector takes greenlets made runnable by threads that are not workers.
+//!
+//! # Where a runnable greenlet goes ([`schedule`])
+//!
+//! * Woken by a greenlet (a lock released, a value sent): into the waker's `runnext`, so it runs
+//!   next on the same worker, warm in cache, without waking anyone; the greenlet it displaces
+//!   goes to the back of the deque, where idle workers can steal it (and are woken to).
+//! * Spawned, or woken by a timer or `kill`, on a worker: the back of that worker's deque.
+//! * From a plain thread (or the monitor): the injector.
+//! * Pinned: its home worker's inbox, waking that worker in particular.
+//!
+//! Rejected: one global queue (every switch would contend on it), and binding each greenlet
+//! to the worker that spawned it (a blocked worker would strand them).
+
+pub(crate) mod context;
+pub mod idle;
+pub mod parker;
+pub(crate) mod worker;
+
+use crate::blocking::BlockingPool;
+use crate::config::Config;
+use crate::driver::Driver;
+use crate::monitor::{MonitorShared, RunInfo};
+use crate::stack::StackPool;
+use crate::task::{GreenletId, Header, TaskRef, NOT_PINNED, PIN_ON_FIRST_RUN};
+use crate::timer::{TimerKey, Timers};
+use crossbeam_deque::{Injector, Stealer};
+use crossbeam_utils::CachePadded;
+use idle::Idle;
+use parker::{Parker, Unpark};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// What other threads may touch of a worker.
+pub(crate) struct Remote {
+    pub(crate) stealer: Stealer<TaskRef>,
+    /// The greenlet to run next (a `TaskRef::into_raw`, or null).
+    pub(crate) runnext: AtomicPtr<Header>,
+    /// Greenlets pinned to this worker.
+    pub(crate) pinned: Injector<TaskRef>,
+    pub(crate) parker: Parker,
+    /// What the worker is running, for the blocking monitor.
+    pub(crate) run: RunInfo,
+    /// Set by the monitor while the worker has held one greenlet for long: others may then
+    /// steal its `runnext` too.
+    pub(crate) blocked: AtomicBool,
+}
+
+/// The running runtime.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) injector: Injector<TaskRef>,
+    pub(crate) remotes: Box<[CachePadded<Remote>]>,
+    pub(crate) idle: Idle,
+    pub(crate) timers: Timers,
+    pub(crate) driver: Driver,
+    pub(crate) stacks: StackPool,
+    pub(crate) blocking: BlockingPool,
+    pub(crate) monitor: MonitorShared,
+    next_id: AtomicU64,
+}
+
+static RUNTIME: OnceLock<&'static Shared> = OnceLock::new();
+
+/// The runtime, started on first use.
+#[inline]
+pub(crate) fn runtime() -> &'static Shared {
+    match RUNTIME.get() {
+        Some(rt) => rt,
+        None => RUNTIME.get_or_init(start),
+    }
+}
+
+/// The runtime if it has started.
+pub(crate) fn try_runtime() -> Option<&'static Shared> {
+    RUNTIME.get().copied()
+}
+
+fn start() -> &'static Shared {
+    let config = Config::from_env().unwrap_or_else(|e| {
+        eprintln!("{e}");
+        std::process::exit(2);
+    });
+    crate::diag::install_panic_hook();
+    crate::overflow::install_handler();
+    let n = config.workers;
+    let cores: Vec<_> = (0..n).map(worker::Core::new).collect();
+    let remotes = cores
+        .iter()
+        .map(|c| {
+            CachePadded::new(Remote {
+                stealer: c.stealer(),
+                runnext: AtomicPtr::new(std::ptr::null_mut()),
+                pinned: Injector::new(),
+                parker: Parker::new(),
+                run: RunInfo::default(),
+                blocked: AtomicBool::new(false),
+            })
+        })
+        .collect();
+    let driver = Driver::new().unwrap_or_else(|e| {
+        eprintln!("grove: cannot create the poller: {e}");
+        std::process::exit(2);
+    });
+    let epoch = Instant::now();
+    let shared: &'static Shared = Box::leak(Box::new(Shared {
+        stacks: StackPool::new(config.stack_size),
+        blocking: BlockingPool::new(config.max_blocking_threads),
+        config,
+        injector: Injector::new(),
+        remotes,
+        idle: Idle::new(n),
+        timers: Timers::new(epoch),
+        driver,
+        monitor: MonitorShared::new(n),
+        next_id: AtomicU64::new(1),
+    }));
+    for core in cores {
+        let name = format!("grove-worker-{}", core.index());
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || worker::run(shared, core))
+            .unwrap_or_else(|e| {
+                eprintln!("grove: cannot start a worker thread: {e}");
+                std::process::exit(2);
+            });
+    }
+    crate::monitor::start(shared);
+    shared
+}
+
+/// How a woken greenlet should be queued.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Hint {
+    /// Run it next on this worker (woken by a greenlet).
+    Next,
+    /// Behind the work already queued (spawned, timer, kill).
+    Back,
+}
+
+impl Shared {
+    /// A fresh greenlet id.
+    pub(crate) fn next_id(&self) -> GreenletId {
+        GreenletId(self.next_id.fetch_add(1, Relaxed))
+    }
+
+    /// Wakes one sleeping worker if work became stealable and nobody is looking.
+    pub(crate) fn notify_work(&self) {
+        if let Some(i) = self.idle.worker_to_notify() {
+            self.unpark_worker(i);
+        }
+    }
+
+    pub(crate) fn unpark_worker(&self, i: usize) {
+        if self.remotes[i].parker.unpark() == Unpark::WakeDriver {
+            self.driver.wake();
+        }
+    }
+
+    /// Puts a runnable greenlet where it will run (see the module docs).
+    pub(crate) fn schedule(&self, task: TaskRef, hint: Hint) {
+        let home = task.header().home.load(Relaxed);
+        if home != NOT_PINNED && home != PIN_ON_FIRST_RUN {
+            self.remotes[home].pinned.push(task);
+            if self.idle.claim_sleeper(home) {
+                self.unpark_worker(home);
+            }
+            return;
+        }
+        let core = context::current_core();
+        if core.is_null() {
+            self.injector.push(task);
+            self.notify_work();
+            return;
+        }
+        // SAFETY: a non-null current core is the live core of this worker thread, only used by
+        // shared reference while greenlets run.
+        let core = unsafe { &*core };
+        match hint {
+            Hint::Next => {
+                let slot = &self.remotes[core.index()].runnext;
+                // AcqRel: pairs with the swap in `take_runnext`/`steal_runnext`.
+                let prev = slot.swap(task.into_raw(), AcqRel);
+                if !prev.is_null() {
+                    // SAFETY: the slot held a pointer from `into_raw`, now ours.
+                    core.push(unsafe { TaskRef::from_raw(prev) });
+                    self.notify_work();
+                }
+            }
+            Hint::Back => {
+                core.push(task);
+                self.notify_work();
+            }
+        }
+    }
+
+    /// Arms a timer waking `u` with `TimedOut` at `deadline`.
+    pub(crate) fn arm_timer(&self, deadline: Instant, u: crate::park::Unparker) -> TimerKey {
+        let (key, earliest) = self.timers.insert(deadline, u);
+        if earliest {
+            self.driver.on_earlier_timer(self.timers.nanos(deadline));
+        }
+        key
+    }
+
+    /// Makes greenlets runnable whose timers are due; returns how many.
+    pub(crate) fn fire_due_timers(&self) -> usize {
+        if !self.timers.has_timers() {
+            return 0;
+        }
+        let now = self.timers.nanos(Instant::now());
+        self.timers.fire_due(now)
+    }
+}

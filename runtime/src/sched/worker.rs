@@ -1,0 +1,340 @@
+//! A worker thread's loop: find a runnable greenlet, resume it, handle how it switched back.
+//!
+//! # Finding work, in order
+//!
+//! 1. Every [`GLOBAL_CHECK_INTERVAL`] ticks, the pinned inbox and the injector first, so a
+//!    worker whose own greenlets keep each other busy cannot starve them (Go's `schedtick % 61`).
+//! 2. `runnext`, at most [`MAX_RUNNEXT_STREAK`] times in a row: two greenlets that wake each
+//!    other would otherwise hand the worker back and forth forever.
+//! 3. The local deque (FIFO), the pinned inbox, a batch from the injector.
+//! 4. Searching: steal half of another worker's deque (crossbeam's `steal_batch_and_pop`), and
+//!    the `runnext` of a worker the monitor saw blocked; a few rounds, then give up.
+//! 5. Due timers. Then sleep (see [`super::idle`] and [`super::parker`]); the first worker to
+//!    sleep takes the driver and sleeps inside the poller, with the nearest timer as timeout.
+//!
+//! # Resuming
+//!
+//! A greenlet switches back either to yield (it goes to the back of the deque) or to park, with
+//! the unlock step of the blocking call it is in (Go's `gopark`). The worker runs that step on its
+//! own stack, after the switch, and only then commits the park (see [`crate::park_state`]): from
+//! that moment a waker may resume the greenlet on another worker, so nothing here touches it
+//! after a successful commit.
+
+use super::context::{set_current_core, set_current_task};
+use super::Shared;
+use crate::park_state::{Wake, WakeOutcome};
+use crate::stack::{Stack, LOCAL_CACHE_MAX};
+use crate::task::{SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
+use corosensei::CoroutineResult;
+use crossbeam_deque::{Steal, Stealer, Worker};
+use std::cell::{Cell, UnsafeCell};
+use std::io;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+
+/// Ticks between checks of the global queues.
+const GLOBAL_CHECK_INTERVAL: u32 = 61;
+/// Consecutive greenlets taken from `runnext` before the deque gets a turn.
+const MAX_RUNNEXT_STREAK: u32 = 16;
+/// Rounds over all victims a searching worker makes before it goes to sleep.
+const SEARCH_ROUNDS: usize = 4;
+
+/// The right to run greenlets on one worker (Go's P): its run queue and caches.
+pub(crate) struct Core {
+    index: usize,
+    local: Worker<TaskRef>,
+    tick: Cell<u32>,
+    runnext_streak: Cell<u32>,
+    searching: Cell<bool>,
+    rng: Cell<u32>,
+    /// Stacks kept by this worker (no lock to take one).
+    stacks: UnsafeCell<Vec<Stack>>,
+}
+
+impl Core {
+    pub(crate) fn new(index: usize) -> Core {
+        Core {
+            index,
+            local: Worker::new_fifo(),
+            tick: Cell::new(0),
+            runnext_streak: Cell::new(0),
+            searching: Cell::new(false),
+            rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
+            stacks: UnsafeCell::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
+    pub(crate) fn stealer(&self) -> Stealer<TaskRef> {
+        self.local.stealer()
+    }
+
+    /// Pushes a runnable greenlet on the back of this worker's deque.
+    pub(crate) fn push(&self, task: TaskRef) {
+        self.local.push(task);
+    }
+
+    /// A default-size stack from this worker's cache, refilled from the pool.
+    pub(crate) fn take_stack(&self, shared: &Shared) -> io::Result<Stack> {
+        // SAFETY: only this worker's thread uses its core's stack cache, never re-entrantly.
+        let cache = unsafe { &mut *self.stacks.get() };
+        if let Some(s) = cache.pop() {
+            return Ok(s);
+        }
+        shared.stacks.take_into(cache, LOCAL_CACHE_MAX / 2)?;
+        Ok(cache
+            .pop()
+            .expect("grove: stack pool gave nothing without an error"))
+    }
+
+    /// Returns a finished greenlet's stack.
+    pub(crate) fn put_stack(&self, shared: &Shared, stack: Stack) {
+        if stack.size() != shared.stacks.stack_size() || stack.is_dedicated() {
+            return drop(stack);
+        }
+        // SAFETY: as in `take_stack`.
+        let cache = unsafe { &mut *self.stacks.get() };
+        cache.push(stack);
+        if cache.len() > LOCAL_CACHE_MAX {
+            shared.stacks.put_all(cache.drain(..LOCAL_CACHE_MAX / 2));
+        }
+    }
+
+    fn next_rand(&self) -> u32 {
+        // xorshift32: victim order only needs to differ between workers and rounds.
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.rng.set(x);
+        x
+    }
+}
+
+/// The worker thread's body.
+pub(crate) fn run(shared: &'static Shared, core: Core) {
+    let core = Box::new(core);
+    set_current_core(&*core);
+    crate::overflow::ensure_altstack();
+    loop {
+        let task = match next_task(shared, &core) {
+            Some(t) => Some(t),
+            None => search(shared, &core),
+        };
+        match task {
+            Some(task) => {
+                if core.searching.replace(false) && shared.idle.end_searching() {
+                    shared.notify_work();
+                }
+                run_task(shared, &core, task);
+                if core.tick.get() % GLOBAL_CHECK_INTERVAL == 0 {
+                    shared.fire_due_timers();
+                }
+            }
+            None => {
+                if shared.fire_due_timers() == 0 {
+                    park(shared, &core);
+                }
+            }
+        }
+    }
+}
+
+fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
+    let tick = core.tick.get().wrapping_add(1);
+    core.tick.set(tick);
+    let remote = &shared.remotes[core.index];
+    if tick % GLOBAL_CHECK_INTERVAL == 0 {
+        if let Some(t) = steal_one(&remote.pinned).or_else(|| steal_one(&shared.injector)) {
+            return Some(t);
+        }
+    }
+    if !remote.runnext.load(Relaxed).is_null() {
+        let streak = core.runnext_streak.get();
+        // AcqRel: pairs with the swap that stored it in `Shared::schedule`.
+        let p = remote.runnext.swap(std::ptr::null_mut(), AcqRel);
+        if !p.is_null() {
+            // SAFETY: the slot held a pointer from `into_raw`; the swap made it ours.
+            let t = unsafe { TaskRef::from_raw(p) };
+            if streak < MAX_RUNNEXT_STREAK {
+                core.runnext_streak.set(streak + 1);
+                return Some(t);
+            }
+            core.push(t);
+        }
+    }
+    core.runnext_streak.set(0);
+    if let Some(t) = core.local.pop() {
+        return Some(t);
+    }
+    if let Some(t) = steal_one(&remote.pinned) {
+        return Some(t);
+    }
+    loop {
+        match shared.injector.steal_batch_and_pop(&core.local) {
+            Steal::Success(t) => return Some(t),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
+fn steal_one(q: &crossbeam_deque::Injector<TaskRef>) -> Option<TaskRef> {
+    loop {
+        match q.steal() {
+            Steal::Success(t) => return Some(t),
+            Steal::Empty => return None,
+            Steal::Retry => continue,
+        }
+    }
+}
+
+fn search(shared: &Shared, core: &Core) -> Option<TaskRef> {
+    if !core.searching.get() {
+        if !shared.idle.try_begin_searching() {
+            return None;
+        }
+        core.searching.set(true);
+    }
+    let n = shared.remotes.len();
+    for _ in 0..SEARCH_ROUNDS {
+        let start = core.next_rand() as usize % n;
+        for i in 0..n {
+            let v = (start + i) % n;
+            if v == core.index {
+                continue;
+            }
+            if let Some(t) = steal_from(shared, core, v) {
+                return Some(t);
+            }
+        }
+        if let Some(t) = next_task(shared, core) {
+            return Some(t);
+        }
+        std::hint::spin_loop();
+    }
+    None
+}
+
+fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
+    let remote = &shared.remotes[victim];
+    loop {
+        match remote.stealer.steal_batch_and_pop(&core.local) {
+            Steal::Success(t) => return Some(t),
+            Steal::Retry => continue,
+            Steal::Empty => break,
+        }
+    }
+    if remote.blocked.load(Relaxed) {
+        // The victim has held one greenlet for long: whatever it queued to run next would wait.
+        let p = remote.runnext.swap(std::ptr::null_mut(), AcqRel);
+        if !p.is_null() {
+            // SAFETY: the slot held a pointer from `into_raw`; the swap made it ours.
+            return Some(unsafe { TaskRef::from_raw(p) });
+        }
+    }
+    None
+}
+
+fn has_work(shared: &Shared, core: &Core) -> bool {
+    let remote = &shared.remotes[core.index];
+    !core.local.is_empty()
+        || !remote.runnext.load(Acquire).is_null()
+        || !remote.pinned.is_empty()
+        || !shared.injector.is_empty()
+        || shared.remotes.iter().any(|r| !r.stealer.is_empty())
+}
+
+fn park(shared: &Shared, core: &Core) {
+    let was_searching = core.searching.replace(false);
+    shared.idle.transition_to_parked(core.index, was_searching);
+    // Re-check after counting ourselves out: see the lost-wake-up argument in `idle`.
+    if !has_work(shared, core) {
+        let remote = &shared.remotes[core.index];
+        match shared.driver.try_lock() {
+            Some(mut driver) => remote
+                .parker
+                .park_driver(|| driver.block_until_event(shared)),
+            None => remote.parker.park_condvar(),
+        }
+    }
+    if !shared.idle.transition_from_parked(core.index) {
+        // A producer chose us, and counted us as searching.
+        core.searching.set(true);
+    }
+    shared.monitor.on_worker_woke(shared);
+}
+
+/// Resumes `task` until it yields, parks or finishes.
+fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
+    let h = task.header();
+    // The worker holding a runnable greenlet's TaskRef is the only one touching its scheduler
+    // slot (the run queues and the park state's AcqRel transitions hand it over). We go through
+    // a raw pointer and never keep a reference across a resume.
+    let slot: *mut SchedSlot = h.sched_slot();
+    // SAFETY: see above; the greenlet is not running, so nothing else refers to the slot.
+    if unsafe { (*slot).coro.is_none() } && !start_task(shared, core, &task, slot) {
+        return;
+    }
+    let remote = &shared.remotes[core.index];
+    loop {
+        remote.run.begin(h);
+        set_current_task(h);
+        // SAFETY: the slot's coroutine exists (made above) and only this thread touches it now.
+        let result = unsafe { (*slot).coro.as_mut().expect("grove: no coroutine").resume(()) };
+        set_current_task(std::ptr::null());
+        remote.run.end();
+        match result {
+            CoroutineResult::Yield(Suspend::Yield) => {
+                core.push(task);
+                return;
+            }
+            CoroutineResult::Yield(Suspend::Park { gen, unlock }) => {
+                // SAFETY: `unlock` lives on the parked greenlet's stack, untouched until it is
+                // resumed, which cannot happen before `commit` below.
+                unsafe { (*unlock)() };
+                if !h.park.commit(gen) {
+                    continue; // woken before it finished parking: run it again at once
+                }
+                // SeqCst: the other half of the Dekker pair with `kill` (see park_state).
+                if h.kill.load(SeqCst) && h.park.wake(gen, Wake::Killed) == WakeOutcome::WonParked
+                {
+                    continue;
+                }
+                return; // parked: its tokens keep it alive; we let go of it
+            }
+            CoroutineResult::Return(()) => {
+                // SAFETY: finished; nothing refers to the coroutine any more.
+                let coro = unsafe { (*slot).coro.take() }.expect("grove: coroutine vanished");
+                core.put_stack(shared, coro.into_stack());
+                h.complete();
+                return;
+            }
+        }
+    }
+}
+
+/// First run: builds the coroutine, or finishes a greenlet killed before it ran (false).
+fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot) -> bool {
+    let h = task.header();
+    // SAFETY: as in `run_task`: this thread alone touches the slot of a greenlet it holds.
+    let slot = unsafe { &mut *slot };
+    let stack = slot
+        .stack
+        .take()
+        .expect("grove: greenlet scheduled without a stack");
+    if h.kill.load(Acquire) {
+        core.put_stack(shared, stack);
+        task.cancel_unstarted();
+        h.complete();
+        return false;
+    }
+    if h.home.load(Relaxed) == PIN_ON_FIRST_RUN {
+        h.home.store(core.index, Relaxed);
+    }
+    slot.guard = stack.guard();
+    slot.coro = Some(task.make_coroutine(stack));
+    true
+}

@@ -1,0 +1,300 @@
+//! Greenlet stacks: mmap'd, committed page by page, guarded, pooled.
+//!
+//! # Layout
+//!
+//! Stacks of the default size are carved out of *slabs*: one large `MAP_NORESERVE` mapping holds
+//! hundreds of slots, each `[guard | stack]`, lowest address first. Pages are committed by the
+//! kernel as the greenlet touches them, so a greenlet that stays shallow costs one page.
+//!
+//! # Guards without a mapping each
+//!
+//! The classic guard page is `mprotect(PROT_NONE)`, which splits the mapping: two mappings per
+//! stack, and Linux's default `vm.max_map_count` of 65,530 then caps a process near 32k stacks
+//! (this is where may fails). Linux 6.13 added `madvise(MADV_GUARD_INSTALL)`, which marks pages
+//! inside a mapping as guard pages in the page tables alone: a touch faults, and the mapping stays
+//! whole. We use it where the kernel has it and fall back to `mprotect` (probed once) elsewhere.
+//! Guards survive `MADV_DONTNEED`, so a slot keeps its guard for life.
+//!
+//! # Pooling
+//!
+//! A finished greenlet's stack goes first to its worker's cache (no lock), then to a global pool
+//! of *warm* stacks (pages still committed, reused at no fault cost). Past [`WARM_POOL_MAX`]
+//! stacks the pool releases the pages with `MADV_DONTNEED` and keeps only the address range as a
+//! *cold* slot. Slabs themselves are never unmapped: the address space is cheap, the mappings few.
+//!
+//! Stacks of any other size (`Builder::stack_size`) get a mapping of their own and are unmapped
+//! when their greenlet ends.
+
+use crate::config::page_size;
+use parking_lot::Mutex;
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+/// Bytes of guard below each stack. With `MADV_GUARD_INSTALL` they cost no memory and no mapping,
+/// so we take more than one page: a frame that skips a single page still lands in the guard.
+const GUARD_SIZE: usize = 64 * 1024;
+
+/// Virtual bytes reserved per slab.
+const SLAB_BYTES: usize = 256 << 20;
+
+/// Warm stacks the global pool keeps before it starts releasing their pages.
+pub(crate) const WARM_POOL_MAX: usize = 1024;
+
+/// Stacks a worker keeps to itself before spilling half to the global pool.
+pub(crate) const LOCAL_CACHE_MAX: usize = 64;
+
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// How guard pages are made on this kernel: 0 = not probed, 1 = madvise, 2 = mprotect.
+static GUARD_METHOD: AtomicU8 = AtomicU8::new(0);
+
+/// One greenlet stack: `[guard_bottom, bottom)` is the guard, `[bottom, top)` the usable stack.
+#[derive(Debug)]
+pub struct Stack {
+    top: usize,
+    bottom: usize,
+    guard_bottom: usize,
+    /// `Some(len)` for a dedicated mapping starting at `guard_bottom`; `None` for a slab slot.
+    dedicated: Option<usize>,
+}
+
+// SAFETY: `base` is the top of a mapping we own exclusively (slab slot or dedicated mapping),
+// page-aligned hence aligned to STACK_ALIGNMENT; `limit` is its lowest address, guard included.
+unsafe impl corosensei::stack::Stack for Stack {
+    fn base(&self) -> corosensei::stack::StackPointer {
+        corosensei::stack::StackPointer::new(self.top).expect("grove: stack top is null")
+    }
+    fn limit(&self) -> corosensei::stack::StackPointer {
+        corosensei::stack::StackPointer::new(self.guard_bottom)
+            .expect("grove: stack limit is null")
+    }
+}
+
+impl Stack {
+    /// The guard range `[start, end)`: a fault there is this stack overflowing.
+    pub fn guard(&self) -> (usize, usize) {
+        (self.guard_bottom, self.bottom)
+    }
+
+    /// True for a stack in a mapping of its own.
+    pub fn is_dedicated(&self) -> bool {
+        self.dedicated.is_some()
+    }
+
+    /// Usable bytes.
+    pub fn size(&self) -> usize {
+        self.top - self.bottom
+    }
+
+    /// Gives back the memory of this stack's pages (keeps the range and the guard).
+    fn release_pages(&self) {
+        // SAFETY: [bottom, top) lies inside a mapping we own and nothing runs on this stack now;
+        // MADV_DONTNEED on private anonymous memory just drops the pages (they read back as zero).
+        unsafe {
+            libc::madvise(
+                self.bottom as *mut libc::c_void,
+                self.top - self.bottom,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(len) = self.dedicated {
+            // SAFETY: a dedicated stack owns exactly [guard_bottom, guard_bottom + len), mapped by
+            // `map_dedicated`; nothing runs on it once its coroutine has been taken apart.
+            unsafe { libc::munmap(self.guard_bottom as *mut libc::c_void, len) };
+        }
+        // Slab slots are handed back through `StackPool::put`, never dropped while in use; a slot
+        // dropped here (pool torn down) just stays reserved in its slab.
+    }
+}
+
+/// Where default-size stacks come from.
+pub struct StackPool {
+    stack_size: usize,
+    inner: Mutex<PoolInner>,
+}
+
+struct PoolInner {
+    warm: Vec<Stack>,
+    cold: Vec<Stack>,
+    /// Unused slots at the end of the newest slab: next slot address, slots left.
+    bump: usize,
+    bump_left: usize,
+}
+
+impl StackPool {
+    /// A pool of stacks of `stack_size` usable bytes (page-rounded by the caller).
+    pub fn new(stack_size: usize) -> StackPool {
+        StackPool {
+            stack_size,
+            inner: Mutex::new(PoolInner {
+                warm: Vec::new(),
+                cold: Vec::new(),
+                bump: 0,
+                bump_left: 0,
+            }),
+        }
+    }
+
+    /// The usable size of this pool's stacks.
+    pub fn stack_size(&self) -> usize {
+        self.stack_size
+    }
+
+    /// Takes up to `want` stacks into `out` (at least one, or an error saying what ran out).
+    pub fn take_into(&self, out: &mut Vec<Stack>, want: usize) -> io::Result<()> {
+        let mut inner = self.inner.lock();
+        let start = out.len();
+        while out.len() - start < want {
+            if let Some(s) = inner.warm.pop().or_else(|| inner.cold.pop()) {
+                out.push(s);
+            } else {
+                break;
+            }
+        }
+        if out.len() > start {
+            return Ok(());
+        }
+        // Nothing pooled: carve fresh slots (guards installed here, one syscall each).
+        let slot = GUARD_SIZE + self.stack_size;
+        for _ in 0..want.min(16) {
+            if inner.bump_left == 0 {
+                let (base, count) = map_slab(slot)?;
+                inner.bump = base;
+                inner.bump_left = count;
+            }
+            let guard_bottom = inner.bump;
+            install_guard(guard_bottom, GUARD_SIZE)?;
+            inner.bump += slot;
+            inner.bump_left -= 1;
+            out.push(Stack {
+                top: guard_bottom + slot,
+                bottom: guard_bottom + GUARD_SIZE,
+                guard_bottom,
+                dedicated: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns stacks to the pool; past the warm limit their pages are released.
+    pub fn put_all(&self, stacks: impl IntoIterator<Item = Stack>) {
+        let mut inner = self.inner.lock();
+        for s in stacks {
+            debug_assert!(s.dedicated.is_none(), "grove: dedicated stack in the pool");
+            if inner.warm.len() < WARM_POOL_MAX {
+                inner.warm.push(s);
+            } else {
+                s.release_pages();
+                inner.cold.push(s);
+            }
+        }
+    }
+}
+
+/// A stack of `size` usable bytes in a mapping of its own (for `Builder::stack_size`).
+pub fn map_dedicated(size: usize) -> io::Result<Stack> {
+    let size = crate::config::round_to_page(size.max(crate::config::MIN_STACK_SIZE));
+    let len = GUARD_SIZE + size;
+    let base = map_region(len)?;
+    if let Err(e) = install_guard(base, GUARD_SIZE) {
+        // SAFETY: we just mapped [base, base + len) and nothing else refers to it.
+        unsafe { libc::munmap(base as *mut libc::c_void, len) };
+        return Err(e);
+    }
+    Ok(Stack {
+        top: base + len,
+        bottom: base + GUARD_SIZE,
+        guard_bottom: base,
+        dedicated: Some(len),
+    })
+}
+
+fn map_slab(slot: usize) -> io::Result<(usize, usize)> {
+    let count = (SLAB_BYTES / slot).max(16);
+    Ok((map_region(slot * count)?, count))
+}
+
+fn map_region(len: usize) -> io::Result<usize> {
+    // SAFETY: a fresh private anonymous mapping; the kernel picks the address.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!(
+                "grove: cannot reserve {} MiB of address space for greenlet stacks ({e}); \
+                 lower GROVE_STACK_SIZE or Builder::stack_size, or raise `ulimit -v` / \
+                 vm.overcommit settings",
+                len >> 20
+            ),
+        ));
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: advice on the mapping we just made; MADV_NOHUGEPAGE keeps a touched stack page from
+    // dragging a 2 MiB huge page (and its RSS) in with it.
+    unsafe {
+        libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+    }
+    Ok(p as usize)
+}
+
+fn install_guard(addr: usize, len: usize) -> io::Result<()> {
+    let method = GUARD_METHOD.load(Relaxed);
+    if method != 2 && cfg!(target_os = "linux") {
+        // SAFETY: [addr, addr + len) is inside a mapping we own and not yet in use.
+        let r = unsafe { libc::madvise(addr as *mut libc::c_void, len, MADV_GUARD_INSTALL) };
+        if r == 0 {
+            GUARD_METHOD.store(1, Relaxed);
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if method == 1 || e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(out_of_mappings(e));
+        }
+        GUARD_METHOD.store(2, Relaxed); // kernel older than 6.13: fall back for good
+    }
+    // SAFETY: as above; PROT_NONE makes the range fault on any access.
+    let r = unsafe { libc::mprotect(addr as *mut libc::c_void, len, libc::PROT_NONE) };
+    if r != 0 {
+        return Err(out_of_mappings(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn out_of_mappings(e: io::Error) -> io::Error {
+    let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into());
+    io::Error::new(
+        io::ErrorKind::OutOfMemory,
+        format!(
+            "grove: cannot install a stack guard page ({e}): the process ran out of memory \
+             mappings (vm.max_map_count = {max}) or memory; raise vm.max_map_count \
+             (sysctl -w vm.max_map_count=N) or run on Linux 6.13+ where guard pages need no mapping"
+        ),
+    )
+}
+
+/// True when guard pages are made with `MADV_GUARD_INSTALL` (after the first stack was made).
+pub fn guards_use_madvise() -> bool {
+    GUARD_METHOD.load(Relaxed) == 1
+}
+
+/// Page size, re-exported for tests and diagnostics.
+pub fn page() -> usize {
+    page_size()
+}

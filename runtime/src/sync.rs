@@ -1,0 +1,8 @@
+//! Synchronisation primitives the runtime's park/wake protocols are written against.
+//!
+//! The protocol files (`park_state.rs`, `sched/idle.rs`) name their atomics through
+//! `crate::sync`. The loom models in `tests/loom_*.rs` include those same files with `#[path]`
+//! inside a crate whose `sync` module is loom's, so what loom explores is the production code.
+
+pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize};
+pub(crate) use std::sync::{Condvar, Mutex};

@@ -1,0 +1,440 @@
+//! A greenlet's memory: one allocation holding the header, the closure and the result slot.
+//!
+//! The scheduler moves greenlets around as [`TaskRef`]s: a *thin* pointer to the [`Header`] at the
+//! start of a `TaskCell<F, T>`, with a reference count of our own and a hand-written vtable for
+//! the parts that depend on `F` and `T`. We do not use `Arc<dyn Task>` because its pointer is
+//! fat: a fat pointer cannot sit in an `AtomicPtr`, and the per-worker `runnext` slot must be one
+//! so that other workers can steal from it while its owner is blocked. One allocation per spawn
+//! (header, closure and result together) is also what keeps spawn+join cheap.
+//!
+//! The coroutine itself does not depend on `F` or `T`: corosensei moves the body closure onto the
+//! greenlet's own stack, so `Coroutine<(), Suspend, (), Stack>` is one concrete type and lives in
+//! the header.
+
+use crate::park::Unparker;
+use crate::park_state::ParkState;
+use crate::stack::Stack;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use corosensei::{Coroutine, Yielder};
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::Arc;
+use std::thread;
+
+/// What a greenlet passes to its worker when it switches away.
+pub(crate) enum Suspend {
+    /// `yield_now`: requeue behind every other runnable greenlet of this worker.
+    Yield,
+    /// Park generation `gen`; run `unlock` on the worker's stack once the switch is done.
+    Park {
+        gen: u64,
+        unlock: *mut (dyn FnMut() + 'static),
+    },
+}
+
+/// A greenlet's coroutine: its stack, its saved context.
+pub(crate) type Coro = Coroutine<(), Suspend, (), Stack>;
+
+/// A greenlet's identity, unique for the life of the process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GreenletId(pub(crate) u64);
+
+impl GreenletId {
+    /// The id as a number.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for GreenletId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Operations that depend on a task's closure and result types.
+pub(crate) struct VTable {
+    /// Builds the coroutine that will run the closure on `stack`.
+    make_coroutine: unsafe fn(NonNull<Header>, Stack) -> Coro,
+    /// Runs the closure on the current thread (blocking pool) and stores its result.
+    run_inline: unsafe fn(NonNull<Header>),
+    /// Stores `Err(Killed)` without ever running the closure.
+    cancel_unstarted: unsafe fn(NonNull<Header>),
+    /// Moves the result into `*out`, which is an `Option<thread::Result<T>>`.
+    take_result: unsafe fn(NonNull<Header>, out: *mut ()),
+    /// Frees the whole cell.
+    dealloc: unsafe fn(NonNull<Header>),
+}
+
+/// Parts of a greenlet only its owner touches: the greenlet itself while it runs, or the
+/// worker that is resuming it.
+pub(crate) struct Local {
+    pub(crate) yielder: *const Yielder<(), Suspend>,
+    /// `timeout` scopes, innermost last: (deadline, scope id).
+    pub(crate) scopes: Vec<(std::time::Instant, u64)>,
+    /// Greenlet-local storage.
+    pub(crate) locals: crate::local::LocalMap,
+}
+
+/// The type-independent front of every task.
+#[repr(C)]
+pub(crate) struct Header {
+    refs: AtomicUsize,
+    vtable: &'static VTable,
+    pub(crate) park: ParkState,
+    /// Set by `kill`, consumed when the kill is delivered.
+    pub(crate) kill: AtomicBool,
+    done: AtomicBool,
+    /// Worker this greenlet is pinned to, `NOT_PINNED`, or `PIN_ON_FIRST_RUN`.
+    pub(crate) home: AtomicUsize,
+    pub(crate) id: GreenletId,
+    pub(crate) name: Option<Arc<str>>,
+    /// Stack size requested through `Builder::stack_size` (0 = the pool's).
+    pub(crate) stack_size: usize,
+    joiners: parking_lot::Mutex<Vec<Unparker>>,
+    pub(crate) local: UnsafeCell<Local>,
+    sched: UnsafeCell<SchedSlot>,
+}
+
+/// Parts of a greenlet only the worker that holds it (runnable, not running) touches.
+pub(crate) struct SchedSlot {
+    /// The stack reserved at spawn, until the first run makes the coroutine on it.
+    pub(crate) stack: Option<Stack>,
+    /// The coroutine, made on first run.
+    pub(crate) coro: Option<Coro>,
+    /// The stack's guard range, for the overflow handler.
+    pub(crate) guard: (usize, usize),
+}
+
+pub(crate) const NOT_PINNED: usize = usize::MAX;
+pub(crate) const PIN_ON_FIRST_RUN: usize = usize::MAX - 1;
+
+#[repr(C)]
+struct TaskCell<F, T> {
+    header: Header,
+    start: UnsafeCell<Option<F>>,
+    result: UnsafeCell<Option<thread::Result<T>>>,
+}
+
+/// An owned reference to a task (one count of its reference count).
+pub(crate) struct TaskRef(NonNull<Header>);
+
+// SAFETY: the closure is `Send` (spawn requires it) and the result `T: Send`; the header's shared
+// fields are atomics or locks, and its owner-only fields (`local`) are touched only by the one
+// thread that currently runs or resumes the greenlet, handed over through the run queues and
+// the park state's AcqRel transitions.
+unsafe impl Send for TaskRef {}
+// SAFETY: as above; `&TaskRef` only reaches the header's atomics and locks.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
+    /// A new task for `f`, with one reference.
+    pub(crate) fn new<F, T>(f: F, id: GreenletId, name: Option<Arc<str>>, opts: TaskOpts) -> TaskRef
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let cell = Box::new(TaskCell::<F, T> {
+            header: Header {
+                refs: AtomicUsize::new(1),
+                vtable: vtable_of::<F, T>(),
+                park: ParkState::new(),
+                kill: AtomicBool::new(false),
+                done: AtomicBool::new(false),
+                home: AtomicUsize::new(if opts.pinned {
+                    PIN_ON_FIRST_RUN
+                } else {
+                    NOT_PINNED
+                }),
+                id,
+                name,
+                stack_size: opts.stack_size,
+                joiners: parking_lot::Mutex::new(Vec::new()),
+                local: UnsafeCell::new(Local {
+                    yielder: std::ptr::null(),
+                    scopes: Vec::new(),
+                    locals: Default::default(),
+                }),
+                sched: UnsafeCell::new(SchedSlot {
+                    stack: opts.stack,
+                    coro: None,
+                    guard: (0, 0),
+                }),
+            },
+            start: UnsafeCell::new(Some(f)),
+            result: UnsafeCell::new(None),
+        });
+        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        TaskRef(ptr)
+    }
+
+    /// The header.
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: we hold a count, so the cell is alive; Header is its first field (repr(C)).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Gives up ownership as a thin raw pointer (for `AtomicPtr` slots).
+    pub(crate) fn into_raw(self) -> *mut Header {
+        let p = self.0.as_ptr();
+        std::mem::forget(self);
+        p
+    }
+
+    /// Takes back ownership of a pointer from [`TaskRef::into_raw`].
+    ///
+    /// # Safety
+    /// `p` must come from `into_raw` and be taken back exactly once.
+    pub(crate) unsafe fn from_raw(p: *mut Header) -> TaskRef {
+        // SAFETY: the caller passes a non-null pointer produced by `into_raw`.
+        TaskRef(unsafe { NonNull::new_unchecked(p) })
+    }
+
+    /// A new counted reference from a borrowed header (the greenlet making a token for itself).
+    ///
+    /// # Safety
+    /// `h` must be the header of a live task.
+    pub(crate) unsafe fn clone_from_header(h: &Header) -> TaskRef {
+        h.refs.fetch_add(1, Relaxed);
+        TaskRef(NonNull::from(h))
+    }
+
+    pub(crate) fn ptr_eq(&self, other: &TaskRef) -> bool {
+        self.0 == other.0
+    }
+
+    /// Builds the coroutine for this task's closure on `stack`.
+    pub(crate) fn make_coroutine(&self, stack: Stack) -> Coro {
+        // SAFETY: the vtable belongs to this cell's concrete type; we hold a count.
+        unsafe { (self.header().vtable.make_coroutine)(self.0, stack) }
+    }
+
+    /// Runs the closure to completion on this thread (blocking pool).
+    pub(crate) fn run_inline(&self) {
+        // SAFETY: as above; the pool runs each task once.
+        unsafe { (self.header().vtable.run_inline)(self.0) }
+    }
+
+    /// Finishes a task that never ran with `Err(Killed)`.
+    pub(crate) fn cancel_unstarted(&self) {
+        // SAFETY: as above; called instead of ever running it.
+        unsafe { (self.header().vtable.cancel_unstarted)(self.0) }
+    }
+
+    /// Moves the result out.
+    ///
+    /// # Safety
+    /// `T` must be the task's result type, and the task must be done.
+    pub(crate) unsafe fn take_result<T>(&self) -> Option<thread::Result<T>> {
+        let mut out: Option<thread::Result<T>> = None;
+        // SAFETY: the caller guarantees T matches the cell's result type.
+        unsafe { (self.header().vtable.take_result)(self.0, &mut out as *mut _ as *mut ()) };
+        out
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> TaskRef {
+        // Relaxed: a new count is derived from an existing one, as in `Arc::clone`.
+        self.header().refs.fetch_add(1, Relaxed);
+        TaskRef(self.0)
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        // Release/Acquire as in `Arc::drop`: every use through another count happens before the
+        // free.
+        if self.header().refs.fetch_sub(1, Release) == 1 {
+            std::sync::atomic::fence(Acquire);
+            // SAFETY: this was the last count.
+            unsafe { (self.header().vtable.dealloc)(self.0) }
+        }
+    }
+}
+
+/// Spawn options that live in the header.
+#[derive(Default)]
+pub(crate) struct TaskOpts {
+    pub(crate) stack_size: usize,
+    pub(crate) pinned: bool,
+    /// The stack reserved for it (none for blocking-pool tasks).
+    pub(crate) stack: Option<Stack>,
+}
+
+impl Header {
+    /// True once the task has stored its result.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done.load(Acquire)
+    }
+
+    /// Marks the task finished and wakes every joiner.
+    pub(crate) fn complete(&self) {
+        // Release: pairs with the Acquire in `is_done`, publishing the result slot.
+        self.done.store(true, Release);
+        let joiners = std::mem::take(&mut *self.joiners.lock());
+        for j in joiners {
+            j.unpark();
+        }
+    }
+
+    /// Registers `u` to be woken at completion; false (and `u` dropped) if already done.
+    pub(crate) fn add_joiner(&self, u: Unparker) -> Option<parking_lot::MutexGuard<'_, Vec<Unparker>>> {
+        let mut g = self.joiners.lock();
+        if self.is_done() {
+            return None;
+        }
+        g.push(u);
+        Some(g)
+    }
+
+    /// Drops joiner registrations whose park has ended (after a timed-out or killed join).
+    pub(crate) fn remove_stale_joiners(&self) {
+        self.joiners.lock().retain(|u| u.is_waiting());
+    }
+
+    /// The scheduler slot, as a raw pointer (see `SchedSlot` for who may use it).
+    pub(crate) fn sched_slot(&self) -> *mut SchedSlot {
+        self.sched.get()
+    }
+
+    /// The owner-only part.
+    ///
+    /// # Safety
+    /// Only the greenlet itself (while it runs) or the worker resuming it may call this, and not
+    /// while another reference from it is live.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn local(&self) -> &mut Local {
+        // SAFETY: exclusivity is the caller's promise.
+        unsafe { &mut *self.local.get() }
+    }
+}
+
+impl Drop for Header {
+    fn drop(&mut self) {
+        if let Some(coro) = self.sched.get_mut().coro.take() {
+            if coro.started() && !coro.done() {
+                // Still suspended: nothing can ever wake it again. Unwinding it here would run its
+                // destructors on whatever thread dropped the last token, so leak it instead, stack
+                // and all (like a goroutine blocked forever). Its stack memory stays reserved,
+                // which also keeps any waiter records that point into it valid.
+                std::mem::forget(coro);
+            }
+        }
+    }
+}
+
+fn vtable_of<F, T>() -> &'static VTable
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    struct Holder<F, T>(PhantomData<(F, T)>);
+    impl<F, T> Holder<F, T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        const VTABLE: VTable = VTable {
+            make_coroutine: make_coroutine::<F, T>,
+            run_inline: run_inline::<F, T>,
+            cancel_unstarted: cancel_unstarted::<F, T>,
+            take_result: take_result::<F, T>,
+            dealloc: dealloc::<F, T>,
+        };
+    }
+    &Holder::<F, T>::VTABLE
+}
+
+/// # Safety
+/// `h` is the header of a live `TaskCell<F, T>` whose coroutine has not been made yet.
+unsafe fn make_coroutine<F, T>(h: NonNull<Header>, stack: Stack) -> Coro
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let cell = h.cast::<TaskCell<F, T>>().as_ptr() as usize;
+    Coroutine::with_stack(stack, move |yielder: &Yielder<(), Suspend>, ()| {
+        // SAFETY: the cell owns this coroutine, so it outlives every run of it; `local` and the
+        // start/result slots are touched only by the greenlet while it runs.
+        unsafe {
+            let cell = &*(cell as *const TaskCell<F, T>);
+            (*cell.header.local.get()).yielder = yielder;
+            run_body(cell);
+        }
+    })
+}
+
+/// # Safety
+/// Only the thread running the task may call this, once.
+unsafe fn run_body<F, T>(cell: &TaskCell<F, T>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: the caller runs the task exactly once, alone.
+    let f = unsafe { (*cell.start.get()).take() }.expect("grove: task started twice");
+    let r = catch_unwind(AssertUnwindSafe(f));
+    // Greenlet-local values die with the greenlet, on its own stack, before it reports done. A
+    // destructor that panics has had its message printed; the greenlet's own result stands.
+    // SAFETY: as above.
+    let locals = unsafe { &mut (*cell.header.local.get()).locals };
+    let _ = catch_unwind(AssertUnwindSafe(|| locals.clear()));
+    // SAFETY: as above; nobody reads the result before `complete` publishes it.
+    unsafe { *cell.result.get() = Some(r) };
+}
+
+/// # Safety
+/// `h` is the header of a live `TaskCell<F, T>` not yet started.
+unsafe fn run_inline<F, T>(h: NonNull<Header>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: the caller's promise.
+    unsafe { run_body(h.cast::<TaskCell<F, T>>().as_ref()) }
+}
+
+/// # Safety
+/// `h` is the header of a live `TaskCell<F, T>` that never started.
+unsafe fn cancel_unstarted<F, T>(h: NonNull<Header>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: the caller's promise; nothing else touches the slots of an unstarted task.
+    unsafe {
+        let cell = h.cast::<TaskCell<F, T>>().as_ref();
+        drop((*cell.start.get()).take());
+        *cell.result.get() = Some(Err(Box::new(crate::cancel::Killed)));
+    }
+}
+
+/// # Safety
+/// `h` is the header of a live, done `TaskCell<F, T>`; `out` points to `Option<thread::Result<T>>`.
+unsafe fn take_result<F, T>(h: NonNull<Header>, out: *mut ())
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: the caller's promise; `done` (Acquire) published the slot.
+    unsafe {
+        let cell = h.cast::<TaskCell<F, T>>().as_ref();
+        *(out as *mut Option<thread::Result<T>>) = (*cell.result.get()).take();
+    }
+}
+
+/// # Safety
+/// `h` is the header of a `TaskCell<F, T>` whose last reference is gone.
+unsafe fn dealloc<F, T>(h: NonNull<Header>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: the cell was made by `Box::new` in `TaskRef::new` and nobody refers to it any more.
+    drop(unsafe { Box::from_raw(h.cast::<TaskCell<F, T>>().as_ptr()) });
+}
