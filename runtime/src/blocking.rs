@@ -2,7 +2,8 @@
 //!
 //! `spawn_blocking(f)` queues `f`; an idle pool thread takes it, or a new thread is started if
 //! none is idle and the pool is below `GROVE_MAX_BLOCKING_THREADS`; past the cap, jobs wait in
-//! the queue. A thread idle for [`IDLE_TIMEOUT`] exits, so a quiet process keeps no pool.
+//! the queue. A thread idle for `GROVE_BLOCKING_KEEPALIVE_MS` (10 s by default) exits, so a
+//! quiet process keeps no pool.
 //! The job is the same task cell a greenlet uses, run inline on the pool thread, so its
 //! `JoinHandle` is the greenlet one: joining it from a greenlet parks only that greenlet.
 //!
@@ -15,13 +16,11 @@ use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-/// How long a pool thread waits for work before it exits.
-pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-
 pub(crate) struct BlockingPool {
     state: Mutex<PoolState>,
     cvar: Condvar,
     max_threads: usize,
+    keepalive: Duration,
 }
 
 struct PoolState {
@@ -32,7 +31,7 @@ struct PoolState {
 }
 
 impl BlockingPool {
-    pub(crate) fn new(max_threads: usize) -> BlockingPool {
+    pub(crate) fn new(max_threads: usize, keepalive: Duration) -> BlockingPool {
         BlockingPool {
             state: Mutex::new(PoolState {
                 queue: VecDeque::new(),
@@ -42,6 +41,7 @@ impl BlockingPool {
             }),
             cvar: Condvar::new(),
             max_threads,
+            keepalive,
         }
     }
 
@@ -87,7 +87,7 @@ impl BlockingPool {
             }
             st.idle += 1;
             loop {
-                let (g, res) = self.cvar.wait_timeout(st, IDLE_TIMEOUT).unwrap();
+                let (g, res) = self.cvar.wait_timeout(st, self.keepalive).unwrap();
                 st = g;
                 if st.wakeups > 0 {
                     st.wakeups -= 1; // claimed by a submitter, which took us off `idle`

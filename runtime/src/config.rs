@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_BLOCKING_MS: u64 = 100;
 /// Default cap on the blocking pool's threads (`GROVE_MAX_BLOCKING_THREADS`).
 pub const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 
+/// Default idle time after which a blocking-pool thread exits (`GROVE_BLOCKING_KEEPALIVE_MS`).
+pub const DEFAULT_BLOCKING_KEEPALIVE_MS: u64 = 10_000;
+
 /// The runtime's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -31,6 +34,9 @@ pub struct Config {
     pub max_blocking_ms: u64,
     /// Most threads the blocking pool may hold (`GROVE_MAX_BLOCKING_THREADS`).
     pub max_blocking_threads: usize,
+    /// Milliseconds an idle blocking-pool thread waits before exiting
+    /// (`GROVE_BLOCKING_KEEPALIVE_MS`).
+    pub blocking_keepalive_ms: u64,
 }
 
 /// A bad environment value: which variable, what it held, what was expected.
@@ -92,11 +98,20 @@ impl Config {
             )?,
             None => DEFAULT_MAX_BLOCKING_THREADS,
         };
+        let blocking_keepalive_ms = match lookup("GROVE_BLOCKING_KEEPALIVE_MS") {
+            Some(v) => parse_count(
+                "GROVE_BLOCKING_KEEPALIVE_MS",
+                &v,
+                "a whole number of milliseconds, at least 1",
+            )? as u64,
+            None => DEFAULT_BLOCKING_KEEPALIVE_MS,
+        };
         Ok(Config {
             workers,
             stack_size,
             max_blocking_ms,
             max_blocking_threads,
+            blocking_keepalive_ms,
         })
     }
 }

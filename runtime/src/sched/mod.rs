@@ -115,7 +115,10 @@ fn start() -> &'static Shared {
     let epoch = Instant::now();
     let shared: &'static Shared = Box::leak(Box::new(Shared {
         stacks: StackPool::new(config.stack_size),
-        blocking: BlockingPool::new(config.max_blocking_threads),
+        blocking: BlockingPool::new(
+            config.max_blocking_threads,
+            std::time::Duration::from_millis(config.blocking_keepalive_ms),
+        ),
         config,
         injector: Injector::new(),
         remotes,

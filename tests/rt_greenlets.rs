@@ -1,0 +1,326 @@
+//! The Greenlets section of the API contract: spawn, Builder, JoinHandle, current, sleep,
+//! yield_now, workers, greenlet-local storage.
+
+mod common;
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[test]
+fn rt_spawn_join_returns_value_from_plain_thread() {
+    assert!(grove::current().is_none());
+    assert_eq!(grove::spawn(|| 40 + 2).join().unwrap(), 42);
+}
+
+#[test]
+fn rt_spawn_join_inside_greenlets_nests() {
+    let h = grove::spawn(|| {
+        let inner: Vec<_> = (0..50u64).map(|i| grove::spawn(move || i * i)).collect();
+        inner.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(h.join().unwrap(), (0..50u64).map(|i| i * i).sum());
+}
+
+#[test]
+fn rt_join_gives_panic_payload_like_std() {
+    let seven = std::hint::black_box(7);
+    let h = grove::Builder::new()
+        .name("boom")
+        .spawn(move || -> u32 { panic!("kaboom {seven}") })
+        .unwrap();
+    let err = h.join().unwrap_err();
+    assert_eq!(err.downcast_ref::<String>().map(String::as_str), Some("kaboom 7"));
+}
+
+#[test]
+fn rt_is_finished_turns_true_after_completion() {
+    let gate = Arc::new(AtomicBool::new(false));
+    let g = gate.clone();
+    let h = grove::spawn(move || {
+        while !g.load(SeqCst) {
+            grove::sleep(Duration::from_millis(1));
+        }
+    });
+    assert!(!h.is_finished());
+    gate.store(true, SeqCst);
+    let t = Instant::now();
+    while !h.is_finished() {
+        assert!(t.elapsed() < Duration::from_secs(5), "never finished");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    h.join().unwrap();
+}
+
+#[test]
+fn rt_builder_name_id_and_current() {
+    let h = grove::Builder::new()
+        .name("worker-bee")
+        .spawn(|| {
+            let c = grove::current().expect("inside a greenlet");
+            (c.id(), c.name().map(str::to_owned))
+        })
+        .unwrap();
+    let id = h.id();
+    assert_eq!(h.name(), Some("worker-bee"));
+    let (cid, cname) = h.join().unwrap();
+    assert_eq!(cid, id);
+    assert_eq!(cname.as_deref(), Some("worker-bee"));
+    let unnamed = grove::spawn(|| grove::current().unwrap().name().map(str::to_owned));
+    assert_eq!(unnamed.name(), None);
+    assert_eq!(unnamed.join().unwrap(), None);
+}
+
+#[test]
+fn rt_ids_are_unique() {
+    let hs: Vec<_> = (0..1000).map(|_| grove::spawn(|| ())).collect();
+    let mut ids: Vec<_> = hs.iter().map(|h| h.id()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 1000);
+    for h in hs {
+        h.join().unwrap();
+    }
+}
+
+fn recurse(depth: u32) -> u64 {
+    let buf = [depth as u8; 1024];
+    if depth == 0 {
+        return buf[0] as u64;
+    }
+    std::hint::black_box(&buf);
+    recurse(depth - 1) + buf[1] as u64
+}
+
+#[test]
+fn rt_builder_stack_size_allows_deep_recursion() {
+    // ~2 MiB of frames: far past the default stack, fine on an 8 MiB one.
+    let h = grove::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| recurse(2000))
+        .unwrap();
+    assert!(h.join().unwrap() > 0);
+}
+
+#[test]
+fn rt_builder_stack_size_small_values_are_rounded_up() {
+    let h = grove::Builder::new().stack_size(1).spawn(|| 5).unwrap();
+    assert_eq!(h.join().unwrap(), 5);
+}
+
+#[test]
+fn rt_sleep_parks_for_at_least_the_duration() {
+    let h = grove::spawn(|| {
+        let t = Instant::now();
+        grove::sleep(Duration::from_millis(30));
+        t.elapsed()
+    });
+    let e = h.join().unwrap();
+    assert!(e >= Duration::from_millis(30), "{e:?}");
+    assert!(e < Duration::from_millis(500), "{e:?}");
+}
+
+#[test]
+fn rt_sleeping_greenlets_overlap() {
+    let t = Instant::now();
+    let hs: Vec<_> = (0..1000)
+        .map(|_| grove::spawn(|| grove::sleep(Duration::from_millis(50))))
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    let e = t.elapsed();
+    assert!(e >= Duration::from_millis(50) && e < Duration::from_secs(2), "{e:?}");
+}
+
+#[test]
+fn rt_sleep_until_and_past_deadlines() {
+    let h = grove::spawn(|| {
+        let t = Instant::now();
+        grove::sleep_until(t + Duration::from_millis(20));
+        let slept = t.elapsed();
+        let t2 = Instant::now();
+        grove::sleep_until(t2 - Duration::from_millis(5)); // already past: just yields
+        grove::sleep(Duration::ZERO);
+        (slept, t2.elapsed())
+    });
+    let (slept, past) = h.join().unwrap();
+    assert!(slept >= Duration::from_millis(20));
+    assert!(past < Duration::from_millis(50));
+}
+
+#[test]
+fn rt_sleep_on_plain_thread_blocks_thread() {
+    let t = Instant::now();
+    grove::sleep(Duration::from_millis(20));
+    assert!(t.elapsed() >= Duration::from_millis(20));
+}
+
+#[test]
+fn rt_yield_now_on_plain_thread_returns() {
+    grove::yield_now();
+}
+
+#[test]
+fn rt_workers_follows_grove_workers() {
+    if common::role().is_some() {
+        assert_eq!(grove::workers(), 3);
+        return;
+    }
+    let out = common::run_child(
+        "rt_workers_follows_grove_workers",
+        "workers",
+        &[("GROVE_WORKERS", "3")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+#[test]
+fn rt_yield_now_runs_every_other_runnable_greenlet_first() {
+    if common::role().is_some() {
+        // One worker: a, b and c take turns strictly.
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let outer = log.clone();
+        grove::spawn(move || {
+            let hs: Vec<_> = ["a", "b", "c"]
+                .into_iter()
+                .map(|name| {
+                    let log = outer.clone();
+                    grove::spawn(move || {
+                        for i in 0..3 {
+                            log.lock().unwrap().push(format!("{name}{i}"));
+                            grove::yield_now();
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        let got = log.lock().unwrap().join(" ");
+        assert_eq!(got, "a0 b0 c0 a1 b1 c1 a2 b2 c2");
+        return;
+    }
+    let out = common::run_child(
+        "rt_yield_now_runs_every_other_runnable_greenlet_first",
+        "yield",
+        &[("GROVE_WORKERS", "1")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+#[test]
+fn rt_ten_thousand_greenlets_spawn_and_join() {
+    let count = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..10_000)
+        .map(|_| {
+            let c = count.clone();
+            grove::spawn(move || {
+                grove::yield_now();
+                c.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(count.load(SeqCst), 10_000);
+}
+
+#[test]
+fn rt_join_from_greenlet_parks_only_that_greenlet() {
+    // The joined greenlet can only finish if a third greenlet makes progress while the joiner is
+    // parked in `join`: with one worker, a join that blocked the thread would deadlock.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let p = progress.clone();
+    let ticker = grove::spawn(move || {
+        for _ in 0..5 {
+            p.fetch_add(1, SeqCst);
+            grove::sleep(Duration::from_millis(1));
+        }
+    });
+    let p = progress.clone();
+    let joiner = grove::spawn(move || {
+        grove::spawn(move || {
+            while p.load(SeqCst) < 5 {
+                grove::sleep(Duration::from_millis(1));
+            }
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(joiner.wait_timeout(Duration::from_secs(10)), "join blocked the worker");
+    joiner.join().unwrap();
+    ticker.join().unwrap();
+}
+
+grove::greenlet_local! {
+    static COUNTER: Cell<u32> = Cell::new(0);
+    static DROPS: DropCounter = DropCounter;
+}
+
+static DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+struct DropCounter;
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        DROPPED.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn rt_greenlet_local_is_per_greenlet_and_dropped_at_end() {
+    let before = DROPPED.load(SeqCst);
+    let hs: Vec<_> = (0..20)
+        .map(|i| {
+            grove::spawn(move || {
+                DROPS.with(|_| ());
+                for _ in 0..i {
+                    COUNTER.with(|c| c.set(c.get() + 1));
+                    grove::yield_now();
+                }
+                COUNTER.with(|c| c.get())
+            })
+        })
+        .collect();
+    for (i, h) in hs.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), i as u32);
+    }
+    assert_eq!(DROPPED.load(SeqCst) - before, 20);
+    // On a plain thread the value is per thread.
+    COUNTER.with(|c| c.set(99));
+    std::thread::spawn(|| COUNTER.with(|c| assert_eq!(c.get(), 0)))
+        .join()
+        .unwrap();
+    COUNTER.with(|c| assert_eq!(c.get(), 99));
+}
+
+#[test]
+fn rt_pinned_greenlet_stays_on_one_worker() {
+    let h = grove::Builder::new()
+        .pinned(true)
+        .spawn(|| {
+            let first = std::thread::current().id();
+            for i in 0..200 {
+                if i % 2 == 0 {
+                    grove::yield_now();
+                } else {
+                    grove::sleep(Duration::from_micros(100));
+                }
+                assert_eq!(std::thread::current().id(), first, "pinned greenlet moved");
+            }
+        })
+        .unwrap();
+    // Keep the other workers busy stealing, to give them every chance to take it.
+    let noise: Vec<_> = (0..200)
+        .map(|_| grove::spawn(|| grove::sleep(Duration::from_micros(50))))
+        .collect();
+    h.join().unwrap();
+    for n in noise {
+        n.join().unwrap();
+    }
+}
