@@ -1,0 +1,244 @@
+//! Cancellation: `JoinHandle::kill` and `timeout`, in greenlets and on plain threads.
+
+mod common;
+
+use grove::Killed;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sets its flag when dropped: shows destructors ran during an unwind.
+struct Flag(Arc<AtomicBool>);
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
+fn is_killed(e: &Box<dyn std::any::Any + Send>) -> bool {
+    e.downcast_ref::<Killed>().is_some()
+}
+
+#[test]
+fn rt_kill_unwinds_a_parked_greenlet_and_runs_destructors() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let reached_end = Arc::new(AtomicBool::new(false));
+    let (d, r) = (dropped.clone(), reached_end.clone());
+    let h = grove::spawn(move || {
+        let _flag = Flag(d);
+        grove::sleep(Duration::from_secs(30));
+        r.store(true, SeqCst);
+    });
+    grove::sleep(Duration::from_millis(20)); // let it park
+    let t = Instant::now();
+    h.kill();
+    let err = h.join().unwrap_err();
+    assert!(is_killed(&err));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(dropped.load(SeqCst), "destructor did not run");
+    assert!(!reached_end.load(SeqCst));
+}
+
+#[test]
+fn rt_kill_takes_effect_at_the_next_blocking_call() {
+    let go = Arc::new(AtomicBool::new(false));
+    let after = Arc::new(AtomicUsize::new(0));
+    let (g, a) = (go.clone(), after.clone());
+    let h = grove::spawn(move || {
+        while !g.load(SeqCst) {
+            std::hint::spin_loop(); // busy: no blocking call, the kill must wait
+        }
+        a.fetch_add(1, SeqCst); // runs: the kill is not delivered mid-computation
+        grove::yield_now(); // the next blocking call: unwinds here
+        a.fetch_add(1, SeqCst);
+    });
+    std::thread::sleep(Duration::from_millis(10));
+    h.kill();
+    go.store(true, SeqCst);
+    assert!(is_killed(&h.join().unwrap_err()));
+    assert_eq!(after.load(SeqCst), 1);
+}
+
+#[test]
+fn rt_kill_before_first_run_means_it_never_runs() {
+    if common::role().is_some() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = ran.clone();
+        // On the only worker, nothing else runs until this greenlet parks.
+        let outer = grove::spawn(move || {
+            let victim = grove::spawn(move || r.store(true, SeqCst));
+            victim.kill();
+            victim.join()
+        });
+        let res = outer.join().unwrap();
+        assert!(is_killed(&res.unwrap_err()));
+        assert!(!ran.load(SeqCst), "a greenlet killed before it ran did run");
+        return;
+    }
+    let out = common::run_child(
+        "rt_kill_before_first_run_means_it_never_runs",
+        "unstarted",
+        &[("GROVE_WORKERS", "1")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+#[test]
+fn rt_kill_finished_greenlet_has_no_effect() {
+    let h = grove::spawn(|| 7);
+    while !h.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    h.kill();
+    assert_eq!(h.join().unwrap(), 7);
+}
+
+#[test]
+fn rt_kill_a_joining_greenlet_leaves_the_target_running() {
+    let target = grove::spawn(|| {
+        grove::sleep(Duration::from_millis(50));
+        5
+    });
+    let target = Arc::new(std::sync::Mutex::new(Some(target)));
+    let t2 = target.clone();
+    let joiner = grove::spawn(move || {
+        let h = t2.lock().unwrap().take().unwrap();
+        h.join().unwrap()
+    });
+    grove::sleep(Duration::from_millis(10));
+    joiner.kill();
+    assert!(is_killed(&joiner.join().unwrap_err()));
+}
+
+#[test]
+fn rt_killed_greenlet_prints_no_panic_message() {
+    if common::role().is_some() {
+        let h = grove::spawn(|| grove::sleep(Duration::from_secs(30)));
+        grove::sleep(Duration::from_millis(10));
+        h.kill();
+        assert!(is_killed(&h.join().unwrap_err()));
+        let r = grove::spawn(|| grove::timeout(Duration::from_millis(5), || {
+            grove::sleep(Duration::from_secs(30))
+        }));
+        assert!(r.join().unwrap().is_err());
+        return;
+    }
+    let out = common::run_child(
+        "rt_killed_greenlet_prints_no_panic_message",
+        "quiet",
+        &[],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let err = common::stderr(&out);
+    assert!(!err.contains("panicked"), "unexpected panic output: {err}");
+}
+
+#[test]
+fn rt_kill_many_parked_greenlets() {
+    let hs: Vec<_> = (0..500)
+        .map(|_| grove::spawn(|| grove::sleep(Duration::from_secs(60))))
+        .collect();
+    grove::sleep(Duration::from_millis(20));
+    for h in &hs {
+        h.kill();
+    }
+    for h in hs {
+        assert!(is_killed(&h.join().unwrap_err()));
+    }
+}
+
+#[test]
+fn rt_timeout_returns_value_when_in_time() {
+    let r = grove::spawn(|| grove::timeout(Duration::from_secs(5), || {
+        grove::sleep(Duration::from_millis(5));
+        11
+    }));
+    assert_eq!(r.join().unwrap(), Ok(11));
+}
+
+#[test]
+fn rt_timeout_elapses_and_runs_destructors() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    let d = dropped.clone();
+    let h = grove::spawn(move || {
+        let t = Instant::now();
+        let r = grove::timeout(Duration::from_millis(30), move || {
+            let _f = Flag(d);
+            grove::sleep(Duration::from_secs(30));
+            1
+        });
+        (r, t.elapsed())
+    });
+    let (r, took) = h.join().unwrap();
+    assert_eq!(r.unwrap_err().to_string(), "deadline has elapsed");
+    assert!(took >= Duration::from_millis(30) && took < Duration::from_secs(5), "{took:?}");
+    assert!(dropped.load(SeqCst));
+}
+
+#[test]
+fn rt_nested_timeouts_only_the_earliest_fires_and_only_its_own_catches() {
+    let h = grove::spawn(|| {
+        // Outer is earlier: the inner timeout must not catch it.
+        let outer = grove::timeout(Duration::from_millis(20), || {
+            let inner = grove::timeout(Duration::from_secs(10), || {
+                grove::sleep(Duration::from_secs(30));
+            });
+            panic!("inner timeout returned {inner:?} instead of letting the outer one through");
+        });
+        assert!(outer.is_err());
+        // Inner is earlier: it catches, and the outer carries on.
+        let outer = grove::timeout(Duration::from_secs(10), || {
+            let inner = grove::timeout(Duration::from_millis(10), || {
+                grove::sleep(Duration::from_secs(30));
+            });
+            assert!(inner.is_err());
+            "outer finished"
+        });
+        assert_eq!(outer, Ok("outer finished"));
+    });
+    h.join().unwrap();
+}
+
+#[test]
+fn rt_timeout_works_on_a_plain_thread() {
+    let t = Instant::now();
+    let r = grove::timeout(Duration::from_millis(20), || {
+        grove::sleep(Duration::from_secs(30));
+    });
+    assert!(r.is_err());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(grove::timeout(Duration::from_secs(1), || 3), Ok(3));
+}
+
+#[test]
+fn rt_timeout_interrupts_join() {
+    let h = grove::spawn(|| {
+        let slow = grove::spawn(|| grove::sleep(Duration::from_millis(300)));
+        let r = grove::timeout(Duration::from_millis(20), || slow.join());
+        r.is_err()
+    });
+    assert!(h.join().unwrap());
+}
+
+#[test]
+fn rt_timeout_deadline_already_passed_at_next_blocking_call() {
+    let h = grove::spawn(|| {
+        grove::timeout(Duration::from_millis(5), || {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(20) {
+                std::hint::spin_loop(); // not blocking: cannot be interrupted here
+            }
+            grove::yield_now(); // the scope has expired: unwinds here
+            unreachable!("yield_now returned after the deadline");
+        })
+    });
+    assert!(h.join().unwrap().is_err());
+}
+
+#[test]
+fn rt_timeout_error_converts_to_io_timed_out() {
+    let e: std::io::Error = grove::timeout(Duration::ZERO, || grove::sleep(Duration::from_secs(1)))
+        .unwrap_err()
+        .into();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+}

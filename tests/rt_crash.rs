@@ -1,0 +1,159 @@
+//! Crash and diagnostics cases, each in a child process: panics, stack overflow, other faults,
+//! bad environment values, running out of stacks.
+
+mod common;
+
+use common::{role, run_child, signal, stderr};
+use std::time::Duration;
+
+#[test]
+fn rt_panic_report_names_the_greenlet() {
+    if role().is_some() {
+        let v = std::hint::black_box(3);
+        let h = grove::Builder::new()
+            .name("parser")
+            .spawn(move || -> () { panic!("bad token at {v}") })
+            .unwrap();
+        assert!(h.join().is_err());
+        let h = grove::spawn(move || -> () { panic!("anonymous {v}") });
+        assert!(h.join().is_err());
+        return;
+    }
+    let out = run_child("rt_panic_report_names_the_greenlet", "panic", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("greenlet 'parser' (id "), "{err}");
+    assert!(err.contains("panicked at tests/rt_crash.rs:"), "{err}");
+    assert!(err.contains("bad token at 3"), "{err}");
+    assert!(err.contains("greenlet '<unnamed>' (id "), "{err}");
+    assert!(err.contains("anonymous 3"), "{err}");
+}
+
+#[allow(unconditional_recursion)]
+fn overflow(n: u64) -> u64 {
+    let buf = [n as u8; 512];
+    std::hint::black_box(&buf);
+    overflow(n + 1) + buf[3] as u64
+}
+
+#[test]
+fn rt_stack_overflow_reports_greenlet_name_and_aborts() {
+    if role().is_some() {
+        let h = grove::Builder::new()
+            .name("deep-thought")
+            .spawn(|| overflow(0))
+            .unwrap();
+        let _ = h.join();
+        unreachable!("the overflow must abort the process");
+    }
+    let out = run_child("rt_stack_overflow_reports_greenlet_name_and_aborts", "overflow", &[]);
+    let err = stderr(&out);
+    assert!(err.contains("greenlet 'deep-thought' has overflowed its stack"), "{err}");
+    assert_eq!(signal(&out), Some(libc::SIGABRT), "{err}");
+}
+
+#[test]
+fn rt_stack_overflow_of_unnamed_greenlet_on_small_stack() {
+    if role().is_some() {
+        let h = grove::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(|| overflow(0))
+            .unwrap();
+        let _ = h.join();
+        unreachable!("the overflow must abort the process");
+    }
+    let out = run_child("rt_stack_overflow_of_unnamed_greenlet_on_small_stack", "overflow", &[]);
+    let err = stderr(&out);
+    assert!(err.contains("greenlet '<unnamed>' has overflowed its stack"), "{err}");
+    assert_eq!(signal(&out), Some(libc::SIGABRT));
+}
+
+#[test]
+fn rt_other_segfaults_are_not_called_overflows() {
+    if role().is_some() {
+        let h = grove::spawn(|| {
+            let p = std::hint::black_box(16usize) as *mut u64;
+            // SAFETY: deliberately invalid: this test checks how a wild write is reported.
+            unsafe { p.write_volatile(1) };
+        });
+        let _ = h.join();
+        unreachable!("the fault must kill the process");
+    }
+    let out = run_child("rt_other_segfaults_are_not_called_overflows", "segv", &[]);
+    let err = stderr(&out);
+    assert!(!err.contains("overflowed"), "{err}");
+    assert_eq!(signal(&out), Some(libc::SIGSEGV), "{err}");
+}
+
+#[test]
+fn rt_main_thread_overflow_still_reported_by_std() {
+    if role().is_some() {
+        grove::spawn(|| ()).join().unwrap(); // the runtime (and its handler) is installed
+        std::thread::Builder::new()
+            .name("plain".into())
+            .stack_size(256 * 1024)
+            .spawn(|| overflow(0))
+            .unwrap()
+            .join()
+            .ok();
+        unreachable!("the overflow must abort the process");
+    }
+    let out = run_child("rt_main_thread_overflow_still_reported_by_std", "thread-overflow", &[]);
+    let err = stderr(&out);
+    assert!(err.contains("thread 'plain'"), "{err}");
+    assert!(err.contains("has overflowed its stack"), "{err}");
+    assert!(!err.contains("greenlet"), "{err}");
+}
+
+#[test]
+fn rt_bad_environment_values_stop_with_a_message_naming_the_variable() {
+    if role().is_some() {
+        grove::spawn(|| ()).join().unwrap();
+        unreachable!("the runtime must refuse to start");
+    }
+    for (var, val) in [
+        ("GROVE_WORKERS", "0"),
+        ("GROVE_WORKERS", "lots"),
+        ("GROVE_STACK_SIZE", "tiny"),
+        ("GROVE_MAX_BLOCKING_MS", "soon"),
+    ] {
+        let out = run_child(
+            "rt_bad_environment_values_stop_with_a_message_naming_the_variable",
+            "badenv",
+            &[(var, val)],
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{var}={val}: {err}");
+        assert!(err.contains(&format!("invalid {var}=\"{val}\"")), "{err}");
+    }
+}
+
+#[test]
+fn rt_spawn_fails_with_a_clear_error_when_address_space_runs_out() {
+    if role().is_some() {
+        // Leave room for the test harness, not for thousands of 256 MiB stack slabs.
+        let lim = libc::rlimit { rlim_cur: 3 << 30, rlim_max: 3 << 30 };
+        // SAFETY: lowering our own address-space limit.
+        unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
+        let mut handles = Vec::new();
+        let err = loop {
+            match grove::Builder::new().spawn(|| grove::sleep(Duration::from_secs(60))) {
+                Ok(h) => handles.push(h),
+                Err(e) => break e,
+            }
+            assert!(handles.len() < 100_000, "never ran out");
+        };
+        println!("ERROR: {err}");
+        assert_eq!(err.kind(), std::io::ErrorKind::OutOfMemory);
+        std::process::exit(0); // parked greenlets would keep us waiting
+    }
+    let out = run_child(
+        "rt_spawn_fails_with_a_clear_error_when_address_space_runs_out",
+        "oom",
+        &[],
+    );
+    let text = common::stdout(&out);
+    assert!(out.status.success(), "{}{}", text, stderr(&out));
+    assert!(text.contains("address space for greenlet stacks"), "{text}");
+    assert!(text.contains("GROVE_STACK_SIZE"), "{text}");
+}

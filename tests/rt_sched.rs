@@ -1,0 +1,287 @@
+//! Scheduler behaviour: blocked workers, the blocking monitor, timers under load, idle CPU,
+//! the blocking pool, stack mappings.
+
+mod common;
+
+use common::{role, run_child, stderr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[test]
+fn rt_blocking_monitor_reports_a_hog_once_by_name() {
+    if role().is_some() {
+        let h = grove::Builder::new()
+            .name("hog")
+            .spawn(|| std::thread::sleep(Duration::from_millis(400)))
+            .unwrap();
+        h.join().unwrap();
+        // A short run afterwards is no incident.
+        grove::spawn(|| std::thread::sleep(Duration::from_millis(5))).join().unwrap();
+        grove::sleep(Duration::from_millis(100));
+        return;
+    }
+    let out = run_child(
+        "rt_blocking_monitor_reports_a_hog_once_by_name",
+        "hog",
+        &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "50")],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("has held worker").count(), 1, "{err}");
+    assert!(err.contains("greenlet 'hog' (id "), "{err}");
+    assert!(err.contains("GROVE_MAX_BLOCKING_MS=50"), "{err}");
+}
+
+#[test]
+fn rt_blocking_monitor_off_at_zero() {
+    if role().is_some() {
+        grove::spawn(|| std::thread::sleep(Duration::from_millis(200)))
+            .join()
+            .unwrap();
+        return;
+    }
+    let out = run_child(
+        "rt_blocking_monitor_off_at_zero",
+        "hog",
+        &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "0")],
+    );
+    assert!(out.status.success());
+    assert!(!stderr(&out).contains("has held worker"), "{}", stderr(&out));
+}
+
+#[test]
+fn rt_greenlets_queued_behind_a_blocked_worker_are_stolen() {
+    if role().is_some() {
+        let done = Arc::new(AtomicUsize::new(0));
+        let d = done.clone();
+        let t0 = Instant::now();
+        let hog = grove::spawn(move || {
+            // Queue work on this worker: a greenlet woken into `runnext`, and spawned ones on
+            // the deque. Then hold the worker without parking.
+            let waiter_done = d.clone();
+            let slot: Arc<Mutex<Option<grove::rt::Unparker>>> = Arc::new(Mutex::new(None));
+            let s2 = slot.clone();
+            let waiter = grove::spawn(move || {
+                grove::rt::park(|u| {
+                    *s2.lock().unwrap() = Some(u);
+                    Some(|| ())
+                }, None);
+                waiter_done.fetch_add(1, SeqCst);
+            });
+            while slot.lock().unwrap().is_none() {
+                grove::sleep(Duration::from_millis(1));
+            }
+            for _ in 0..10 {
+                let d = d.clone();
+                grove::spawn(move || {
+                    d.fetch_add(1, SeqCst);
+                });
+            }
+            slot.lock().unwrap().take().unwrap().unpark(); // into this worker's runnext
+            std::thread::sleep(Duration::from_millis(1500));
+            waiter
+        });
+        while done.load(SeqCst) < 11 {
+            assert!(t0.elapsed() < Duration::from_millis(1200), "work stuck behind the hog");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        hog.join().unwrap().join().unwrap();
+        return;
+    }
+    let out = run_child(
+        "rt_greenlets_queued_behind_a_blocked_worker_are_stolen",
+        "steal",
+        &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "100")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn rt_timer_fires_on_time_while_a_worker_is_blocked() {
+    if role().is_some() {
+        let h = grove::spawn(|| {
+            // The hog lands on this worker's deque; it blocks whichever worker runs it.
+            let hog = grove::spawn(|| std::thread::sleep(Duration::from_millis(500)));
+            let t = Instant::now();
+            grove::sleep(Duration::from_millis(50));
+            let late = t.elapsed();
+            hog.join().unwrap();
+            late
+        });
+        let late = h.join().unwrap();
+        assert!(late < Duration::from_millis(150), "timer fired after {late:?}");
+        return;
+    }
+    for _ in 0..3 {
+        let out = run_child(
+            "rt_timer_fires_on_time_while_a_worker_is_blocked",
+            "timer",
+            &[("GROVE_WORKERS", "2")],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn rt_idle_runtime_uses_no_cpu() {
+    if role().is_some() {
+        let hs: Vec<_> = (0..100)
+            .map(|i| grove::spawn(move || grove::sleep(Duration::from_millis(i % 10))))
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100)); // let everyone go to sleep
+        assert_eq!(grove::debug::awake_workers(), Some(0), "a worker stayed awake");
+        let cpu0 = common::cpu_time();
+        std::thread::sleep(Duration::from_millis(1000));
+        let used = common::cpu_time() - cpu0;
+        assert!(used < Duration::from_millis(10), "idle runtime used {used:?} of CPU in 1 s");
+        return;
+    }
+    let out = run_child("rt_idle_runtime_uses_no_cpu", "idle", &[("GROVE_WORKERS", "4")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn rt_spawn_blocking_runs_off_the_workers_and_joins_from_greenlets() {
+    let worker_thread = grove::spawn(|| std::thread::current().id()).join().unwrap();
+    let h = grove::spawn(move || {
+        let job = grove::spawn_blocking(|| {
+            std::thread::sleep(Duration::from_millis(30));
+            (std::thread::current().id(), std::thread::current().name().map(str::to_owned))
+        });
+        job.join().unwrap()
+    });
+    let (tid, name) = h.join().unwrap();
+    assert_ne!(tid, worker_thread);
+    assert_eq!(name.as_deref(), Some("grove-blocking"));
+    // From a plain thread too.
+    assert_eq!(grove::spawn_blocking(|| 9).join().unwrap(), 9);
+    // A panic in the job comes back through join.
+    assert!(grove::spawn_blocking(|| -> () { panic!("job failed") }).join().is_err());
+}
+
+#[test]
+fn rt_spawn_blocking_parks_only_the_joining_greenlet() {
+    if role().is_some() {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let t = ticks.clone();
+        let ticker = grove::spawn(move || {
+            for _ in 0..10 {
+                t.fetch_add(1, SeqCst);
+                grove::sleep(Duration::from_millis(5));
+            }
+        });
+        let joiner = grove::spawn(|| {
+            grove::spawn_blocking(|| std::thread::sleep(Duration::from_millis(200)))
+                .join()
+                .unwrap()
+        });
+        joiner.join().unwrap();
+        assert_eq!(ticks.load(SeqCst), 10, "the single worker was blocked by the join");
+        ticker.join().unwrap();
+        return;
+    }
+    let out = run_child(
+        "rt_spawn_blocking_parks_only_the_joining_greenlet",
+        "blocking",
+        &[("GROVE_WORKERS", "1")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn rt_blocking_pool_grows_to_its_cap_and_threads_exit_when_idle() {
+    if role().is_some() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let jobs: Vec<_> = (0..6)
+            .map(|_| {
+                let (r, p) = (running.clone(), peak.clone());
+                grove::spawn_blocking(move || {
+                    let now = r.fetch_add(1, SeqCst) + 1;
+                    p.fetch_max(now, SeqCst);
+                    std::thread::sleep(Duration::from_millis(40));
+                    r.fetch_sub(1, SeqCst);
+                })
+            })
+            .collect();
+        assert!(grove::debug::blocking_threads() <= 3);
+        for j in jobs {
+            j.join().unwrap();
+        }
+        assert_eq!(peak.load(SeqCst), 3, "pool did not grow to its cap of 3");
+        let t = Instant::now();
+        while grove::debug::blocking_threads() > 0 {
+            assert!(t.elapsed() < Duration::from_secs(5), "idle pool threads did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        return;
+    }
+    let out = run_child(
+        "rt_blocking_pool_grows_to_its_cap_and_threads_exit_when_idle",
+        "pool",
+        &[("GROVE_MAX_BLOCKING_THREADS", "3"), ("GROVE_BLOCKING_KEEPALIVE_MS", "100")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn rt_killed_blocking_job_that_has_not_started_never_runs() {
+    if role().is_some() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let first = grove::spawn_blocking(|| std::thread::sleep(Duration::from_millis(100)));
+        let r = ran.clone();
+        let second = grove::spawn_blocking(move || r.store(true, SeqCst));
+        second.kill();
+        first.join().unwrap();
+        assert!(second.join().unwrap_err().downcast_ref::<grove::Killed>().is_some());
+        assert!(!ran.load(SeqCst));
+        return;
+    }
+    let out = run_child(
+        "rt_killed_blocking_job_that_has_not_started_never_runs",
+        "pool",
+        &[("GROVE_MAX_BLOCKING_THREADS", "1")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn count_maps() -> usize {
+    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+}
+
+#[test]
+fn rt_guard_pages_cost_no_mapping_per_greenlet() {
+    if role().is_some() {
+        let before = count_maps();
+        let stop = Arc::new(AtomicBool::new(false));
+        let hs: Vec<_> = (0..20_000)
+            .map(|_| {
+                let s = stop.clone();
+                grove::spawn(move || {
+                    while !s.load(SeqCst) {
+                        grove::sleep(Duration::from_millis(20));
+                    }
+                })
+            })
+            .collect();
+        grove::sleep(Duration::from_millis(50));
+        let during = count_maps();
+        stop.store(true, SeqCst);
+        for h in hs {
+            h.join().unwrap();
+        }
+        println!("maps before={before} during={during} madvise={}", grove::debug::guards_use_madvise());
+        if grove::debug::guards_use_madvise() {
+            assert!(during < before + 100, "20k stacks took {} mappings", during - before);
+        } else {
+            assert!(during >= before + 20_000, "mprotect guards should split the mappings");
+        }
+        return;
+    }
+    let out = run_child("rt_guard_pages_cost_no_mapping_per_greenlet", "maps", &[]);
+    assert!(out.status.success(), "{}{}", common::stdout(&out), stderr(&out));
+}
