@@ -95,7 +95,9 @@ fn bench_yield(c: &mut Criterion) {
             for _ in 0..iters {
                 match black_box(co.resume(())) {
                     CoroutineResult::Yield(()) => {}
-                    CoroutineResult::Return(()) => unreachable!("the floor coroutine never returns"),
+                    CoroutineResult::Return(()) => {
+                        unreachable!("the floor coroutine never returns")
+                    }
                 }
             }
             start.elapsed()

@@ -78,7 +78,7 @@ impl Builder {
         let size = self.stack_size.map_or(0, |s| {
             crate::config::round_to_page(s.max(crate::config::MIN_STACK_SIZE))
         });
-        let stack = alloc_stack(rt, size)?;
+        let stack = reserve_stack(rt, size)?;
         let task = TaskRef::new(
             f,
             rt.next_id(),
@@ -86,7 +86,7 @@ impl Builder {
             TaskOpts {
                 stack_size: size,
                 pinned: self.pinned,
-                stack: Some(stack),
+                stack,
             },
         );
         let handle = JoinHandle::new(task.clone());
@@ -95,18 +95,20 @@ impl Builder {
     }
 }
 
-fn alloc_stack(rt: &Shared, size: usize) -> io::Result<Stack> {
+/// A dedicated stack for a non-default size; otherwise a reservation of a pool stack, which the
+/// greenlet takes when it first runs (see `stack`).
+fn reserve_stack(rt: &Shared, size: usize) -> io::Result<Option<Stack>> {
     if size != 0 && size != rt.stacks.stack_size() {
-        return stack::map_dedicated(size);
+        return stack::map_dedicated(size).map(Some);
     }
     let core = current_core();
     if core.is_null() {
-        let mut one = Vec::with_capacity(1);
-        rt.stacks.take_into(&mut one, 1)?;
-        return Ok(one.pop().expect("grove: stack pool gave nothing"));
+        rt.stacks.reserve(1)?;
+    } else {
+        // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
+        unsafe { &*core }.take_credit(rt)?;
     }
-    // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
-    unsafe { &*core }.take_stack(rt)
+    Ok(None)
 }
 
 /// Runs `f` on the blocking pool's OS threads (gevent's threadpool). Joining the handle from a

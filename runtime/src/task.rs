@@ -61,8 +61,8 @@ pub(crate) struct VTable {
     make_coroutine: unsafe fn(NonNull<Header>, Stack) -> Coro,
     /// Runs the closure on the current thread (blocking pool) and stores its result.
     run_inline: unsafe fn(NonNull<Header>),
-    /// Stores `Err(Killed)` without ever running the closure.
-    cancel_unstarted: unsafe fn(NonNull<Header>),
+    /// Stores `Err(payload)` without ever running the closure.
+    cancel_unstarted: unsafe fn(NonNull<Header>, Box<dyn std::any::Any + Send>),
     /// Moves the result into `*out`, which is an `Option<thread::Result<T>>`.
     take_result: unsafe fn(NonNull<Header>, out: *mut ()),
     /// Frees the whole cell.
@@ -101,7 +101,8 @@ pub(crate) struct Header {
 
 /// Parts of a greenlet only the worker that holds it (runnable, not running) touches.
 pub(crate) struct SchedSlot {
-    /// The stack reserved at spawn, until the first run makes the coroutine on it.
+    /// A dedicated stack mapped at spawn, until the first run makes the coroutine on it (pool
+    /// stacks are taken at first run instead).
     pub(crate) stack: Option<Stack>,
     /// The coroutine, made on first run.
     pub(crate) coro: Option<Coro>,
@@ -222,7 +223,13 @@ impl TaskRef {
     /// Finishes a task that never ran with `Err(Killed)`.
     pub(crate) fn cancel_unstarted(&self) {
         // SAFETY: as above; called instead of ever running it.
-        unsafe { (self.header().vtable.cancel_unstarted)(self.0) }
+        unsafe { (self.header().vtable.cancel_unstarted)(self.0, Box::new(crate::cancel::Killed)) }
+    }
+
+    /// Finishes a task that could not start with `Err(error)`.
+    pub(crate) fn fail_unstarted(&self, error: std::io::Error) {
+        // SAFETY: as above; called instead of ever running it.
+        unsafe { (self.header().vtable.cancel_unstarted)(self.0, Box::new(error)) }
     }
 
     /// Moves the result out.
@@ -262,7 +269,7 @@ impl Drop for TaskRef {
 pub(crate) struct TaskOpts {
     pub(crate) stack_size: usize,
     pub(crate) pinned: bool,
-    /// The stack reserved for it (none for blocking-pool tasks).
+    /// Its own stack, for a non-default size (pool stacks are taken at first run).
     pub(crate) stack: Option<Stack>,
 }
 
@@ -401,7 +408,7 @@ where
 
 /// # Safety
 /// `h` is the header of a live `TaskCell<F, T>` that never started.
-unsafe fn cancel_unstarted<F, T>(h: NonNull<Header>)
+unsafe fn cancel_unstarted<F, T>(h: NonNull<Header>, payload: Box<dyn std::any::Any + Send>)
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -410,7 +417,7 @@ where
     unsafe {
         let cell = h.cast::<TaskCell<F, T>>().as_ref();
         drop((*cell.start.get()).take());
-        *cell.result.get() = Some(Err(Box::new(crate::cancel::Killed)));
+        *cell.result.get() = Some(Err(payload));
     }
 }
 

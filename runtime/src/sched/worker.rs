@@ -23,7 +23,7 @@
 use super::context::{set_current_core, set_current_task};
 use super::Shared;
 use crate::park_state::{Wake, WakeOutcome};
-use crate::stack::{Stack, LOCAL_CACHE_MAX};
+use crate::stack::{Stack, CREDIT_BATCH, LOCAL_CACHE_MAX};
 use crate::task::{SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
 use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Stealer, Worker};
@@ -48,6 +48,8 @@ pub(crate) struct Core {
     rng: Cell<u32>,
     /// Stacks kept by this worker (no lock to take one).
     stacks: UnsafeCell<Vec<Stack>>,
+    /// Stack reservations this worker holds for greenlets it will spawn (see `stack`).
+    credits: Cell<usize>,
 }
 
 impl Core {
@@ -60,6 +62,7 @@ impl Core {
             searching: Cell::new(false),
             rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
             stacks: UnsafeCell::new(Vec::new()),
+            credits: Cell::new(0),
         }
     }
 
@@ -89,9 +92,32 @@ impl Core {
             .expect("grove: stack pool gave nothing without an error"))
     }
 
+    /// Reserves a pool stack for a greenlet being spawned on this worker.
+    pub(crate) fn take_credit(&self, shared: &Shared) -> io::Result<()> {
+        let c = self.credits.get();
+        if c == 0 {
+            shared.stacks.reserve(CREDIT_BATCH)?;
+            self.credits.set(CREDIT_BATCH - 1);
+        } else {
+            self.credits.set(c - 1);
+        }
+        Ok(())
+    }
+
+    /// A greenlet with a pool stack ended (or never started): its reservation comes back.
+    pub(crate) fn return_credit(&self, shared: &Shared) {
+        let c = self.credits.get() + 1;
+        if c > 2 * CREDIT_BATCH {
+            shared.stacks.unreserve(CREDIT_BATCH);
+            self.credits.set(c - CREDIT_BATCH);
+        } else {
+            self.credits.set(c);
+        }
+    }
+
     /// Returns a finished greenlet's stack.
     pub(crate) fn put_stack(&self, shared: &Shared, stack: Stack) {
-        if stack.size() != shared.stacks.stack_size() || stack.is_dedicated() {
+        if stack.is_dedicated() {
             return drop(stack);
         }
         // SAFETY: as in `take_stack`.
@@ -308,7 +334,11 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
             CoroutineResult::Return(()) => {
                 // SAFETY: finished; nothing refers to the coroutine any more.
                 let coro = unsafe { (*slot).coro.take() }.expect("grove: coroutine vanished");
-                core.put_stack(shared, coro.into_stack());
+                let stack = coro.into_stack();
+                if !stack.is_dedicated() {
+                    core.return_credit(shared);
+                }
+                core.put_stack(shared, stack);
                 h.complete();
                 return;
             }
@@ -321,16 +351,30 @@ fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot
     let h = task.header();
     // SAFETY: as in `run_task`: this thread alone touches the slot of a greenlet it holds.
     let slot = unsafe { &mut *slot };
-    let stack = slot
-        .stack
-        .take()
-        .expect("grove: greenlet scheduled without a stack");
     if h.kill.load(Acquire) {
-        core.put_stack(shared, stack);
+        // Killed before it ever ran: it never runs.
+        match slot.stack.take() {
+            Some(dedicated) => drop(dedicated),
+            None => core.return_credit(shared),
+        }
         task.cancel_unstarted();
         h.complete();
         return false;
     }
+    let stack = match slot.stack.take() {
+        Some(dedicated) => dedicated,
+        None => match core.take_stack(shared) {
+            Ok(s) => s,
+            Err(e) => {
+                // Only when every reserved stack sits in another worker's cache and no new one
+                // can be carved: the greenlet cannot start, and says why through `join`.
+                core.return_credit(shared);
+                task.fail_unstarted(e);
+                h.complete();
+                return false;
+            }
+        },
+    };
     if h.home.load(Relaxed) == PIN_ON_FIRST_RUN {
         h.home.store(core.index, Relaxed);
     }

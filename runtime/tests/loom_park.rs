@@ -1,0 +1,263 @@
+//! Loom models of the greenlet park/wake state machine (`src/park_state.rs`).
+//!
+//! The production file is included verbatim with `#[path]`; the `sync` module below makes its
+//! `crate::sync::AtomicU64` loom's, so every interleaving loom explores runs the real code.
+//!
+//! Run with:
+//!
+//! ```text
+//! CARGO_TARGET_DIR=target/loom RUSTFLAGS="--cfg loom" \
+//!     cargo test -p grove-runtime --release --test loom_park
+//! ```
+//!
+//! Without `--cfg loom` this file compiles to nothing.
+//!
+//! Loom caveat: loom treats `SeqCst` *accesses* as `AcqRel` (only `fence(SeqCst)` is modelled
+//! fully; see loom's README, "Unsupported features"). That matters only for the kill Dekker pair;
+//! see `kill_concurrent_with_whole_park` below.
+#![cfg(loom)]
+
+#[allow(unused_imports)]
+mod sync {
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize};
+    pub(crate) use loom::sync::{Condvar, Mutex};
+}
+
+#[allow(dead_code)]
+#[path = "../src/park_state.rs"]
+mod park_state;
+
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use loom::sync::Arc;
+use loom::thread;
+use park_state::{ParkState, Wake, WakeOutcome};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+
+/// Spins (yielding to loom) until the token slot holds a generation.
+fn recv_token(slot: &AtomicU64) -> u64 {
+    loop {
+        let g = slot.load(Acquire);
+        if g != 0 {
+            return g;
+        }
+        thread::yield_now();
+    }
+}
+
+/// 1(a). The owner prepares, hands the token out (through an `Arc`'d slot, Release/Acquire like a
+/// wait list under the object's lock), "switches away" (writes its stack), and commits; a waker
+/// takes the token and wakes it. Exactly one side resumes the greenlet: the owner when its commit
+/// fails, or the waker when it wins against `PARKED`. Whoever resumes it runs `take_wake`, which
+/// must say `Unparked`, and must see both the waker's hand-off value (wake's release ->
+/// take_wake's acquire) and the stack as the switch left it (commit's release -> wake's acquire);
+/// loom's `UnsafeCell` checks reports any unsynchronised access as a data race.
+#[test]
+fn commit_vs_wake_resumes_exactly_once() {
+    loom::model(|| {
+        let st = Arc::new(ParkState::new());
+        let slot = Arc::new(AtomicU64::new(0));
+        // Written by the waker before waking: a value handed over through a channel slot.
+        let handoff = Arc::new(UnsafeCell::new(0u32));
+        // Written by the owner before committing: the greenlet's stack as the switch left it.
+        let stack = Arc::new(UnsafeCell::new(0u32));
+        let resumed = Arc::new(AtomicUsize::new(0));
+
+        // What the thread that resumes the greenlet does (the greenlet continuing after park).
+        let resume = {
+            let (st, handoff, stack, resumed) =
+                (st.clone(), handoff.clone(), stack.clone(), resumed.clone());
+            move |gen: u64| {
+                stack.with(|p| assert_eq!(unsafe { *p }, 7, "resumed on a stale stack"));
+                assert_eq!(st.take_wake(gen), Some(Wake::Unparked));
+                handoff.with(|p| assert_eq!(unsafe { *p }, 42, "hand-off not visible"));
+                resumed.fetch_add(1, Relaxed);
+            }
+        };
+
+        let waker = {
+            let (st, slot, handoff) = (st.clone(), slot.clone(), handoff.clone());
+            let resume = resume.clone();
+            thread::spawn(move || {
+                let gen = recv_token(&slot);
+                handoff.with_mut(|p| unsafe { *p = 42 });
+                match st.wake(gen, Wake::Unparked) {
+                    WakeOutcome::WonParked => resume(gen), // the waker schedules it
+                    WakeOutcome::WonEarly => {}            // the owner notices by itself
+                    WakeOutcome::Lost => panic!("the only waker lost"),
+                }
+            })
+        };
+
+        // Owner.
+        let gen = st.prepare();
+        slot.store(gen, Release);
+        stack.with_mut(|p| unsafe { *p = 7 }); // the switch
+        if !st.commit(gen) {
+            resume(gen); // woken before it finished parking: runs again at once
+        }
+
+        waker.join().unwrap();
+        assert_eq!(resumed.load(Relaxed), 1, "greenlet resumed zero or two times");
+        assert!(!st.is_waiting(gen));
+    });
+}
+
+/// 1(b). Two wakers with the same token (the lock's `Unparked`, the timer's `TimedOut`) race each
+/// other and the owner's commit. Exactly one waker wins; the greenlet is resumed exactly once;
+/// `take_wake` reports the winner's reason.
+#[test]
+fn two_wakers_exactly_one_wins() {
+    loom::model(|| {
+        let st = Arc::new(ParkState::new());
+        let resumed = Arc::new(AtomicUsize::new(0));
+        let gen = st.prepare(); // tokens were made before the wakers got them
+
+        let spawn_waker = |why: Wake| {
+            let (st, resumed) = (st.clone(), resumed.clone());
+            thread::spawn(move || {
+                let out = st.wake(gen, why);
+                if out == WakeOutcome::WonParked {
+                    resumed.fetch_add(1, Relaxed);
+                }
+                out
+            })
+        };
+        let w1 = spawn_waker(Wake::Unparked);
+        let w2 = spawn_waker(Wake::TimedOut);
+
+        if !st.commit(gen) {
+            resumed.fetch_add(1, Relaxed);
+        }
+
+        let o1 = w1.join().unwrap();
+        let o2 = w2.join().unwrap();
+        let won1 = o1 != WakeOutcome::Lost;
+        let won2 = o2 != WakeOutcome::Lost;
+        assert!(won1 ^ won2, "winners: {o1:?}, {o2:?}");
+        assert_eq!(resumed.load(Relaxed), 1);
+        let expected = if won1 { Wake::Unparked } else { Wake::TimedOut };
+        assert_eq!(st.take_wake(gen), Some(expected));
+    });
+}
+
+/// 1(c). A stale token: after a full park cycle and a new `prepare`, a waker holding the old
+/// generation gets `Lost` and leaves the new park alone, whether it runs before or after the
+/// new park's commit.
+#[test]
+fn stale_token_is_lost() {
+    loom::model(|| {
+        let st = Arc::new(ParkState::new());
+
+        let g1 = st.prepare();
+        assert!(st.commit(g1));
+        assert_eq!(st.wake(g1, Wake::Unparked), WakeOutcome::WonParked);
+        assert_eq!(st.take_wake(g1), Some(Wake::Unparked));
+        let g2 = st.prepare();
+        assert_ne!(g1, g2);
+
+        let stale = {
+            let st = st.clone();
+            thread::spawn(move || st.wake(g1, Wake::TimedOut))
+        };
+        let committed = st.commit(g2);
+
+        assert_eq!(stale.join().unwrap(), WakeOutcome::Lost);
+        assert!(committed, "a stale token stopped the new park from committing");
+        assert!(st.is_waiting(g2), "a stale token ended the new park");
+        assert_eq!(st.wake(g2, Wake::Unparked), WakeOutcome::WonParked);
+        assert_eq!(st.take_wake(g2), Some(Wake::Unparked));
+    });
+}
+
+/// 1(c'). The realistic stale-token race: park 1 handed out two tokens (a wait list's and a
+/// timer's). The wait list's waker ends park 1; whoever resumes the greenlet runs it on into park
+/// 2 (take_wake, prepare, commit). The late timer fires its gen-1 token at any point meanwhile: it
+/// may win park 1 (then the wait-list waker loses), but it must never end park 2.
+#[test]
+fn late_timer_never_ends_the_next_park() {
+    loom::model(|| {
+        let st = Arc::new(ParkState::new());
+        let resumed = Arc::new(AtomicUsize::new(0));
+        let next_gen = Arc::new(AtomicU64::new(0));
+        let g1 = st.prepare();
+
+        // The greenlet's code after park 1 returns: straight into park 2.
+        let run_on = {
+            let (st, resumed, next_gen) = (st.clone(), resumed.clone(), next_gen.clone());
+            move || {
+                assert!(st.take_wake(g1).is_some());
+                resumed.fetch_add(1, Relaxed);
+                let g2 = st.prepare();
+                next_gen.store(g2, Relaxed);
+                assert!(st.commit(g2), "nothing holds a gen-2 token, yet commit failed");
+            }
+        };
+
+        let spawn_waker = |why: Wake| {
+            let st = st.clone();
+            let run_on = run_on.clone();
+            thread::spawn(move || {
+                let out = st.wake(g1, why);
+                if out == WakeOutcome::WonParked {
+                    run_on();
+                }
+                out
+            })
+        };
+        let list = spawn_waker(Wake::Unparked);
+        let timer = spawn_waker(Wake::TimedOut);
+
+        if !st.commit(g1) {
+            run_on();
+        }
+
+        let o1 = list.join().unwrap();
+        let o2 = timer.join().unwrap();
+        assert!((o1 != WakeOutcome::Lost) ^ (o2 != WakeOutcome::Lost));
+        assert_eq!(resumed.load(Relaxed), 1);
+        let g2 = next_gen.load(Relaxed);
+        assert_eq!(g2, g1 + 1);
+        assert!(st.is_waiting(g2), "a gen-1 token ended park 2");
+    });
+}
+
+/// 1(d). The kill Dekker pair, as the worker runs it (`run_task`): `kill` stores the flag and wakes
+/// the current park; the worker commits, then loads the flag and wakes the park itself. The
+/// greenlet must end up woken (never parked forever) and resumed exactly once.
+#[test]
+fn kill_vs_commit_never_parks_forever() {
+    loom::model(|| {
+        let st = Arc::new(ParkState::new());
+        let kill = Arc::new(AtomicBool::new(false));
+        let resumed = Arc::new(AtomicUsize::new(0));
+        let gen = st.prepare(); // before `kill` runs
+
+        let killer = {
+            let (st, kill, resumed) = (st.clone(), kill.clone(), resumed.clone());
+            thread::spawn(move || {
+                kill.store(true, SeqCst);
+                if let Some(g) = st.current_park() {
+                    if st.wake(g, Wake::Killed) == WakeOutcome::WonParked {
+                        resumed.fetch_add(1, Relaxed); // wake_with(.., Hint::Back) schedules it
+                    }
+                }
+            })
+        };
+
+        // The worker, after the switch.
+        let must_resume = if !st.commit(gen) {
+            true
+        } else {
+            kill.load(SeqCst) && st.wake(gen, Wake::Killed) == WakeOutcome::WonParked
+        };
+        if must_resume {
+            resumed.fetch_add(1, Relaxed);
+        }
+
+        killer.join().unwrap();
+        assert!(!st.is_waiting(gen), "killed greenlet left parked forever");
+        assert_eq!(resumed.load(Relaxed), 1);
+        assert_eq!(st.take_wake(gen), Some(Wake::Killed));
+    });
+}
