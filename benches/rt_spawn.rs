@@ -116,7 +116,9 @@ fn bench_spawn(c: &mut Criterion) {
     });
 
     // A wave of OS threads takes a good fraction of a second: ten flat samples.
-    g.sample_size(10).sampling_mode(SamplingMode::Flat);
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(8));
     g.bench_function("std_thread", |b| b.iter(std_wave));
     g.finish();
 }

@@ -117,17 +117,15 @@ fn rt_killed_greenlet_prints_no_panic_message() {
         grove::sleep(Duration::from_millis(10));
         h.kill();
         assert!(is_killed(&h.join().unwrap_err()));
-        let r = grove::spawn(|| grove::timeout(Duration::from_millis(5), || {
-            grove::sleep(Duration::from_secs(30))
-        }));
+        let r = grove::spawn(|| {
+            grove::timeout(Duration::from_millis(5), || {
+                grove::sleep(Duration::from_secs(30))
+            })
+        });
         assert!(r.join().unwrap().is_err());
         return;
     }
-    let out = common::run_child(
-        "rt_killed_greenlet_prints_no_panic_message",
-        "quiet",
-        &[],
-    );
+    let out = common::run_child("rt_killed_greenlet_prints_no_panic_message", "quiet", &[]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let err = common::stderr(&out);
     assert!(!err.contains("panicked"), "unexpected panic output: {err}");
@@ -149,10 +147,12 @@ fn rt_kill_many_parked_greenlets() {
 
 #[test]
 fn rt_timeout_returns_value_when_in_time() {
-    let r = grove::spawn(|| grove::timeout(Duration::from_secs(5), || {
-        grove::sleep(Duration::from_millis(5));
-        11
-    }));
+    let r = grove::spawn(|| {
+        grove::timeout(Duration::from_secs(5), || {
+            grove::sleep(Duration::from_millis(5));
+            11
+        })
+    });
     assert_eq!(r.join().unwrap(), Ok(11));
 }
 
@@ -171,7 +171,10 @@ fn rt_timeout_elapses_and_runs_destructors() {
     });
     let (r, took) = h.join().unwrap();
     assert_eq!(r.unwrap_err().to_string(), "deadline has elapsed");
-    assert!(took >= Duration::from_millis(30) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(30) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
     assert!(dropped.load(SeqCst));
 }
 

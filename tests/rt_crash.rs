@@ -46,9 +46,16 @@ fn rt_stack_overflow_reports_greenlet_name_and_aborts() {
         let _ = h.join();
         unreachable!("the overflow must abort the process");
     }
-    let out = run_child("rt_stack_overflow_reports_greenlet_name_and_aborts", "overflow", &[]);
+    let out = run_child(
+        "rt_stack_overflow_reports_greenlet_name_and_aborts",
+        "overflow",
+        &[],
+    );
     let err = stderr(&out);
-    assert!(err.contains("greenlet 'deep-thought' has overflowed its stack"), "{err}");
+    assert!(
+        err.contains("greenlet 'deep-thought' has overflowed its stack"),
+        "{err}"
+    );
     assert_eq!(signal(&out), Some(libc::SIGABRT), "{err}");
 }
 
@@ -62,9 +69,16 @@ fn rt_stack_overflow_of_unnamed_greenlet_on_small_stack() {
         let _ = h.join();
         unreachable!("the overflow must abort the process");
     }
-    let out = run_child("rt_stack_overflow_of_unnamed_greenlet_on_small_stack", "overflow", &[]);
+    let out = run_child(
+        "rt_stack_overflow_of_unnamed_greenlet_on_small_stack",
+        "overflow",
+        &[],
+    );
     let err = stderr(&out);
-    assert!(err.contains("greenlet '<unnamed>' has overflowed its stack"), "{err}");
+    assert!(
+        err.contains("greenlet '<unnamed>' has overflowed its stack"),
+        "{err}"
+    );
     assert_eq!(signal(&out), Some(libc::SIGABRT));
 }
 
@@ -98,7 +112,11 @@ fn rt_main_thread_overflow_still_reported_by_std() {
             .ok();
         unreachable!("the overflow must abort the process");
     }
-    let out = run_child("rt_main_thread_overflow_still_reported_by_std", "thread-overflow", &[]);
+    let out = run_child(
+        "rt_main_thread_overflow_still_reported_by_std",
+        "thread-overflow",
+        &[],
+    );
     let err = stderr(&out);
     assert!(err.contains("thread 'plain'"), "{err}");
     assert!(err.contains("has overflowed its stack"), "{err}");
@@ -132,7 +150,10 @@ fn rt_bad_environment_values_stop_with_a_message_naming_the_variable() {
 fn rt_spawn_fails_with_a_clear_error_when_address_space_runs_out() {
     if role().is_some() {
         // Leave room for the test harness, not for thousands of 256 MiB stack slabs.
-        let lim = libc::rlimit { rlim_cur: 3 << 30, rlim_max: 3 << 30 };
+        let lim = libc::rlimit {
+            rlim_cur: 3 << 30,
+            rlim_max: 3 << 30,
+        };
         // SAFETY: lowering our own address-space limit.
         unsafe { libc::setrlimit(libc::RLIMIT_AS, &lim) };
         let mut handles = Vec::new();

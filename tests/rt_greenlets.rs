@@ -31,7 +31,10 @@ fn rt_join_gives_panic_payload_like_std() {
         .spawn(move || -> u32 { panic!("kaboom {seven}") })
         .unwrap();
     let err = h.join().unwrap_err();
-    assert_eq!(err.downcast_ref::<String>().map(String::as_str), Some("kaboom 7"));
+    assert_eq!(
+        err.downcast_ref::<String>().map(String::as_str),
+        Some("kaboom 7")
+    );
 }
 
 #[test]
@@ -131,7 +134,10 @@ fn rt_sleeping_greenlets_overlap() {
         h.join().unwrap();
     }
     let e = t.elapsed();
-    assert!(e >= Duration::from_millis(50) && e < Duration::from_secs(2), "{e:?}");
+    assert!(
+        e >= Duration::from_millis(50) && e < Duration::from_secs(2),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -253,7 +259,10 @@ fn rt_join_from_greenlet_parks_only_that_greenlet() {
         .join()
         .unwrap()
     });
-    assert!(joiner.wait_timeout(Duration::from_secs(10)), "join blocked the worker");
+    assert!(
+        joiner.wait_timeout(Duration::from_secs(10)),
+        "join blocked the worker"
+    );
     joiner.join().unwrap();
     ticker.join().unwrap();
 }

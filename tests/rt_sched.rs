@@ -17,7 +17,9 @@ fn rt_blocking_monitor_reports_a_hog_once_by_name() {
             .unwrap();
         h.join().unwrap();
         // A short run afterwards is no incident.
-        grove::spawn(|| std::thread::sleep(Duration::from_millis(5))).join().unwrap();
+        grove::spawn(|| std::thread::sleep(Duration::from_millis(5)))
+            .join()
+            .unwrap();
         grove::sleep(Duration::from_millis(100));
         return;
     }
@@ -47,7 +49,11 @@ fn rt_blocking_monitor_off_at_zero() {
         &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "0")],
     );
     assert!(out.status.success());
-    assert!(!stderr(&out).contains("has held worker"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("has held worker"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -63,10 +69,13 @@ fn rt_greenlets_queued_behind_a_blocked_worker_are_stolen() {
             let slot: Arc<Mutex<Option<grove::rt::Unparker>>> = Arc::new(Mutex::new(None));
             let s2 = slot.clone();
             let waiter = grove::spawn(move || {
-                grove::rt::park(|u| {
-                    *s2.lock().unwrap() = Some(u);
-                    Some(|| ())
-                }, None);
+                grove::rt::park(
+                    |u| {
+                        *s2.lock().unwrap() = Some(u);
+                        Some(|| ())
+                    },
+                    None,
+                );
                 waiter_done.fetch_add(1, SeqCst);
             });
             while slot.lock().unwrap().is_none() {
@@ -83,7 +92,10 @@ fn rt_greenlets_queued_behind_a_blocked_worker_are_stolen() {
             waiter
         });
         while done.load(SeqCst) < 11 {
-            assert!(t0.elapsed() < Duration::from_millis(1200), "work stuck behind the hog");
+            assert!(
+                t0.elapsed() < Duration::from_millis(1200),
+                "work stuck behind the hog"
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         hog.join().unwrap().join().unwrap();
@@ -110,7 +122,10 @@ fn rt_timer_fires_on_time_while_a_worker_is_blocked() {
             late
         });
         let late = h.join().unwrap();
-        assert!(late < Duration::from_millis(150), "timer fired after {late:?}");
+        assert!(
+            late < Duration::from_millis(150),
+            "timer fired after {late:?}"
+        );
         return;
     }
     for _ in 0..3 {
@@ -133,14 +148,25 @@ fn rt_idle_runtime_uses_no_cpu() {
             h.join().unwrap();
         }
         std::thread::sleep(Duration::from_millis(100)); // let everyone go to sleep
-        assert_eq!(grove::debug::awake_workers(), Some(0), "a worker stayed awake");
+        assert_eq!(
+            grove::debug::awake_workers(),
+            Some(0),
+            "a worker stayed awake"
+        );
         let cpu0 = common::cpu_time();
         std::thread::sleep(Duration::from_millis(1000));
         let used = common::cpu_time() - cpu0;
-        assert!(used < Duration::from_millis(10), "idle runtime used {used:?} of CPU in 1 s");
+        assert!(
+            used < Duration::from_millis(10),
+            "idle runtime used {used:?} of CPU in 1 s"
+        );
         return;
     }
-    let out = run_child("rt_idle_runtime_uses_no_cpu", "idle", &[("GROVE_WORKERS", "4")]);
+    let out = run_child(
+        "rt_idle_runtime_uses_no_cpu",
+        "idle",
+        &[("GROVE_WORKERS", "4")],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -150,7 +176,10 @@ fn rt_spawn_blocking_runs_off_the_workers_and_joins_from_greenlets() {
     let h = grove::spawn(move || {
         let job = grove::spawn_blocking(|| {
             std::thread::sleep(Duration::from_millis(30));
-            (std::thread::current().id(), std::thread::current().name().map(str::to_owned))
+            (
+                std::thread::current().id(),
+                std::thread::current().name().map(str::to_owned),
+            )
         });
         job.join().unwrap()
     });
@@ -160,7 +189,9 @@ fn rt_spawn_blocking_runs_off_the_workers_and_joins_from_greenlets() {
     // From a plain thread too.
     assert_eq!(grove::spawn_blocking(|| 9).join().unwrap(), 9);
     // A panic in the job comes back through join.
-    assert!(grove::spawn_blocking(|| -> () { panic!("job failed") }).join().is_err());
+    assert!(grove::spawn_blocking(|| -> () { panic!("job failed") })
+        .join()
+        .is_err());
 }
 
 #[test]
@@ -180,7 +211,11 @@ fn rt_spawn_blocking_parks_only_the_joining_greenlet() {
                 .unwrap()
         });
         joiner.join().unwrap();
-        assert_eq!(ticks.load(SeqCst), 10, "the single worker was blocked by the join");
+        assert_eq!(
+            ticks.load(SeqCst),
+            10,
+            "the single worker was blocked by the join"
+        );
         ticker.join().unwrap();
         return;
     }
@@ -215,7 +250,10 @@ fn rt_blocking_pool_grows_to_its_cap_and_threads_exit_when_idle() {
         assert_eq!(peak.load(SeqCst), 3, "pool did not grow to its cap of 3");
         let t = Instant::now();
         while grove::debug::blocking_threads() > 0 {
-            assert!(t.elapsed() < Duration::from_secs(5), "idle pool threads did not exit");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "idle pool threads did not exit"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         return;
@@ -223,7 +261,10 @@ fn rt_blocking_pool_grows_to_its_cap_and_threads_exit_when_idle() {
     let out = run_child(
         "rt_blocking_pool_grows_to_its_cap_and_threads_exit_when_idle",
         "pool",
-        &[("GROVE_MAX_BLOCKING_THREADS", "3"), ("GROVE_BLOCKING_KEEPALIVE_MS", "100")],
+        &[
+            ("GROVE_MAX_BLOCKING_THREADS", "3"),
+            ("GROVE_BLOCKING_KEEPALIVE_MS", "100"),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
@@ -237,7 +278,11 @@ fn rt_killed_blocking_job_that_has_not_started_never_runs() {
         let second = grove::spawn_blocking(move || r.store(true, SeqCst));
         second.kill();
         first.join().unwrap();
-        assert!(second.join().unwrap_err().downcast_ref::<grove::Killed>().is_some());
+        assert!(second
+            .join()
+            .unwrap_err()
+            .downcast_ref::<grove::Killed>()
+            .is_some());
         assert!(!ran.load(SeqCst));
         return;
     }
@@ -250,7 +295,10 @@ fn rt_killed_blocking_job_that_has_not_started_never_runs() {
 }
 
 fn count_maps() -> usize {
-    std::fs::read_to_string("/proc/self/maps").unwrap().lines().count()
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .count()
 }
 
 #[test]
@@ -274,14 +322,29 @@ fn rt_guard_pages_cost_no_mapping_per_greenlet() {
         for h in hs {
             h.join().unwrap();
         }
-        println!("maps before={before} during={during} madvise={}", grove::debug::guards_use_madvise());
+        println!(
+            "maps before={before} during={during} madvise={}",
+            grove::debug::guards_use_madvise()
+        );
         if grove::debug::guards_use_madvise() {
-            assert!(during < before + 100, "20k stacks took {} mappings", during - before);
+            assert!(
+                during < before + 100,
+                "20k stacks took {} mappings",
+                during - before
+            );
         } else {
-            assert!(during >= before + 20_000, "mprotect guards should split the mappings");
+            assert!(
+                during >= before + 20_000,
+                "mprotect guards should split the mappings"
+            );
         }
         return;
     }
     let out = run_child("rt_guard_pages_cost_no_mapping_per_greenlet", "maps", &[]);
-    assert!(out.status.success(), "{}{}", common::stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        stderr(&out)
+    );
 }

@@ -81,9 +81,7 @@ pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     drop(popped);
     match r {
         Ok(v) => Ok(v),
-        Err(p) if p.downcast_ref::<ScopeExpired>().is_some_and(|s| s.0 == id) => {
-            Err(Elapsed(()))
-        }
+        Err(p) if p.downcast_ref::<ScopeExpired>().is_some_and(|s| s.0 == id) => Err(Elapsed(())),
         Err(p) => resume_unwind(p),
     }
 }
@@ -172,9 +170,7 @@ pub(crate) fn resolve_wake(
             }
         }
         Wake::TimedOut => match scope {
-            Some((sd, id))
-                if deadline.is_none_or(|d| sd < d) && !std::thread::panicking() =>
-            {
+            Some((sd, id)) if deadline.is_none_or(|d| sd < d) && !std::thread::panicking() => {
                 resume_unwind(Box::new(ScopeExpired(id)))
             }
             _ => Wake::TimedOut,

@@ -129,10 +129,12 @@ fn parse_count(var: &'static str, v: &str, expected: &'static str) -> Result<usi
 
 /// Parses a byte count with an optional `K`/`M`/`G` suffix (powers of 1024), page-rounded.
 pub(crate) fn parse_stack_size(v: &str) -> Result<usize, ConfigError> {
-    let bad = || ConfigError {
+    let bad = || {
+        ConfigError {
         var: "GROVE_STACK_SIZE",
         value: v.to_string(),
         expected: "a size in bytes of at least 16K, optionally with a K, M or G suffix (e.g. 262144 or 256K)",
+    }
     };
     let t = v.trim();
     let (digits, mult) = match t.char_indices().last() {

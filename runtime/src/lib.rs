@@ -28,6 +28,7 @@ mod sched;
 pub mod stack;
 mod sync;
 mod task;
+mod task_alloc;
 mod timer;
 
 pub use cancel::{timeout, Elapsed, Killed};

@@ -27,7 +27,11 @@ impl LocalMap {
         }
     }
 
-    fn get_or_insert(&mut self, key: usize, init: impl FnOnce() -> Box<dyn Any + Send>) -> *const (dyn Any + Send) {
+    fn get_or_insert(
+        &mut self,
+        key: usize,
+        init: impl FnOnce() -> Box<dyn Any + Send>,
+    ) -> *const (dyn Any + Send) {
         if let Some((_, v)) = self.0.iter().find(|(k, _)| *k == key) {
             return &**v;
         }

@@ -125,7 +125,12 @@ impl ParkState {
     pub fn commit(&self, gen: u64) -> bool {
         // SeqCst: one side of the Dekker pair with `kill` (see the module docs).
         self.0
-            .compare_exchange(gen << ST_BITS | PREPARED, gen << ST_BITS | PARKED, SeqCst, Acquire)
+            .compare_exchange(
+                gen << ST_BITS | PREPARED,
+                gen << ST_BITS | PARKED,
+                SeqCst,
+                Acquire,
+            )
             .is_ok()
     }
 

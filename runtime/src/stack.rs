@@ -79,8 +79,7 @@ unsafe impl corosensei::stack::Stack for Stack {
         corosensei::stack::StackPointer::new(self.top).expect("grove: stack top is null")
     }
     fn limit(&self) -> corosensei::stack::StackPointer {
-        corosensei::stack::StackPointer::new(self.guard_bottom)
-            .expect("grove: stack limit is null")
+        corosensei::stack::StackPointer::new(self.guard_bottom).expect("grove: stack limit is null")
     }
 }
 
@@ -182,7 +181,10 @@ impl StackPool {
     /// Takes back `n` promises (their greenlets ended).
     pub fn unreserve(&self, n: usize) {
         let mut inner = self.inner.lock();
-        assert!(inner.reserved >= n, "grove: stack reservations went negative");
+        assert!(
+            inner.reserved >= n,
+            "grove: stack reservations went negative"
+        );
         inner.reserved -= n;
     }
 

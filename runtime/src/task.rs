@@ -13,14 +13,17 @@
 
 use crate::park::Unparker;
 use crate::park_state::ParkState;
+use crate::park_state::Wake;
+use crate::sched::Hint;
 use crate::stack::Stack;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use corosensei::{Coroutine, Yielder};
+use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 use std::sync::Arc;
 use std::thread;
 
@@ -87,14 +90,15 @@ pub(crate) struct Header {
     pub(crate) park: ParkState,
     /// Set by `kill`, consumed when the kill is delivered.
     pub(crate) kill: AtomicBool,
-    done: AtomicBool,
+    /// `DONE` once the result is stored; `JOINER` once anyone registered to be woken.
+    completion: AtomicU8,
     /// Worker this greenlet is pinned to, `NOT_PINNED`, or `PIN_ON_FIRST_RUN`.
     pub(crate) home: AtomicUsize,
     pub(crate) id: GreenletId,
     pub(crate) name: Option<Arc<str>>,
     /// Stack size requested through `Builder::stack_size` (0 = the pool's).
     pub(crate) stack_size: usize,
-    joiners: parking_lot::Mutex<Vec<Unparker>>,
+    joiners: parking_lot::Mutex<Joiners>,
     pub(crate) local: UnsafeCell<Local>,
     sched: UnsafeCell<SchedSlot>,
 }
@@ -108,6 +112,39 @@ pub(crate) struct SchedSlot {
     pub(crate) coro: Option<Coro>,
     /// The stack's guard range, for the overflow handler.
     pub(crate) guard: (usize, usize),
+}
+
+const DONE: u8 = 1;
+const JOINER: u8 = 2;
+
+/// Tokens of the parks waiting for a task to end: one inline (the usual `join`), more in a
+/// vector (several waiters, e.g. a group and a handle).
+#[derive(Default)]
+pub(crate) struct Joiners {
+    first: Option<Unparker>,
+    rest: Vec<Unparker>,
+}
+
+impl Joiners {
+    fn push(&mut self, u: Unparker) {
+        match self.first {
+            None => self.first = Some(u),
+            Some(_) => self.rest.push(u),
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.rest.pop().is_none() {
+            self.first = None;
+        }
+    }
+
+    fn retain_waiting(&mut self) {
+        self.rest.retain(|u| u.is_waiting());
+        if self.first.as_ref().is_some_and(|u| !u.is_waiting()) {
+            self.first = self.rest.pop();
+        }
+    }
 }
 
 pub(crate) const NOT_PINNED: usize = usize::MAX;
@@ -138,13 +175,13 @@ impl TaskRef {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let cell = Box::new(TaskCell::<F, T> {
+        let cell = TaskCell::<F, T> {
             header: Header {
                 refs: AtomicUsize::new(1),
                 vtable: vtable_of::<F, T>(),
                 park: ParkState::new(),
                 kill: AtomicBool::new(false),
-                done: AtomicBool::new(false),
+                completion: AtomicU8::new(0),
                 home: AtomicUsize::new(if opts.pinned {
                     PIN_ON_FIRST_RUN
                 } else {
@@ -153,7 +190,7 @@ impl TaskRef {
                 id,
                 name,
                 stack_size: opts.stack_size,
-                joiners: parking_lot::Mutex::new(Vec::new()),
+                joiners: parking_lot::Mutex::new(Joiners::default()),
                 local: UnsafeCell::new(Local {
                     yielder: std::ptr::null(),
                     scopes: Vec::new(),
@@ -167,8 +204,12 @@ impl TaskRef {
             },
             start: UnsafeCell::new(Some(f)),
             result: UnsafeCell::new(None),
-        });
-        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        };
+        let mem =
+            crate::task_alloc::alloc(Layout::new::<TaskCell<F, T>>()).cast::<TaskCell<F, T>>();
+        // SAFETY: `mem` is a fresh block with the layout of TaskCell<F, T>.
+        unsafe { mem.as_ptr().write(cell) };
+        let ptr = mem.cast::<Header>();
         TaskRef(ptr)
     }
 
@@ -276,32 +317,49 @@ pub(crate) struct TaskOpts {
 impl Header {
     /// True once the task has stored its result.
     pub(crate) fn is_done(&self) -> bool {
-        self.done.load(Acquire)
+        // Acquire: pairs with the AcqRel `fetch_or(DONE)` in `complete`, publishing the result.
+        self.completion.load(Acquire) & DONE != 0
     }
 
     /// Marks the task finished and wakes every joiner.
+    ///
+    /// The joiner protocol: a joiner pushes its token under the lock and then sets `JOINER`; the
+    /// completer sets `DONE`. Both are read-modify-writes of one word, so one sees the other: a
+    /// completer that saw no `JOINER` skips the lock (the common case: nobody waits), and a joiner
+    /// that then sees `DONE` takes its token back and does not park.
     pub(crate) fn complete(&self) {
-        // Release: pairs with the Acquire in `is_done`, publishing the result slot.
-        self.done.store(true, Release);
+        if self.completion.fetch_or(DONE, AcqRel) & JOINER == 0 {
+            return;
+        }
         let joiners = std::mem::take(&mut *self.joiners.lock());
-        for j in joiners {
-            j.unpark();
+        if let Some(first) = joiners.first {
+            // Behind queued work: a joiner typically collects many results, and running it
+            // after the others finish saves it parking again for each one.
+            first.wake_with(Wake::Unparked, Hint::Back);
+        }
+        for j in joiners.rest {
+            j.wake_with(Wake::Unparked, Hint::Back);
         }
     }
 
-    /// Registers `u` to be woken at completion; false (and `u` dropped) if already done.
-    pub(crate) fn add_joiner(&self, u: Unparker) -> Option<parking_lot::MutexGuard<'_, Vec<Unparker>>> {
+    /// Registers `u` to be woken at completion. `None` (and `u` dropped) if already done;
+    /// otherwise the held lock, to be released after the caller has switched out.
+    pub(crate) fn add_joiner(&self, u: Unparker) -> Option<parking_lot::MutexGuard<'_, Joiners>> {
         let mut g = self.joiners.lock();
         if self.is_done() {
             return None;
         }
         g.push(u);
+        if self.completion.fetch_or(JOINER, AcqRel) & DONE != 0 {
+            g.pop(); // the completer did not see us: it is done already
+            return None;
+        }
         Some(g)
     }
 
     /// Drops joiner registrations whose park has ended (after a timed-out or killed join).
     pub(crate) fn remove_stale_joiners(&self) {
-        self.joiners.lock().retain(|u| u.is_waiting());
+        self.joiners.lock().retain_waiting();
     }
 
     /// The scheduler slot, as a raw pointer (see `SchedSlot` for who may use it).
@@ -442,6 +500,11 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    // SAFETY: the cell was made by `Box::new` in `TaskRef::new` and nobody refers to it any more.
-    drop(unsafe { Box::from_raw(h.cast::<TaskCell<F, T>>().as_ptr()) });
+    // SAFETY: the cell was written into a block from `task_alloc::alloc` with this layout in
+    // `TaskRef::new`, and nobody refers to it any more.
+    unsafe {
+        let cell = h.cast::<TaskCell<F, T>>();
+        std::ptr::drop_in_place(cell.as_ptr());
+        crate::task_alloc::dealloc(cell.cast(), Layout::new::<TaskCell<F, T>>());
+    }
 }

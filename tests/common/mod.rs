@@ -20,9 +20,15 @@ pub fn role() -> Option<String> {
 pub fn run_child(name: &str, role: &str, env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
     let mut cmd = Command::new(exe);
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1", "--include-ignored"])
-        .env(ROLE_VAR, role)
-        .env("RUST_BACKTRACE", "0");
+    cmd.args([
+        name,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--include-ignored",
+    ])
+    .env(ROLE_VAR, role)
+    .env("RUST_BACKTRACE", "0");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -25,6 +25,7 @@ use super::Shared;
 use crate::park_state::{Wake, WakeOutcome};
 use crate::stack::{Stack, CREDIT_BATCH, LOCAL_CACHE_MAX};
 use crate::task::{SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
+use crate::task_alloc::LocalCells;
 use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use std::cell::{Cell, UnsafeCell};
@@ -50,6 +51,8 @@ pub(crate) struct Core {
     stacks: UnsafeCell<Vec<Stack>>,
     /// Stack reservations this worker holds for greenlets it will spawn (see `stack`).
     credits: Cell<usize>,
+    /// Freed task cells, for reuse (see `task_alloc`).
+    cells: LocalCells,
 }
 
 impl Core {
@@ -63,7 +66,12 @@ impl Core {
             rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
             stacks: UnsafeCell::new(Vec::new()),
             credits: Cell::new(0),
+            cells: LocalCells::new(),
         }
+    }
+
+    pub(crate) fn cells(&self) -> &LocalCells {
+        &self.cells
     }
 
     pub(crate) fn index(&self) -> usize {
@@ -309,7 +317,13 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
         remote.run.begin(h);
         set_current_task(h);
         // SAFETY: the slot's coroutine exists (made above) and only this thread touches it now.
-        let result = unsafe { (*slot).coro.as_mut().expect("grove: no coroutine").resume(()) };
+        let result = unsafe {
+            (*slot)
+                .coro
+                .as_mut()
+                .expect("grove: no coroutine")
+                .resume(())
+        };
         set_current_task(std::ptr::null());
         remote.run.end();
         match result {
@@ -325,8 +339,7 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                     continue; // woken before it finished parking: run it again at once
                 }
                 // SeqCst: the other half of the Dekker pair with `kill` (see park_state).
-                if h.kill.load(SeqCst) && h.park.wake(gen, Wake::Killed) == WakeOutcome::WonParked
-                {
+                if h.kill.load(SeqCst) && h.park.wake(gen, Wake::Killed) == WakeOutcome::WonParked {
                     continue;
                 }
                 return; // parked: its tokens keep it alive; we let go of it
