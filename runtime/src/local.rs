@@ -44,6 +44,13 @@ thread_local! {
     static THREAD_LOCALS: RefCell<LocalMap> = RefCell::new(LocalMap::default());
 }
 
+/// A plain thread's value for `key` (through a non-inlined accessor, like every runtime
+/// thread-local: see docs/tls.md).
+#[inline(never)]
+fn thread_value(key: usize, make: impl FnOnce() -> Box<dyn Any + Send>) -> *const (dyn Any + Send) {
+    THREAD_LOCALS.with(|m| m.borrow_mut().get_or_insert(key, make))
+}
+
 static NEXT_KEY: AtomicUsize = AtomicUsize::new(1);
 
 /// A greenlet-local variable; declare one with [`greenlet_local!`](crate::greenlet_local).
@@ -80,7 +87,7 @@ impl<T: Send + 'static> LocalKey<T> {
         let make = || Box::new((self.init)()) as Box<dyn Any + Send>;
         let h = current_task();
         let ptr = if h.is_null() {
-            THREAD_LOCALS.with(|m| m.borrow_mut().get_or_insert(key, make))
+            thread_value(key, make)
         } else {
             // SAFETY: the running greenlet alone touches its own local part; the borrow ends here.
             unsafe { (*h).local().locals.get_or_insert(key, make) }

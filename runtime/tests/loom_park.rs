@@ -277,3 +277,57 @@ fn kill_vs_commit_never_parks_forever() {
         assert_eq!(st.take_wake(gen), Some(Wake::Killed));
     });
 }
+
+/// EXPERIMENT relaxed handoff
+#[test]
+fn exp_relaxed_handoff() {
+    loom::model(|| {
+        let st = Arc::new(ParkState::new());
+        let slot = Arc::new(AtomicU64::new(0));
+        let waker = {
+            let (st, slot) = (st.clone(), slot.clone());
+            thread::spawn(move || {
+                let gen = loop {
+                    let g = slot.load(Relaxed);
+                    if g != 0 { break g; }
+                    thread::yield_now();
+                };
+                st.wake(gen, Wake::Unparked)
+            })
+        };
+        let gen = st.prepare();
+        slot.store(gen, Relaxed);
+        let committed = st.commit(gen);
+        let out = waker.join().unwrap();
+        assert!(out != WakeOutcome::Lost, "lost, committed={committed}");
+    });
+}
+
+/// EXPERIMENT kill concurrent with whole park incl. entry check
+#[test]
+fn exp_kill_concurrent() {
+    loom::model(|| {
+        let st = Arc::new(ParkState::new());
+        let kill = Arc::new(AtomicBool::new(false));
+        let killer = {
+            let (st, kill) = (st.clone(), kill.clone());
+            thread::spawn(move || {
+                kill.store(true, SeqCst);
+                if let Some(g) = st.current_park() {
+                    st.wake(g, Wake::Killed);
+                }
+            })
+        };
+        // check_interrupts_greenlet
+        if kill.load(Acquire) && kill.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            killer.join().unwrap();
+            return;
+        }
+        let gen = st.prepare();
+        if st.commit(gen) && kill.load(SeqCst) {
+            st.wake(gen, Wake::Killed);
+        }
+        killer.join().unwrap();
+        assert!(!st.is_waiting(gen), "killed greenlet left parked forever");
+    });
+}
