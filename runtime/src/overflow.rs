@@ -100,11 +100,11 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     // SAFETY: PREV_* were written once in `install_handler`, before this handler could run.
     unsafe {
         let prev = if sig == libc::SIGBUS {
-            (*(&raw const PREV_BUS)).assume_init_ref()
+            (&raw const PREV_BUS).cast::<libc::sigaction>()
         } else {
-            (*(&raw const PREV_SEGV)).assume_init_ref()
+            (&raw const PREV_SEGV).cast::<libc::sigaction>()
         };
-        chain(sig, info, ctx, prev);
+        chain(sig, info, ctx, &*prev);
     }
 }
 

