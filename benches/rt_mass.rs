@@ -17,15 +17,19 @@
 //! Each (experiment, runtime) pair runs in a child process of its own (this binary re-executed
 //! with `--child`, `GROVE_WORKERS=2` in its environment), under a time limit, so that a runtime
 //! that crashes, runs out of mappings or hangs is reported as a failure and leaves the others
-//! alone. may is expected to fail here: each of its stacks takes two memory mappings (stack and
-//! `mprotect` guard page), so Linux's default `vm.max_map_count` of 65,530 stops it near 32,000
-//! coroutines.
+//! alone; the failure line shows the last line the child wrote to stderr and the command that
+//! reruns it. may is expected to fail `parked_1m`: each of its stacks takes two memory mappings
+//! (stack and `mprotect` guard page), so Linux's default `vm.max_map_count` of 65,530 stops it
+//! near 32,700 live coroutines. In `sleep_100k` it spawns slowly enough (each spawn maps a fresh
+//! stack) that early sleepers finish first and fewer are alive at once, so it usually passes.
 //!
-//! Run: `cargo bench --bench rt_mass` (a minute or two, needs about 10 GB of free memory), or
+//! Run: `cargo bench --bench rt_mass` (under a minute; grove's million parked greenlets need
+//! about 5 GB of memory), or
 //! `cargo bench --bench rt_mass -- --quick` for a sanity run with every count divided by ten.
 
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
+use std::panic::AssertUnwindSafe;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -57,9 +61,11 @@ fn main() {
 
 fn parent(quick: bool) {
     let scale = if quick { 10 } else { 1 };
+    // (experiment, count, time limit of its child process)
+    let limit = |secs: u64| Duration::from_secs(secs / scale as u64);
     let experiments = [
-        ("parked", PARKED_N / scale, Duration::from_secs(180)),
-        ("sleep", SLEEP_N / scale, Duration::from_secs(120)),
+        ("parked", PARKED_N / scale, limit(180)),
+        ("sleep", SLEEP_N / scale, limit(120)),
     ];
     let exe = std::env::current_exe().expect("cannot find this executable");
     println!(
@@ -70,9 +76,14 @@ fn parent(quick: bool) {
     for (exp, n, limit) in experiments {
         let label = format!("{exp}_{}", count_label(n));
         for peer in PEERS {
+            let args = ["--child", exp, peer, &n.to_string()].map(String::from);
             let mut cmd = Command::new(&exe);
-            cmd.args(["--child", exp, peer, &n.to_string()])
-                .env("GROVE_WORKERS", WORKERS.to_string());
+            // No backtraces: a child that runs out of memory mappings would deadlock printing one
+            // (std's allocation-failure hook waits for the backtrace lock the panic holds). The
+            // failure line gives the command to rerun by hand for a backtrace.
+            cmd.args(&args)
+                .env("GROVE_WORKERS", WORKERS.to_string())
+                .env("RUST_BACKTRACE", "0");
             let run = run_with_limit(cmd, limit);
             let result = run
                 .stdout
@@ -86,9 +97,7 @@ fn parent(quick: bool) {
                 (outcome, _) => {
                     let why = match outcome {
                         Outcome::Exited(st) => describe_exit(st),
-                        Outcome::TimedOut => {
-                            format!("timed out after {} s, killed", limit.as_secs())
-                        }
+                        Outcome::TimedOut => "time limit reached, killed".to_owned(),
                     };
                     let last = run
                         .stderr
@@ -97,9 +106,15 @@ fn parent(quick: bool) {
                         .find(|l| !l.trim().is_empty())
                         .unwrap_or("(no output on stderr)");
                     println!(
-                        "{label:<12} {peer:<6} FAILED: {why} after {:.1} s; last stderr line: {}",
+                        "{label:<12} {peer:<6} FAILED ({why} after {:.1} s): {}",
                         run.elapsed.as_secs_f64(),
                         last.trim()
+                    );
+                    println!(
+                        "{:<19} rerun: GROVE_WORKERS={WORKERS} {} {}",
+                        "",
+                        exe.display(),
+                        args.join(" ")
                     );
                 }
             }
@@ -215,9 +230,16 @@ trait Peer {
 }
 
 /// Exits the child with a message naming the greenlet whose spawn failed.
-fn spawn_failed(i: usize, e: std::io::Error) -> ! {
+fn spawn_failed(i: usize, e: impl std::fmt::Display) -> ! {
     eprintln!("spawn #{i} failed: {e}");
     std::process::exit(1);
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not a string)")
 }
 
 struct Grove;
@@ -278,7 +300,7 @@ impl Peer for Tokio {
     }
 
     fn spawn_sleeper(&self, _i: usize, d: Duration) -> Self::Handle {
-        self.0.spawn(tokio::time::sleep(d))
+        self.0.spawn(async move { tokio::time::sleep(d).await })
     }
 
     fn join_all(&self, hs: Vec<Self::Handle>) {
@@ -294,10 +316,18 @@ struct May;
 
 impl May {
     fn spawn<F: FnOnce() + Send + 'static>(i: usize, f: F) -> may::coroutine::JoinHandle<()> {
-        // SAFETY: may's spawn is unsafe because a coroutine may move between threads (so it must
-        // not rely on thread-locals) and because cancelling one drops its resources. The bodies
-        // here only touch an atomic and call may's own functions, and nothing is cancelled.
-        unsafe { may::coroutine::Builder::new().spawn(f) }.unwrap_or_else(|e| spawn_failed(i, e))
+        // may panics, rather than returning an error, when it cannot map a stack.
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: may's spawn is unsafe because a coroutine may move between threads (so it
+            // must not rely on thread-locals) and because cancelling one drops its resources. The
+            // bodies here only touch an atomic and call may's own functions; none is cancelled.
+            unsafe { may::coroutine::Builder::new().spawn(f) }
+        }));
+        match r {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => spawn_failed(i, e),
+            Err(p) => spawn_failed(i, format!("panicked: {}", panic_message(&*p))),
+        }
     }
 }
 

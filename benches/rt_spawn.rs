@@ -16,7 +16,7 @@
 //!   coroutine with no scheduler, no allocation of stacks and no synchronisation;
 //! * `std_thread`: 10,000 OS threads spawned and joined (ten samples only: it is slow).
 //!
-//! Run: `cargo bench --bench rt_spawn` (about a minute and a half).
+//! Run: `cargo bench --bench rt_spawn` (under a minute).
 
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};

@@ -103,12 +103,50 @@ fn reserve_stack(rt: &Shared, size: usize) -> io::Result<Option<Stack>> {
     }
     let core = current_core();
     if core.is_null() {
-        rt.stacks.reserve(1)?;
+        take_plain_thread_credit(rt)?;
     } else {
         // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
         unsafe { &*core }.take_credit(rt)?;
     }
     Ok(None)
+}
+
+/// Stack reservations held by a plain thread that spawns (the workers keep theirs in their
+/// cores): taken from the pool in batches, so a thread spawning 100,000 greenlets takes the pool's
+/// lock once per batch. Whatever is left goes back when the thread exits.
+struct PlainCredits(std::cell::Cell<usize>);
+
+impl Drop for PlainCredits {
+    fn drop(&mut self) {
+        let left = self.0.get();
+        if left > 0 {
+            if let Some(rt) = crate::sched::try_runtime() {
+                rt.stacks.unreserve(left);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static PLAIN_CREDITS: PlainCredits = const { PlainCredits(std::cell::Cell::new(0)) };
+}
+
+/// Takes one reservation for a spawn from a plain thread.
+#[inline(never)]
+fn take_plain_thread_credit(rt: &Shared) -> io::Result<()> {
+    let batch = crate::stack::CREDIT_BATCH;
+    let have = PLAIN_CREDITS.try_with(|c| c.0.get()).unwrap_or(0);
+    if have > 0 {
+        PLAIN_CREDITS.with(|c| c.0.set(have - 1));
+        return Ok(());
+    }
+    // A thread being torn down cannot keep credits: reserve just this one.
+    let Ok(()) = PLAIN_CREDITS.try_with(|_| ()) else {
+        return rt.stacks.reserve(1);
+    };
+    rt.stacks.reserve(batch)?;
+    PLAIN_CREDITS.with(|c| c.0.set(batch - 1));
+    Ok(())
 }
 
 /// Runs `f` on the blocking pool's OS threads (gevent's threadpool). Joining the handle from a

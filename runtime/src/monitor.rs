@@ -6,7 +6,8 @@
 //! `GROVE_MAX_BLOCKING_MS` it prints one report naming the greenlet (once per incident), and
 //! as soon as it sees a worker stuck at all it marks it *blocked* and wakes an idle worker, which
 //! steals the blocked worker's queue, its `runnext` slot included. It also fires due timers while
-//! every worker is busy.
+//! every worker is busy, and scavenges: it gives back the pages of stacks the pool holds beyond
+//! its warm limit, a batch per tick, and all of them before it sleeps.
 //!
 //! It costs nothing when the process is idle: when every worker sleeps it waits on a condvar
 //! with no timeout, and the first worker to wake wakes it (no periodic wake-ups at all, unlike
@@ -162,6 +163,7 @@ fn run(shared: &'static Shared) {
         deep_sleep_while_idle(shared);
         std::thread::sleep(interval);
         shared.fire_due_timers();
+        shared.stacks.scavenge(crate::stack::SCAVENGE_BATCH);
         let now = Instant::now();
         for (i, w) in watch.iter_mut().enumerate() {
             check_worker(shared, i, w, now, interval, threshold);
@@ -171,6 +173,10 @@ fn run(shared: &'static Shared) {
 
 fn deep_sleep_while_idle(shared: &Shared) {
     let m = &shared.monitor;
+    if shared.idle.all_parked() {
+        // Idle: give back every excess stack page before sleeping (off everyone's hot path).
+        shared.stacks.scavenge(usize::MAX);
+    }
     let mut asleep = m.lock.lock().unwrap();
     m.sleeping.store(true, SeqCst);
     if !shared.idle.all_parked() {

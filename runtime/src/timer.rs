@@ -1,39 +1,73 @@
-//! Timers: one ordered map of deadlines for the whole runtime.
+//! Timers: one binary heap of deadlines for the whole runtime.
 //!
-//! A timer is a deadline and the [`Unparker`] of the park it ends. Inserting and cancelling are
-//! O(log n) under one short lock; firing pops every due entry and wakes it with
-//! [`Wake::TimedOut`] outside the lock. The earliest deadline is mirrored in an atomic so that
-//! the hot paths (a busy worker's maintenance tick, an idle worker choosing its poll timeout) can
-//! skip the lock when nothing is due.
+//! A timer is a deadline and the [`Unparker`] of the park it ends. Inserting is O(log n) into a
+//! contiguous heap under one short lock, with no allocation; firing pops every due entry and wakes
+//! it with [`Wake::TimedOut`] outside the lock. The earliest deadline is mirrored in an atomic so
+//! that the hot paths (a busy worker's maintenance tick, an idle worker choosing its poll
+//! timeout) skip the lock when nothing is due.
+//!
+//! Cancelling is lazy: a token whose park has ended is *stale* (its generation no longer
+//! matches), so firing it is a harmless no-op and `cancel` only counts it. When stale entries
+//! outnumber live ones the heap is rebuilt without them, so a program that arms and cancels
+//! millions of socket timeouts keeps the heap near its live size at O(1) amortised cost.
 //!
 //! Who fires them: the worker asleep in the poller uses the earliest deadline as its
 //! `epoll_wait` timeout; busy workers check every 61 ticks; and the monitor thread checks while
 //! workers are busy, so a timer fires on time even when the worker that armed it is blocked.
 //!
-//! Rejected for now: a hierarchical timing wheel (O(1) insert/cancel) per worker, as tokio has.
-//! It is faster at millions of timers, but per-worker wheels strand the timers of a blocked
-//! worker, and at the scale measured in docs/benchmarks.md (100k sleepers) the map is not what
-//! bounds the figures.
+//! Rejected: a `BTreeMap` (what this was first: ~800 instructions per insert+remove at 100k
+//! timers, with node allocations and memmoves, measured with callgrind), and per-worker
+//! hierarchical timing wheels as tokio has (O(1), but a blocked worker strands its timers, and
+//! at the scales in docs/benchmarks.md the heap is not what bounds the figures).
 
 use crate::park::Unparker;
 use crate::park_state::Wake;
 use crate::sched::Hint;
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Instant;
 
 /// Identifies an armed timer, for cancelling it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct TimerKey(u64, u64);
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimerKey(u64);
 
 const NONE: u64 = u64::MAX;
+
+struct Entry {
+    at: u64,
+    token: Unparker,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.at.cmp(&self.at) // min-heap on the deadline
+    }
+}
+
+struct Heap {
+    entries: BinaryHeap<Entry>,
+    /// Entries cancelled but still in the heap.
+    stale: usize,
+}
 
 /// The runtime's timers.
 pub(crate) struct Timers {
     epoch: Instant,
-    map: Mutex<(BTreeMap<TimerKey, Unparker>, u64)>,
+    heap: Mutex<Heap>,
     /// Earliest armed deadline in ns since `epoch`, or `NONE`.
     next: AtomicU64,
 }
@@ -42,7 +76,10 @@ impl Timers {
     pub(crate) fn new(epoch: Instant) -> Timers {
         Timers {
             epoch,
-            map: Mutex::new((BTreeMap::new(), 0)),
+            heap: Mutex::new(Heap {
+                entries: BinaryHeap::new(),
+                stale: 0,
+            }),
             next: AtomicU64::new(NONE),
         }
     }
@@ -57,24 +94,31 @@ impl Timers {
     /// Arms a timer that wakes `u` with `TimedOut` at `deadline`. Returns its key and whether it
     /// became the earliest (then whoever sleeps until the old earliest must be woken).
     pub(crate) fn insert(&self, deadline: Instant, u: Unparker) -> (TimerKey, bool) {
-        let ns = self.nanos(deadline);
-        let mut g = self.map.lock();
-        g.1 += 1;
-        let key = TimerKey(ns, g.1);
-        g.0.insert(key, u);
-        let earliest = ns < self.next.load(Relaxed);
+        let at = self.nanos(deadline);
+        let mut h = self.heap.lock();
+        h.entries.push(Entry { at, token: u });
+        let earliest = at < self.next.load(Relaxed);
         if earliest {
             // SeqCst: pairs with the driver's SeqCst store of its sleep deadline (see driver.rs).
-            self.next.store(ns, SeqCst);
+            self.next.store(at, SeqCst);
         }
-        (key, earliest)
+        (TimerKey(at), earliest)
     }
 
-    /// Disarms a timer (no effect if it already fired).
-    pub(crate) fn cancel(&self, key: TimerKey) {
-        let mut g = self.map.lock();
-        if g.0.remove(&key).is_some() && key.0 <= self.next.load(Relaxed) {
-            let next = g.0.first_key_value().map_or(NONE, |(k, _)| k.0);
+    /// Disarms a timer whose park ended another way. Its entry is stale from that moment (the
+    /// park generation moved on); this only counts it, and compacts the heap when stale entries
+    /// are the majority.
+    pub(crate) fn cancel(&self, _key: TimerKey) {
+        let mut h = self.heap.lock();
+        h.stale += 1;
+        if h.stale > 64 && h.stale * 2 > h.entries.len() {
+            let entries = std::mem::take(&mut h.entries).into_vec();
+            h.entries = entries
+                .into_iter()
+                .filter(|e| e.token.is_waiting())
+                .collect();
+            h.stale = 0;
+            let next = h.entries.peek().map_or(NONE, |e| e.at);
             self.next.store(next, SeqCst);
         }
     }
@@ -97,23 +141,26 @@ impl Timers {
         }
         let mut due = Vec::new();
         {
-            let mut g = self.map.lock();
-            while let Some(entry) = g.0.first_entry() {
-                if entry.key().0 > now {
-                    break;
+            let mut h = self.heap.lock();
+            while h.entries.peek().is_some_and(|e| e.at <= now) {
+                let token = h.entries.pop().expect("grove: peeked timer vanished").token;
+                if token.is_waiting() {
+                    due.push(token);
+                } else {
+                    h.stale = h.stale.saturating_sub(1);
                 }
-                due.push(entry.remove());
             }
-            let next = g.0.first_key_value().map_or(NONE, |(k, _)| k.0);
+            let next = h.entries.peek().map_or(NONE, |e| e.at);
             self.next.store(next, SeqCst);
         }
         due.into_iter()
-            .filter(|u| u.clone().wake_with(Wake::TimedOut, Hint::Back))
+            .map(|u| u.wake_with(Wake::TimedOut, Hint::Back))
+            .filter(|&won| won)
             .count()
     }
 
-    /// Armed timers (for tests and diagnostics).
+    /// Entries in the heap, stale ones included (for tests and diagnostics).
     pub(crate) fn len(&self) -> usize {
-        self.map.lock().0.len()
+        self.heap.lock().entries.len()
     }
 }

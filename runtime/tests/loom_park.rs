@@ -43,6 +43,19 @@ fn counter() -> Counter {
     Arc::new(std::sync::atomic::AtomicUsize::new(0))
 }
 
+/// Reads a loom cell. Loom tracks every access to it and fails the model on any access not
+/// ordered by happens-before, which is what the models use it to check.
+fn get(cell: &UnsafeCell<u32>) -> u32 {
+    // SAFETY: the pointer is valid while `with` runs; races are loom's to report.
+    cell.with(|p| unsafe { *p })
+}
+
+/// Writes a loom cell (see [`get`]).
+fn set(cell: &UnsafeCell<u32>, v: u32) {
+    // SAFETY: the pointer is valid while `with_mut` runs; races are loom's to report.
+    cell.with_mut(|p| unsafe { *p = v })
+}
+
 /// Spins (yielding to loom) until the token slot holds a generation.
 fn recv_token(slot: &AtomicU64) -> u64 {
     loop {
@@ -60,7 +73,7 @@ fn recv_token(slot: &AtomicU64) -> u64 {
 /// fails, or the waker when it wins against `PARKED`. Whoever resumes it runs `take_wake`, which
 /// must say `Unparked`, and must see both the waker's hand-off value (wake's release ->
 /// take_wake's acquire) and the stack as the switch left it (commit's release -> wake's acquire);
-/// loom's `UnsafeCell` checks reports any unsynchronised access as a data race.
+/// loom's `UnsafeCell` reports any unsynchronised access as a data race.
 #[test]
 fn commit_vs_wake_resumes_exactly_once() {
     loom::model(|| {
@@ -77,9 +90,9 @@ fn commit_vs_wake_resumes_exactly_once() {
             let (st, handoff, stack, resumed) =
                 (st.clone(), handoff.clone(), stack.clone(), resumed.clone());
             move |gen: u64| {
-                stack.with(|p| assert_eq!(unsafe { *p }, 7, "resumed on a stale stack"));
+                assert_eq!(get(&stack), 7, "resumed on a stale stack");
                 assert_eq!(st.take_wake(gen), Some(Wake::Unparked));
-                handoff.with(|p| assert_eq!(unsafe { *p }, 42, "hand-off not visible"));
+                assert_eq!(get(&handoff), 42, "hand-off not visible");
                 resumed.fetch_add(1, Relaxed);
             }
         };
@@ -89,7 +102,7 @@ fn commit_vs_wake_resumes_exactly_once() {
             let resume = resume.clone();
             thread::spawn(move || {
                 let gen = recv_token(&slot);
-                handoff.with_mut(|p| unsafe { *p = 42 });
+                set(&handoff, 42);
                 match st.wake(gen, Wake::Unparked) {
                     WakeOutcome::WonParked => resume(gen), // the waker schedules it
                     WakeOutcome::WonEarly => {}            // the owner notices by itself
@@ -101,7 +114,7 @@ fn commit_vs_wake_resumes_exactly_once() {
         // Owner.
         let gen = st.prepare();
         slot.store(gen, Release);
-        stack.with_mut(|p| unsafe { *p = 7 }); // the switch
+        set(&stack, 7); // the switch
         if !st.commit(gen) {
             resume(gen); // woken before it finished parking: runs again at once
         }
@@ -282,6 +295,62 @@ fn kill_vs_commit_never_parks_forever() {
         assert!(!st.is_waiting(gen), "killed greenlet left parked forever");
         assert_eq!(resumed.load(Relaxed), 1);
         assert_eq!(st.take_wake(gen), Some(Wake::Killed));
+    });
+}
+
+/// 1(e). A plain OS thread's park (`park::park_thread` + `ThreadParker::wake`), whose loop is
+/// driven by `is_waiting`. `park.rs` cannot be included here (it needs the whole runtime), so the
+/// few lines of that protocol are mirrored with loom's `Mutex`/`Condvar`; `ParkState` itself is
+/// the production code. The sleeper commits, then waits under its lock while `is_waiting`; the
+/// waker, on `WonParked`, takes the lock before signalling. Loom reports a deadlock if the signal
+/// can fall between the check and the wait; the hand-off must be visible after the park.
+#[test]
+fn plain_thread_park_vs_wake() {
+    use loom::sync::{Condvar, Mutex};
+
+    struct ThreadParker {
+        state: ParkState,
+        lock: Mutex<()>,
+        cvar: Condvar,
+    }
+
+    loom::model(|| {
+        let tp = Arc::new(ThreadParker {
+            state: ParkState::new(),
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
+        });
+        let slot = Arc::new(AtomicU64::new(0));
+        let handoff = Arc::new(UnsafeCell::new(0u32));
+
+        let waker = {
+            let (tp, slot, handoff) = (tp.clone(), slot.clone(), handoff.clone());
+            thread::spawn(move || {
+                let gen = recv_token(&slot);
+                set(&handoff, 42);
+                match tp.state.wake(gen, Wake::Unparked) {
+                    WakeOutcome::Lost => panic!("the only waker lost"),
+                    WakeOutcome::WonEarly => {}
+                    WakeOutcome::WonParked => {
+                        drop(tp.lock.lock().unwrap());
+                        tp.cvar.notify_one();
+                    }
+                }
+            })
+        };
+
+        // park_thread: prepare, hand the token out, unlock step (nothing), commit, sleep.
+        let gen = tp.state.prepare();
+        slot.store(gen, Release);
+        if tp.state.commit(gen) {
+            let mut guard = tp.lock.lock().unwrap();
+            while tp.state.is_waiting(gen) {
+                guard = tp.cvar.wait(guard).unwrap();
+            }
+        }
+        assert_eq!(tp.state.take_wake(gen), Some(Wake::Unparked));
+        assert_eq!(get(&handoff), 42, "hand-off not visible");
+        waker.join().unwrap();
     });
 }
 

@@ -376,7 +376,10 @@ fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot
     }
     let stack = match slot.stack.take() {
         Some(dedicated) => dedicated,
-        None => match core.take_stack(shared) {
+        None => match core
+            .take_stack(shared)
+            .and_then(|mut s| s.ensure_guard().map(|()| s))
+        {
             Ok(s) => s,
             Err(e) => {
                 // Only when every reserved stack sits in another worker's cache and no new one
