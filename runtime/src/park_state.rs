@@ -114,8 +114,14 @@ impl ParkState {
     pub fn prepare(&self) -> u64 {
         // Only the owner changes the generation, so a relaxed read of our own last write is exact.
         let gen = (self.0.load(Relaxed) >> ST_BITS) + 1;
-        // Release: pairs with the Acquire load in `wake`, for a waker that got the token through a
-        // channel that does not itself synchronise (a timer entry read by another thread).
+        // Release: with the Acquire load in `wake`, a waker that *read this store* also sees what
+        // the owner wrote before preparing. A waker must get the token itself through a channel
+        // that synchronises (a lock, the timer heap's mutex, an AcqRel atomic): a Release store
+        // only pairs with a load that reads it, so a token smuggled through a Relaxed slot could
+        // meet the previous generation here and lose the wake (loom_park's ignored model
+        // `token_through_relaxed_channel` shows it). Safe Rust cannot move an `Unparker` to
+        // another thread any other way, and every runtime channel (object locks, timers,
+        // joiners) synchronises; `kill` reads this word itself.
         self.0.store(gen << ST_BITS | PREPARED, Release);
         gen
     }
