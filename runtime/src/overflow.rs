@@ -81,7 +81,7 @@ pub(crate) fn ensure_altstack() {
 
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let addr = unsafe { (*info).si_addr() } as usize;
+    let addr = unsafe { fault_address(info) };
     let h = current_task_for_signal();
     if !h.is_null() {
         // SAFETY: a non-null current task is the greenlet running on this thread (the one that
@@ -106,6 +106,22 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
         };
         chain(sig, info, ctx, &*prev);
     }
+}
+
+/// # Safety
+/// `info` is the siginfo the kernel passed to an SA_SIGINFO handler.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn fault_address(info: *mut libc::siginfo_t) -> usize {
+    // SAFETY: the caller's promise.
+    unsafe { (*info).si_addr() as usize }
+}
+
+/// # Safety
+/// `info` is the siginfo the kernel passed to an SA_SIGINFO handler.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+unsafe fn fault_address(info: *mut libc::siginfo_t) -> usize {
+    // SAFETY: the caller's promise.
+    unsafe { (*info).si_addr as usize }
 }
 
 /// # Safety
