@@ -119,7 +119,19 @@ fn earliest_scope(scopes: &[(Instant, u64)]) -> Option<(Instant, u64)> {
 
 /// Entry check of every greenlet park: unwinds if killed or if a scope has expired; otherwise
 /// returns the earliest scope, whose deadline the park must also honour.
+#[inline]
 pub(crate) fn check_interrupts_greenlet(h: &Header) -> Option<(Instant, u64)> {
+    // SAFETY: the running greenlet alone touches its own local part.
+    let no_scopes = unsafe { h.local().scopes.is_empty() };
+    if no_scopes && !h.kill.load(Relaxed) {
+        return None; // the common case, inline: nothing pending, nothing to honour
+    }
+    check_interrupts_greenlet_slow(h)
+}
+
+#[cold]
+#[inline(never)]
+fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
     if std::thread::panicking() {
         return None;
     }
@@ -127,8 +139,7 @@ pub(crate) fn check_interrupts_greenlet(h: &Header) -> Option<(Instant, u64)> {
         resume_unwind(Box::new(Killed));
     }
     // SAFETY: the running greenlet alone touches its own local part.
-    let scope = earliest_scope(unsafe { &h.local().scopes });
-    expire_if_due(scope)
+    expire_if_due(earliest_scope(unsafe { &h.local().scopes }))
 }
 
 /// Entry check of every thread park.

@@ -14,23 +14,21 @@ use std::cell::Cell;
 use std::ptr;
 
 thread_local! {
-    /// The greenlet running on this thread right now (null on a plain thread or in the
-    /// scheduler loop).
-    static CURRENT_TASK: Cell<*const Header> = const { Cell::new(ptr::null()) };
-    /// This thread's worker core, when the thread is a grove worker.
+    /// This thread's worker core, when the thread is a grove worker. The greenlet running on
+    /// the worker is recorded in the core itself (`Core::current`), so the worker loop sets it
+    /// with a plain store and only greenlet code pays for the thread-local lookup.
     static CURRENT_CORE: Cell<*const Core> = const { Cell::new(ptr::null()) };
 }
 
-/// The greenlet running on this thread, or null.
+/// The greenlet running on this thread, or null (a plain thread, or the scheduler loop).
 #[inline(never)]
 pub(crate) fn current_task() -> *const Header {
-    CURRENT_TASK.with(|c| c.get())
-}
-
-/// Records the greenlet about to run on this thread (null when it switched back).
-#[inline(never)]
-pub(crate) fn set_current_task(h: *const Header) {
-    CURRENT_TASK.with(|c| c.set(h))
+    let core = CURRENT_CORE.with(|c| c.get());
+    if core.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
+    unsafe { (*core).current() }
 }
 
 /// This worker's core, or null on a thread that is not a grove worker.
@@ -45,8 +43,13 @@ pub(crate) fn set_current_core(c: *const Core) {
     CURRENT_CORE.with(|cell| cell.set(c))
 }
 
-/// Signal-handler read of the current greenlet: a plain load of a `const`-initialised
-/// thread-local with no destructor, which is async-signal-safe.
+/// Signal-handler read of the current greenlet: plain loads of a `const`-initialised
+/// thread-local with no destructor and of the core it points to, which is async-signal-safe.
 pub(crate) fn current_task_for_signal() -> *const Header {
-    CURRENT_TASK.try_with(|c| c.get()).unwrap_or(ptr::null())
+    let core = CURRENT_CORE.try_with(|c| c.get()).unwrap_or(ptr::null());
+    if core.is_null() {
+        return ptr::null();
+    }
+    // SAFETY: as in `current_task`.
+    unsafe { (*core).current() }
 }

@@ -20,11 +20,11 @@
 //! that moment a waker may resume the greenlet on another worker, so nothing here touches it
 //! after a successful commit.
 
-use super::context::{set_current_core, set_current_task};
-use super::Shared;
+use super::context::set_current_core;
+use super::{Remote, Shared};
 use crate::park_state::{Wake, WakeOutcome};
 use crate::stack::{Stack, CREDIT_BATCH, LOCAL_CACHE_MAX};
-use crate::task::{SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
+use crate::task::{Header, SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
 use crate::task_alloc::LocalCells;
 use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Stealer, Worker};
@@ -43,7 +43,6 @@ const SEARCH_ROUNDS: usize = 4;
 pub(crate) struct Core {
     index: usize,
     local: Worker<TaskRef>,
-    tick: Cell<u32>,
     runnext_streak: Cell<u32>,
     searching: Cell<bool>,
     rng: Cell<u32>,
@@ -53,21 +52,46 @@ pub(crate) struct Core {
     credits: Cell<usize>,
     /// Freed task cells, for reuse (see `task_alloc`).
     cells: LocalCells,
+    /// The greenlet this worker is running right now (null in the scheduler loop).
+    current: Cell<*const Header>,
+    /// Ticks left before the global queues get their turn.
+    global_countdown: Cell<u32>,
 }
+
+// SAFETY: a core is built on the thread that starts the runtime and then moved, once, to its
+// worker thread, before anything has touched its caches; from then on only that thread uses it
+// (others reach a worker through its `Remote`). `current` is a record of which greenlet runs,
+// never dereferenced by another thread.
+unsafe impl Send for Core {}
 
 impl Core {
     pub(crate) fn new(index: usize) -> Core {
         Core {
             index,
             local: Worker::new_fifo(),
-            tick: Cell::new(0),
             runnext_streak: Cell::new(0),
             searching: Cell::new(false),
             rng: Cell::new(0x9E37_79B9 ^ (index as u32 + 1).wrapping_mul(0x85EB_CA6B)),
             stacks: UnsafeCell::new(Vec::new()),
             credits: Cell::new(0),
             cells: LocalCells::new(),
+            current: Cell::new(std::ptr::null()),
+            global_countdown: Cell::new(GLOBAL_CHECK_INTERVAL),
         }
+    }
+
+    /// This worker's shared half. (`Shared::remotes[index]`, without the bounds check on the
+    /// switch path.)
+    #[inline]
+    fn remote<'a>(&self, shared: &'a Shared) -> &'a Remote {
+        // SAFETY: `index` was given out by `Shared` start-up for one of its `remotes`, which are
+        // never resized.
+        unsafe { shared.remotes.get_unchecked(self.index) }
+    }
+
+    /// The greenlet running on this worker, or null.
+    pub(crate) fn current(&self) -> *const Header {
+        self.current.get()
     }
 
     pub(crate) fn cells(&self) -> &LocalCells {
@@ -159,11 +183,14 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
         };
         match task {
             Some(task) => {
-                if core.searching.replace(false) && shared.idle.end_searching() {
-                    shared.notify_work();
+                if core.searching.get() {
+                    core.searching.set(false);
+                    if shared.idle.end_searching() {
+                        shared.notify_work();
+                    }
                 }
                 run_task(shared, &core, task);
-                if core.tick.get().is_multiple_of(GLOBAL_CHECK_INTERVAL) {
+                if core.global_countdown.get() == GLOBAL_CHECK_INTERVAL {
                     shared.fire_due_timers();
                 }
             }
@@ -176,33 +203,54 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
     }
 }
 
+#[inline]
 fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
-    let tick = core.tick.get().wrapping_add(1);
-    core.tick.set(tick);
-    let remote = &shared.remotes[core.index];
-    if tick.is_multiple_of(GLOBAL_CHECK_INTERVAL) {
-        if let Some(t) = steal_one(&remote.pinned).or_else(|| steal_one(&shared.injector)) {
+    let remote = core.remote(shared);
+    let countdown = core.global_countdown.get() - 1;
+    core.global_countdown.set(countdown);
+    if countdown == 0 {
+        if let Some(t) = take_global(shared, core) {
             return Some(t);
         }
     }
     if !remote.runnext.load(Relaxed).is_null() {
-        let streak = core.runnext_streak.get();
-        // AcqRel: pairs with the swap that stored it in `Shared::schedule`.
-        let p = remote.runnext.swap(std::ptr::null_mut(), AcqRel);
-        if !p.is_null() {
-            // SAFETY: the slot held a pointer from `into_raw`; the swap made it ours.
-            let t = unsafe { TaskRef::from_raw(p) };
-            if streak < MAX_RUNNEXT_STREAK {
-                core.runnext_streak.set(streak + 1);
-                return Some(t);
-            }
-            core.push(t);
+        if let Some(t) = take_runnext(core, remote) {
+            return Some(t);
         }
     }
     core.runnext_streak.set(0);
     if let Some(t) = core.local.pop() {
         return Some(t);
     }
+    take_shared(shared, core, remote)
+}
+
+/// The periodic turn of the pinned inbox and the injector (see the module docs).
+#[cold]
+fn take_global(shared: &Shared, core: &Core) -> Option<TaskRef> {
+    core.global_countdown.set(GLOBAL_CHECK_INTERVAL);
+    steal_one(&shared.remotes[core.index].pinned).or_else(|| steal_one(&shared.injector))
+}
+
+fn take_runnext(core: &Core, remote: &Remote) -> Option<TaskRef> {
+    let streak = core.runnext_streak.get();
+    // AcqRel: pairs with the swap that stored it in `Shared::schedule`.
+    let p = remote.runnext.swap(std::ptr::null_mut(), AcqRel);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the slot held a pointer from `into_raw`; the swap made it ours.
+    let t = unsafe { TaskRef::from_raw(p) };
+    if streak < MAX_RUNNEXT_STREAK {
+        core.runnext_streak.set(streak + 1);
+        return Some(t);
+    }
+    core.push(t); // the deque's turn; this one waits behind it
+    None
+}
+
+/// The local deque is empty: the pinned inbox, then a batch from the injector.
+fn take_shared(shared: &Shared, core: &Core, remote: &Remote) -> Option<TaskRef> {
     if let Some(t) = steal_one(&remote.pinned) {
         return Some(t);
     }
@@ -273,7 +321,7 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
 }
 
 fn has_work(shared: &Shared, core: &Core) -> bool {
-    let remote = &shared.remotes[core.index];
+    let remote = core.remote(shared);
     !core.local.is_empty()
         || !remote.runnext.load(Acquire).is_null()
         || !remote.pinned.is_empty()
@@ -286,7 +334,7 @@ fn park(shared: &Shared, core: &Core) {
     shared.idle.transition_to_parked(core.index, was_searching);
     // Re-check after counting ourselves out: see the lost-wake-up argument in `idle`.
     if !has_work(shared, core) {
-        let remote = &shared.remotes[core.index];
+        let remote = core.remote(shared);
         match shared.driver.try_lock() {
             Some(mut driver) => remote
                 .parker
@@ -312,10 +360,10 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
     if unsafe { (*slot).coro.is_none() } && !start_task(shared, core, &task, slot) {
         return;
     }
-    let remote = &shared.remotes[core.index];
+    let remote = core.remote(shared);
     loop {
         remote.run.begin(h);
-        set_current_task(h);
+        core.current.set(h);
         // SAFETY: the slot's coroutine exists (made above) and only this thread touches it now.
         let result = unsafe {
             (*slot)
@@ -324,7 +372,7 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                 .expect("grove: no coroutine")
                 .resume(())
         };
-        set_current_task(std::ptr::null());
+        core.current.set(std::ptr::null());
         remote.run.end();
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
