@@ -10,7 +10,8 @@
 //!   handles are kept, as a program that could still wake or join them would.
 //! * `sleep_100k`: spawn 100,000 greenlets that each sleep 1 to 100 ms (the same pseudo-random
 //!   durations for every runtime), then join them all. Reports the wall time and the CPU time
-//!   (user + system, `getrusage(RUSAGE_SELF)`) from the first spawn to the last join.
+//!   (user + system, `getrusage(RUSAGE_SELF)`) from the first spawn to the last join, and how
+//!   late the sleepers woke (mean and maximum, from each one's first run).
 //!
 //! Every spawn is made from the process's main thread, a plain thread outside the runtime.
 //!
@@ -31,7 +32,7 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::panic::AssertUnwindSafe;
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 const PEERS: [&str; 3] = ["grove", "tokio", "may"];
@@ -45,6 +46,10 @@ const SLEEP_N: usize = 100_000;
 
 /// Greenlets that have started running (bumped by each greenlet's first action).
 static STARTED: AtomicUsize = AtomicUsize::new(0);
+
+/// Oversleep of the sleepers, in microseconds: sum and maximum (see [`Oversleep`]).
+static LATE_SUM_US: AtomicU64 = AtomicU64::new(0);
+static LATE_MAX_US: AtomicU64 = AtomicU64::new(0);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -266,7 +271,11 @@ impl Peer for Grove {
 
     fn spawn_sleeper(&self, i: usize, d: Duration) -> Self::Handle {
         grove::Builder::new()
-            .spawn(move || grove::sleep(d))
+            .spawn(move || {
+                let o = Oversleep::start(d);
+                grove::sleep(d);
+                o.record();
+            })
             .unwrap_or_else(|e| spawn_failed(i, e))
     }
 
@@ -300,7 +309,11 @@ impl Peer for Tokio {
     }
 
     fn spawn_sleeper(&self, _i: usize, d: Duration) -> Self::Handle {
-        self.0.spawn(async move { tokio::time::sleep(d).await })
+        self.0.spawn(async move {
+            let o = Oversleep::start(d);
+            tokio::time::sleep(d).await;
+            o.record();
+        })
     }
 
     fn join_all(&self, hs: Vec<Self::Handle>) {
@@ -351,7 +364,11 @@ impl Peer for May {
     }
 
     fn spawn_sleeper(&self, i: usize, d: Duration) -> Self::Handle {
-        May::spawn(i, move || may::coroutine::sleep(d))
+        May::spawn(i, move || {
+            let o = Oversleep::start(d);
+            may::coroutine::sleep(d);
+            o.record();
+        })
     }
 
     fn join_all(&self, hs: Vec<Self::Handle>) {
@@ -405,12 +422,37 @@ fn sleep<P: Peer>(n: usize, peer: P) -> String {
     let wall = start.elapsed();
     let cpu = cpu_time() - cpu0;
     format!(
-        "wall_ms={:.1}  cpu_ms={:.1}  (spawning took {:.1} ms; longest sleep {} ms)",
+        "wall_ms={:.1}  cpu_ms={:.1}  (spawning {:.1} ms; longest sleep {} ms; \
+         oversleep mean {:.2} ms, max {:.1} ms)",
         wall.as_secs_f64() * 1e3,
         cpu.as_secs_f64() * 1e3,
         spawned.as_secs_f64() * 1e3,
         durations.iter().max().map_or(0, Duration::as_millis),
+        LATE_SUM_US.load(Relaxed) as f64 / n as f64 / 1e3,
+        LATE_MAX_US.load(Relaxed) as f64 / 1e3,
     )
+}
+
+/// How much later than asked a sleeper woke, measured from its first run (so the time it
+/// waited in a run queue before starting is not counted).
+struct Oversleep {
+    start: Instant,
+    asked: Duration,
+}
+
+impl Oversleep {
+    fn start(asked: Duration) -> Oversleep {
+        Oversleep {
+            start: Instant::now(),
+            asked,
+        }
+    }
+
+    fn record(self) {
+        let late = self.start.elapsed().saturating_sub(self.asked).as_micros() as u64;
+        LATE_SUM_US.fetch_add(late, Relaxed);
+        LATE_MAX_US.fetch_max(late, Relaxed);
+    }
 }
 
 /// `n` sleeps of 1 to 100 ms from a fixed-seed splitmix64, the same for every runtime.

@@ -27,6 +27,12 @@ pub use grove_runtime::{
     yield_now, Builder, Current, Elapsed, GreenletId, JoinHandle, Killed, LocalKey,
 };
 
+/// Locks, events, channels, queues, groups and pools (gevent's toolkit), for greenlets and
+/// threads alike.
+pub mod sync {
+    pub use grove_sync::*;
+}
+
 /// The runtime's building blocks, for libraries that add their own blocking calls: the park
 /// primitive every blocking call goes through, and its wake-up token.
 pub mod rt {

@@ -1,0 +1,164 @@
+//! The FIFO of parked waiters that every primitive in this crate is built on.
+//!
+//! Each primitive keeps its state and a [`WaitQueue`] under one short internal lock
+//! (`parking_lot::Mutex`). A blocking call registers its park token in the queue *with that lock
+//! held* and parks with the lock's release as the unlock step (runtime's `park`, Go's `gopark`),
+//! so a waker that pops the token always finds the waiter fully parked.
+//!
+//! Waking is a *hand-off*: the waker first gives the waiter what it waited for (ownership of a
+//! lock, a permit, a value written into the waiter's slot), then unparks it. If the unpark fails,
+//! the waiter's park had already ended (timed out, killed, `timeout` scope): the waker takes the
+//! hand-off back and tries the next waiter. So a cancelled waiter never swallows a wake-up meant
+//! for another, and a successful wake always comes with what was waited for (no spurious
+//! wake-ups).
+//!
+//! A waiter whose park ends any other way removes its own entry under the lock; if the entry is
+//! already gone, a waker popped it and either handed over (then the park ended `Unparked`) or
+//! took the hand-off back. [`wait`] does this bookkeeping, also when the park unwinds.
+
+use grove_runtime::{park, Unparker, Wake};
+use parking_lot::{Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// A parked waiter: its token and what the primitive keeps about it (e.g. read or write).
+pub(crate) struct Waiter<E> {
+    pub(crate) token: Unparker,
+    pub(crate) data: E,
+}
+
+/// Waiters in arrival order.
+pub(crate) struct WaitQueue<E> {
+    q: VecDeque<Waiter<E>>,
+}
+
+impl<E> Default for WaitQueue<E> {
+    fn default() -> Self {
+        WaitQueue { q: VecDeque::new() }
+    }
+}
+
+impl<E> WaitQueue<E> {
+    /// An empty queue, in a `const` context (for `Mutex::new`).
+    pub(crate) const fn new_const() -> WaitQueue<E> {
+        WaitQueue { q: VecDeque::new() }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    /// The data of the first waiter, if any.
+    pub(crate) fn front(&self) -> Option<&E> {
+        self.q.front().map(|w| &w.data)
+    }
+
+    fn push(&mut self, token: Unparker, data: E) {
+        self.q.push_back(Waiter { token, data });
+    }
+
+    /// Removes the entry of park `token`; false if a waker already popped it.
+    fn remove(&mut self, token: &Unparker) -> bool {
+        match self.q.iter().position(|w| w.token.same_park(token)) {
+            Some(i) => {
+                self.q.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the first waiter out (the caller unparks it, and handles a failed unpark).
+    pub(crate) fn pop_front(&mut self) -> Option<Waiter<E>> {
+        self.q.pop_front()
+    }
+
+    /// Wakes the first waiter that is still waiting. `give` hands it what it waited for (before
+    /// the unpark); `take_back` undoes that if its park had already ended. Returns the woken
+    /// waiter's data, or `None` if nobody was left.
+    pub(crate) fn wake_one(
+        &mut self,
+        mut give: impl FnMut(&E),
+        mut take_back: impl FnMut(&E),
+    ) -> Option<E> {
+        while let Some(w) = self.q.pop_front() {
+            give(&w.data);
+            if w.token.unpark() {
+                return Some(w.data);
+            }
+            take_back(&w.data);
+        }
+        None
+    }
+
+    /// Wakes every waiter (no hand-off: an event, a disconnection). Returns how many woke.
+    pub(crate) fn wake_all(&mut self) -> usize {
+        self.q.drain(..).filter(|w| w.token.clone().unpark()).count()
+    }
+}
+
+/// What a [`wait`] came back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// A waker handed over what we waited for.
+    HandedOver,
+    /// The deadline passed first (our entry is gone from the queue).
+    TimedOut,
+}
+
+/// Parks the caller in the queue that `queue` picks out of the state behind `guard`, until a
+/// waker hands over (see the module docs) or `deadline` passes. `then` runs once the caller is
+/// queued, before the switch (a condvar releases the user's mutex there). The internal lock is
+/// released after the switch. On return, and on an unwind through it (kill, `timeout`), the
+/// caller's entry is no longer queued.
+pub(crate) fn wait<S, E>(
+    lock: &Mutex<S>,
+    guard: MutexGuard<'_, S>,
+    queue: fn(&mut S) -> &mut WaitQueue<E>,
+    data: E,
+    deadline: Option<Instant>,
+    then: impl FnOnce(),
+) -> Waited {
+    let mut guard = guard;
+    let mut tidy = Tidy {
+        lock,
+        queue,
+        token: None,
+    };
+    let woke = park(
+        |token| {
+            tidy.token = Some(token.clone());
+            queue(&mut guard).push(token, data);
+            then();
+            Some(move || drop(guard))
+        },
+        deadline,
+    );
+    match woke {
+        Wake::Unparked => {
+            tidy.token = None; // the waker popped our entry
+            Waited::HandedOver
+        }
+        Wake::TimedOut | Wake::Killed => Waited::TimedOut, // `tidy` removes our entry
+    }
+}
+
+/// Removes a waiter's entry when its park ends without a hand-off, unwinding included.
+struct Tidy<'a, S, E> {
+    lock: &'a Mutex<S>,
+    queue: fn(&mut S) -> &mut WaitQueue<E>,
+    token: Option<Unparker>,
+}
+
+impl<S, E> Drop for Tidy<'_, S, E> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            let mut state = self.lock.lock();
+            (self.queue)(&mut state).remove(&token);
+        }
+    }
+}
