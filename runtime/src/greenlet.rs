@@ -206,15 +206,14 @@ impl<T> JoinHandle<T> {
     /// killed before it first runs never runs. No effect on a finished greenlet. Does not wait:
     /// `join` afterwards to wait for it to die.
     pub fn kill(&self) {
-        let h = self.task.header();
-        if h.is_done() {
-            return;
-        }
-        // SeqCst: the flag store and the park-state load form the Dekker pair with the worker's
-        // commit (see park_state).
-        h.kill.store(true, SeqCst);
-        if let Some(gen) = h.park.current_park() {
-            Unparker::for_greenlet(self.task.clone(), gen).wake_with(Wake::Killed, Hint::Back);
+        kill_task(&self.task);
+    }
+
+    /// A clonable handle to the same greenlet, for watching or killing it without the result
+    /// (what a `Group` keeps of its members).
+    pub fn greenlet(&self) -> Greenlet {
+        Greenlet {
+            task: self.task.clone(),
         }
     }
 
@@ -236,6 +235,68 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
             .field("name", &self.name())
             .field("finished", &self.is_finished())
             .finish()
+    }
+}
+
+/// A clonable reference to a greenlet (or blocking job): wait for it, kill it, ask about it. Its
+/// result stays with the [`JoinHandle`].
+#[derive(Clone)]
+pub struct Greenlet {
+    task: TaskRef,
+}
+
+impl Greenlet {
+    /// Waits until it has finished (parks a greenlet, blocks a thread).
+    pub fn wait(&self) {
+        wait_done(&self.task, None);
+    }
+
+    /// Waits at most `d`; true if it has finished.
+    pub fn wait_timeout(&self, d: Duration) -> bool {
+        wait_done(&self.task, Instant::now().checked_add(d))
+    }
+
+    /// True once it has finished.
+    pub fn is_finished(&self) -> bool {
+        self.task.header().is_done()
+    }
+
+    /// gevent's `kill`, as [`JoinHandle::kill`].
+    pub fn kill(&self) {
+        kill_task(&self.task);
+    }
+
+    /// Its id.
+    pub fn id(&self) -> GreenletId {
+        self.task.header().id
+    }
+
+    /// Its name, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.task.header().name.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Greenlet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Greenlet")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+fn kill_task(task: &TaskRef) {
+    let h = task.header();
+    if h.is_done() {
+        return;
+    }
+    // SeqCst: the flag store and the park-state load form the Dekker pair with the worker's
+    // commit (see park_state).
+    h.kill.store(true, SeqCst);
+    if let Some(gen) = h.park.current_park() {
+        Unparker::for_greenlet(task.clone(), gen).wake_with(Wake::Killed, Hint::Back);
     }
 }
 

@@ -33,7 +33,9 @@ mod timer;
 
 pub use cancel::{timeout, Elapsed, Killed};
 pub use config::{Config, ConfigError};
-pub use greenlet::{current, spawn, spawn_blocking, workers, Builder, Current, JoinHandle};
+pub use greenlet::{
+    current, spawn, spawn_blocking, workers, Builder, Current, Greenlet, JoinHandle,
+};
 pub use local::LocalKey;
 pub use park::{park, sleep, sleep_until, yield_now, Unparker};
 pub use park_state::Wake;

@@ -11,15 +11,29 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod channel;
 mod condvar;
 mod event;
+mod group;
 mod mutex;
+mod queue;
+mod queue_core;
 mod rwlock;
 mod semaphore;
 mod wait_queue;
 
+pub use channel::{
+    bounded, channel, unbounded, IntoIter, Iter, ReadyTimeoutError, RecvError, RecvTimeoutError,
+    Receiver, Select, SendError, SendTimeoutError, Sender, TryIter, TryReadyError, TryRecvError,
+    TrySendError,
+};
 pub use condvar::Condvar;
 pub use event::{AsyncResult, Event};
+pub use group::{Group, ImapUnordered, Pool};
 pub use mutex::{Mutex, MutexGuard};
+pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use semaphore::{Permit, Semaphore};
+
+/// Greenlet-local storage (gevent's `local`): see [`grove_runtime::greenlet_local!`].
+pub use grove_runtime::{greenlet_local, LocalKey};

@@ -62,7 +62,7 @@ impl<E> WaitQueue<E> {
     }
 
     /// Removes the entry of park `token`; false if a waker already popped it.
-    fn remove(&mut self, token: &Unparker) -> bool {
+    pub(crate) fn remove(&mut self, token: &Unparker) -> bool {
         match self.q.iter().position(|w| w.token.same_park(token)) {
             Some(i) => {
                 self.q.remove(i);
@@ -70,6 +70,14 @@ impl<E> WaitQueue<E> {
             }
             None => false,
         }
+    }
+
+    /// Queues a bare token (a `Select` watcher).
+    pub(crate) fn push_token(&mut self, token: Unparker)
+    where
+        E: Default,
+    {
+        self.push(token, E::default());
     }
 
     /// Takes the first waiter out (the caller unparks it, and handles a failed unpark).

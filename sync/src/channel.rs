@@ -1,0 +1,412 @@
+//! Channels shaped like crossbeam-channel: `channel()` (unbounded), `bounded(n)` (`0` is a
+//! rendezvous), MPMC, disconnection, `try_*`, `*_timeout`, iterators, and a readiness [`Select`].
+//! The error types are crossbeam's own, so a crossbeam user needs no new words.
+//!
+//! Built on [`crate::queue_core`]: a value meets a waiting receiver in that receiver's own stack
+//! slot (no buffer round trip), and a cancelled waiter never swallows a value.
+
+use crate::queue_core::{GetError, PutError, QueueCore};
+pub use crossbeam_channel::{
+    ReadyTimeoutError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryReadyError,
+    TryRecvError, TrySendError,
+};
+use grove_runtime::{park, Unparker, Wake};
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Core<T> = QueueCore<T, VecDeque<T>>;
+
+/// The sending half; `Clone` for more producers.
+pub struct Sender<T> {
+    core: Arc<Core<T>>,
+}
+
+/// The receiving half; `Clone` for more consumers.
+pub struct Receiver<T> {
+    core: Arc<Core<T>>,
+}
+
+/// An unbounded channel.
+pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
+    pair(None)
+}
+
+/// A channel holding at most `cap` values; `send` waits while it is full. `bounded(0)` is a
+/// rendezvous: each `send` waits for a `recv`.
+pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
+    pair(Some(cap))
+}
+
+/// An unbounded channel (crossbeam's name for [`channel`]).
+pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
+    pair(None)
+}
+
+fn pair<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    let core = Arc::new(Core::new(cap));
+    (
+        Sender { core: core.clone() },
+        Receiver { core },
+    )
+}
+
+fn deadline(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+impl<T> Sender<T> {
+    /// Sends, waiting while the channel is full. Errors (giving the value back) once every
+    /// receiver is gone.
+    pub fn send(&self, v: T) -> Result<(), SendError<T>> {
+        self.core.put(v, true, None).map_err(|e| match e {
+            PutError::Disconnected(v) | PutError::Full(v) | PutError::Timeout(v) => SendError(v),
+        })
+    }
+
+    /// Sends without waiting.
+    pub fn try_send(&self, v: T) -> Result<(), TrySendError<T>> {
+        self.core.put(v, false, None).map_err(|e| match e {
+            PutError::Full(v) | PutError::Timeout(v) => TrySendError::Full(v),
+            PutError::Disconnected(v) => TrySendError::Disconnected(v),
+        })
+    }
+
+    /// Sends, waiting at most `d` while full.
+    pub fn send_timeout(&self, v: T, d: Duration) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline_inner(v, deadline(d))
+    }
+
+    /// Sends, waiting until `at` while full.
+    pub fn send_deadline(&self, v: T, at: Instant) -> Result<(), SendTimeoutError<T>> {
+        self.send_deadline_inner(v, Some(at))
+    }
+
+    fn send_deadline_inner(&self, v: T, at: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+        self.core.put(v, true, at).map_err(|e| match e {
+            PutError::Timeout(v) | PutError::Full(v) => SendTimeoutError::Timeout(v),
+            PutError::Disconnected(v) => SendTimeoutError::Disconnected(v),
+        })
+    }
+
+    /// True if both handles belong to the same channel.
+    pub fn same_channel(&self, other: &Sender<T>) -> bool {
+        Arc::ptr_eq(&self.core, &other.core)
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Receives, waiting while the channel is empty. Errors once every sender is gone and the
+    /// channel is empty.
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.core.get(true, None).map_err(|_| RecvError)
+    }
+
+    /// Receives without waiting.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.core.get(false, None).map_err(|e| match e {
+            GetError::Disconnected => TryRecvError::Disconnected,
+            GetError::Empty | GetError::Timeout => TryRecvError::Empty,
+        })
+    }
+
+    /// Receives, waiting at most `d`.
+    pub fn recv_timeout(&self, d: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline_inner(deadline(d))
+    }
+
+    /// Receives, waiting until `at`.
+    pub fn recv_deadline(&self, at: Instant) -> Result<T, RecvTimeoutError> {
+        self.recv_deadline_inner(Some(at))
+    }
+
+    fn recv_deadline_inner(&self, at: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.core.get(true, at).map_err(|e| match e {
+            GetError::Disconnected => RecvTimeoutError::Disconnected,
+            GetError::Empty | GetError::Timeout => RecvTimeoutError::Timeout,
+        })
+    }
+
+    /// A blocking iterator that ends when the channel is disconnected and empty.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { rx: self }
+    }
+
+    /// An iterator over the values available now.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { rx: self }
+    }
+
+    /// True if both handles belong to the same channel.
+    pub fn same_channel(&self, other: &Receiver<T>) -> bool {
+        Arc::ptr_eq(&self.core, &other.core)
+    }
+
+    fn is_ready(&self) -> bool {
+        let st = self.core.lock();
+        st.available() > 0 || st.senders == 0
+    }
+}
+
+macro_rules! common_methods {
+    ($ty:ident) => {
+        impl<T> $ty<T> {
+            /// Values in the channel.
+            pub fn len(&self) -> usize {
+                self.core.lock().buf.len()
+            }
+
+            /// True if no value is buffered.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// True if a bounded channel is at capacity (always, for a rendezvous).
+            pub fn is_full(&self) -> bool {
+                let st = self.core.lock();
+                st.cap.is_some_and(|c| st.buf.len() >= c)
+            }
+
+            /// The capacity; `None` if unbounded.
+            pub fn capacity(&self) -> Option<usize> {
+                self.core.lock().cap
+            }
+        }
+
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(concat!(stringify!($ty), " { .. }"))
+            }
+        }
+    };
+}
+
+common_methods!(Sender);
+common_methods!(Receiver);
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.core.add_handles(1, 0);
+        Sender {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<T> Clone for Receiver<T> {
+    fn clone(&self) -> Self {
+        self.core.add_handles(0, 1);
+        Receiver {
+            core: self.core.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.core.drop_sender();
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.core.drop_receiver();
+    }
+}
+
+/// Blocking iterator from [`Receiver::iter`].
+pub struct Iter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+/// Non-blocking iterator from [`Receiver::try_iter`].
+pub struct TryIter<'a, T> {
+    rx: &'a Receiver<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// Owning blocking iterator (`for x in rx`).
+pub struct IntoIter<T> {
+    rx: Receiver<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { rx: self }
+    }
+}
+
+/// Something a [`Select`] can wait on.
+trait Watchable {
+    fn ready(&self) -> bool;
+    /// Registers `token` unless ready now (false).
+    fn watch(&self, token: Unparker) -> bool;
+    fn unwatch(&self, token: &Unparker);
+}
+
+impl<T> Watchable for Receiver<T> {
+    fn ready(&self) -> bool {
+        self.is_ready()
+    }
+    fn watch(&self, token: Unparker) -> bool {
+        self.core
+            .watch(token, |st| st.available() > 0 || st.senders == 0)
+    }
+    fn unwatch(&self, token: &Unparker) {
+        self.core.unwatch(token);
+    }
+}
+
+/// Waits until one of several receivers is ready (crossbeam's `Select::ready*`): it has a value,
+/// or is disconnected. Readiness is a hint, as in crossbeam: another consumer may take the value
+/// first, so follow up with `try_recv` and select again if it is gone.
+///
+/// ```
+/// use grove::sync::{bounded, Select};
+/// let (tx1, rx1) = bounded::<u32>(1);
+/// let (_tx2, rx2) = bounded::<u32>(1);
+/// tx1.send(7).unwrap();
+/// let mut sel = Select::new();
+/// let a = sel.recv(&rx1);
+/// let _b = sel.recv(&rx2);
+/// let i = sel.ready();
+/// assert_eq!(i, a);
+/// assert_eq!(rx1.try_recv(), Ok(7));
+/// ```
+#[derive(Default)]
+pub struct Select<'a> {
+    handles: Vec<&'a dyn Watchable>,
+}
+
+static ROTATE: AtomicUsize = AtomicUsize::new(0);
+
+impl<'a> Select<'a> {
+    /// An empty selection.
+    pub fn new() -> Select<'a> {
+        Select {
+            handles: Vec::new(),
+        }
+    }
+
+    /// Adds a receiver; returns its index.
+    pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
+        self.handles.push(rx);
+        self.handles.len() - 1
+    }
+
+    /// The index of a ready receiver, if one is ready now.
+    pub fn try_ready(&mut self) -> Result<usize, TryReadyError> {
+        self.first_ready().ok_or(TryReadyError)
+    }
+
+    /// Waits until a receiver is ready; returns its index.
+    ///
+    /// # Panics
+    /// With no receivers added (it would wait forever).
+    pub fn ready(&mut self) -> usize {
+        assert!(!self.handles.is_empty(), "grove: Select::ready with nothing to wait on");
+        loop {
+            if let Ok(i) = self.ready_until(None) {
+                return i;
+            }
+        }
+    }
+
+    /// Waits at most `d` for a ready receiver.
+    pub fn ready_timeout(&mut self, d: Duration) -> Result<usize, ReadyTimeoutError> {
+        self.ready_until(deadline(d))
+    }
+
+    /// Waits until `at` for a ready receiver.
+    pub fn ready_deadline(&mut self, at: Instant) -> Result<usize, ReadyTimeoutError> {
+        self.ready_until(Some(at))
+    }
+
+    /// Scans from a rotating start, so one busy receiver cannot starve the others.
+    fn first_ready(&self) -> Option<usize> {
+        let n = self.handles.len();
+        let start = ROTATE.fetch_add(1, Relaxed);
+        (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.handles[i].ready())
+    }
+
+    fn ready_until(&mut self, at: Option<Instant>) -> Result<usize, ReadyTimeoutError> {
+        loop {
+            if let Some(i) = self.first_ready() {
+                return Ok(i);
+            }
+            let mut watching = Unwatch {
+                handles: &self.handles,
+                token: None,
+                count: 0,
+            };
+            let woke = park(
+                |token| {
+                    watching.token = Some(token.clone());
+                    for h in watching.handles {
+                        if !h.watch(token.clone()) {
+                            return None; // became ready while we registered
+                        }
+                        watching.count += 1;
+                    }
+                    Some(|| ())
+                },
+                at,
+            );
+            drop(watching);
+            if woke == Wake::TimedOut {
+                return self.first_ready().ok_or(ReadyTimeoutError);
+            }
+        }
+    }
+}
+
+/// Takes a `Select`'s token off every receiver it was registered with, however the wait ends.
+struct Unwatch<'s, 'a> {
+    handles: &'s [&'a dyn Watchable],
+    token: Option<Unparker>,
+    count: usize,
+}
+
+impl Drop for Unwatch<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(token) = &self.token {
+            for h in &self.handles[..self.count] {
+                h.unwatch(token);
+            }
+        }
+    }
+}

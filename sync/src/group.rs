@@ -1,0 +1,272 @@
+//! gevent's `Group` and `Pool`: greenlets managed together.
+//!
+//! A `Group` keeps a [`Greenlet`] reference to each member it spawned; finished members are
+//! dropped from the list lazily. A `Pool` is a group with a [`Semaphore`] of `size` permits:
+//! `spawn` takes a permit first (waiting while the pool is full), and the member gives it back as
+//! the last thing it does, before its result is delivered, so whoever joins it finds the slot
+//! already free.
+
+use crate::channel::channel;
+use crate::semaphore::Semaphore;
+use grove_runtime::{spawn, Greenlet, JoinHandle};
+use std::panic::resume_unwind;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// gevent's `Group`: spawn, join and kill greenlets as a set.
+#[derive(Default, Clone)]
+pub struct Group {
+    members: Arc<parking_lot::Mutex<Vec<Greenlet>>>,
+}
+
+impl Group {
+    /// An empty group.
+    pub fn new() -> Group {
+        Group::default()
+    }
+
+    /// Spawns `f` as a member.
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let h = spawn(f);
+        self.add(h.greenlet());
+        h
+    }
+
+    /// Adds a greenlet spawned elsewhere.
+    pub fn add(&self, g: Greenlet) {
+        let mut m = self.members.lock();
+        m.retain(|g| !g.is_finished());
+        m.push(g);
+    }
+
+    /// Members still running.
+    pub fn len(&self) -> usize {
+        let mut m = self.members.lock();
+        m.retain(|g| !g.is_finished());
+        m.len()
+    }
+
+    /// True if no member is running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Waits for every member, including members spawned while waiting.
+    pub fn join(&self) {
+        loop {
+            let running: Vec<Greenlet> = {
+                let mut m = self.members.lock();
+                m.retain(|g| !g.is_finished());
+                m.clone()
+            };
+            if running.is_empty() {
+                return;
+            }
+            for g in running {
+                g.wait();
+            }
+        }
+    }
+
+    /// Waits at most `d` for every member; true if all finished.
+    pub fn join_timeout(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            let running: Vec<Greenlet> = {
+                let mut m = self.members.lock();
+                m.retain(|g| !g.is_finished());
+                m.clone()
+            };
+            if running.is_empty() {
+                return true;
+            }
+            for g in running {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() || !g.wait_timeout(left) {
+                    return self.is_empty();
+                }
+            }
+        }
+    }
+
+    /// Kills every member and waits for them to die (gevent's `kill(block=True)`).
+    pub fn kill(&self) {
+        let members: Vec<Greenlet> = self.members.lock().clone();
+        for g in &members {
+            g.kill();
+        }
+        for g in &members {
+            g.wait();
+        }
+        self.members.lock().retain(|g| !g.is_finished());
+    }
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group").field("running", &self.len()).finish()
+    }
+}
+
+/// gevent's `Pool`: a group that runs at most `size` members at once.
+#[derive(Clone)]
+pub struct Pool {
+    group: Group,
+    slots: Arc<Semaphore>,
+    size: usize,
+}
+
+/// Gives a pool slot back when the member ends, however it ends.
+struct Slot(Arc<Semaphore>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+impl Pool {
+    /// A pool of `size` slots.
+    ///
+    /// # Panics
+    /// If `size` is 0 (nothing could ever run).
+    pub fn new(size: usize) -> Pool {
+        assert!(size > 0, "grove: a Pool needs at least one slot");
+        Pool {
+            group: Group::new(),
+            slots: Arc::new(Semaphore::new(size)),
+            size,
+        }
+    }
+
+    /// Spawns `f` once a slot is free (waiting while the pool is full).
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.slots.acquire().forget();
+        let slot = Slot(self.slots.clone());
+        self.group.spawn(move || {
+            let _slot = slot; // released before the result is delivered
+            f()
+        })
+    }
+
+    /// Slots free right now.
+    pub fn free_count(&self) -> usize {
+        self.slots.available()
+    }
+
+    /// The pool's size.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Members running.
+    pub fn len(&self) -> usize {
+        self.group.len()
+    }
+
+    /// True if no member is running.
+    pub fn is_empty(&self) -> bool {
+        self.group.is_empty()
+    }
+
+    /// Waits for every member.
+    pub fn join(&self) {
+        self.group.join()
+    }
+
+    /// Waits at most `d` for every member; true if all finished.
+    pub fn join_timeout(&self, d: Duration) -> bool {
+        self.group.join_timeout(d)
+    }
+
+    /// Kills every member and waits for them to die.
+    pub fn kill(&self) {
+        self.group.kill()
+    }
+
+    /// Runs `f` on every item, at most `size` at once, and returns the results in input order.
+    /// A panicking call panics `map` with the same payload once every call has finished.
+    pub fn map<I, F, T>(&self, items: I, f: F) -> Vec<T>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let f = f.clone();
+                self.spawn(move || f(item))
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
+            .collect()
+    }
+
+    /// Runs `f` on every item, at most `size` at once, yielding results as they finish. Items
+    /// are fed from a greenlet of its own, so results can be consumed while later items wait
+    /// for a slot. A panicking call re-raises its panic when its result would be yielded.
+    pub fn imap_unordered<I, F, T>(&self, items: I, f: F) -> ImapUnordered<T>
+    where
+        I: IntoIterator + Send + 'static,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = channel();
+        let pool = self.clone();
+        let f = Arc::new(f);
+        let feeder = spawn(move || {
+            for item in items {
+                let (tx, f) = (tx.clone(), f.clone());
+                pool.spawn(move || {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)));
+                    let _ = tx.send(r);
+                });
+            }
+        });
+        ImapUnordered {
+            rx,
+            _feeder: feeder,
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.size)
+            .field("free", &self.free_count())
+            .finish()
+    }
+}
+
+/// Results of [`Pool::imap_unordered`], in the order they finish.
+pub struct ImapUnordered<T> {
+    rx: crate::channel::Receiver<std::thread::Result<T>>,
+    _feeder: JoinHandle<()>,
+}
+
+impl<T> Iterator for ImapUnordered<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        // Ends once the feeder and every member are done (all senders dropped).
+        self.rx
+            .recv()
+            .ok()
+            .map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
+    }
+}

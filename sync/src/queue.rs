@@ -1,0 +1,271 @@
+//! gevent's queues: `Queue`, `LifoQueue`, `PriorityQueue` and `JoinableQueue`, as shared
+//! handles (`Clone` shares the queue, like passing a gevent queue object around).
+//!
+//! All four run on [`crate::queue_core`] with a different buffer: FIFO, LIFO, smallest-first.
+//! A queue never disconnects (there are no sender/receiver halves), so `get` waits for as long
+//! as it takes. `bounded(n)` makes `put` wait while `n` items are queued; `bounded(0)` is a
+//! rendezvous, gevent's `Channel`.
+
+use crate::event::Event;
+use crate::queue_core::{Buffer, Lifo, MinHeap, PutError, QueueCore};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+macro_rules! queue_type {
+    ($(#[$doc:meta])* $name:ident, $buf:ty, $($bound:tt)*) => {
+        $(#[$doc])*
+        pub struct $name<T> {
+            core: Arc<QueueCore<T, $buf>>,
+        }
+
+        impl<T: $($bound)*> $name<T> {
+            /// An unbounded queue.
+            pub fn new() -> Self {
+                $name { core: Arc::new(QueueCore::new(None)) }
+            }
+
+            /// A queue whose `put` waits while `maxsize` items are queued.
+            pub fn bounded(maxsize: usize) -> Self {
+                $name { core: Arc::new(QueueCore::new(Some(maxsize))) }
+            }
+
+            /// Adds an item, waiting while the queue is full. A cancellation point.
+            pub fn put(&self, item: T) {
+                if self.core.put(item, true, None).is_err() {
+                    unreachable!("grove: a queue never disconnects");
+                }
+            }
+
+            /// Adds an item, waiting at most `d`; gives it back if the queue stayed full.
+            pub fn put_timeout(&self, item: T, d: Duration) -> Result<(), T> {
+                self.core
+                    .put(item, true, Instant::now().checked_add(d))
+                    .map_err(into_item)
+            }
+
+            /// Adds an item if there is room now; gives it back otherwise.
+            pub fn try_put(&self, item: T) -> Result<(), T> {
+                self.core.put(item, false, None).map_err(into_item)
+            }
+
+            /// Removes and returns an item, waiting while the queue is empty.
+            pub fn get(&self) -> T {
+                match self.core.get(true, None) {
+                    Ok(v) => v,
+                    Err(e) => unreachable!("grove: a queue get without deadline failed: {e:?}"),
+                }
+            }
+
+            /// An item, waiting at most `d`.
+            pub fn get_timeout(&self, d: Duration) -> Option<T> {
+                self.core.get(true, Instant::now().checked_add(d)).ok()
+            }
+
+            /// An item if one is queued now.
+            pub fn try_get(&self) -> Option<T> {
+                self.core.get(false, None).ok()
+            }
+
+            /// Items queued.
+            pub fn len(&self) -> usize {
+                self.core.lock().buf.len()
+            }
+
+            /// True if no item is queued.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// True if a bounded queue is at its size.
+            pub fn is_full(&self) -> bool {
+                let st = self.core.lock();
+                st.cap.is_some_and(|c| st.buf.len() >= c)
+            }
+
+            /// The bound; `None` if unbounded.
+            pub fn capacity(&self) -> Option<usize> {
+                self.core.lock().cap
+            }
+        }
+
+        impl<T: $($bound)*> Default for $name<T> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                $name { core: self.core.clone() }
+            }
+        }
+
+        impl<T> std::fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(concat!(stringify!($name), " { .. }"))
+            }
+        }
+    };
+}
+
+fn into_item<T>(e: PutError<T>) -> T {
+    match e {
+        PutError::Full(v) | PutError::Disconnected(v) | PutError::Timeout(v) => v,
+    }
+}
+
+queue_type!(
+    /// gevent's `Queue`: first in, first out.
+    Queue, VecDeque<T>, Sized
+);
+queue_type!(
+    /// gevent's `LifoQueue`: last in, first out.
+    LifoQueue, Lifo<T>, Sized
+);
+queue_type!(
+    /// gevent's `PriorityQueue`: the smallest item first.
+    PriorityQueue, MinHeap<T>, Ord
+);
+
+/// gevent's `JoinableQueue`: a FIFO [`Queue`] that also counts unfinished items; each `get`
+/// should be matched by a `task_done`, and `join` waits until every item put is done.
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+    tasks: Arc<Tasks>,
+}
+
+struct Tasks {
+    unfinished: parking_lot::Mutex<usize>,
+    all_done: Event,
+}
+
+impl<T> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    pub fn new() -> Self {
+        Self::with_queue(Queue::new())
+    }
+
+    /// A joinable queue whose `put` waits while `maxsize` items are queued.
+    pub fn bounded(maxsize: usize) -> Self {
+        Self::with_queue(Queue::bounded(maxsize))
+    }
+
+    fn with_queue(queue: Queue<T>) -> Self {
+        let all_done = Event::new();
+        all_done.set();
+        JoinableQueue {
+            queue,
+            tasks: Arc::new(Tasks {
+                unfinished: parking_lot::Mutex::new(0),
+                all_done,
+            }),
+        }
+    }
+
+    /// Adds an item (one more unfinished task), waiting while full.
+    pub fn put(&self, item: T) {
+        self.add_task();
+        self.queue.put(item);
+    }
+
+    /// Adds an item if there is room now.
+    pub fn try_put(&self, item: T) -> Result<(), T> {
+        self.add_task();
+        self.queue.try_put(item).inspect_err(|_| self.task_done())
+    }
+
+    fn add_task(&self) {
+        let mut n = self.tasks.unfinished.lock();
+        *n += 1;
+        self.tasks.all_done.clear();
+    }
+
+    /// Removes and returns an item, waiting while empty.
+    pub fn get(&self) -> T {
+        self.queue.get()
+    }
+
+    /// An item, waiting at most `d`.
+    pub fn get_timeout(&self, d: Duration) -> Option<T> {
+        self.queue.get_timeout(d)
+    }
+
+    /// An item if one is queued now.
+    pub fn try_get(&self) -> Option<T> {
+        self.queue.try_get()
+    }
+
+    /// Marks one item from `get` as processed.
+    ///
+    /// # Panics
+    /// If called more times than items were put (gevent raises `ValueError`).
+    pub fn task_done(&self) {
+        let mut n = self.tasks.unfinished.lock();
+        assert!(*n > 0, "grove: task_done() called too many times");
+        *n -= 1;
+        if *n == 0 {
+            self.tasks.all_done.set();
+        }
+    }
+
+    /// Waits until every item put has been marked done.
+    pub fn join(&self) {
+        while *self.tasks.unfinished.lock() > 0 {
+            self.tasks.all_done.wait();
+        }
+    }
+
+    /// Waits at most `d`; true if every item is done.
+    pub fn join_timeout(&self, d: Duration) -> bool {
+        let until = Instant::now().checked_add(d);
+        loop {
+            if *self.tasks.unfinished.lock() == 0 {
+                return true;
+            }
+            let left = until.map_or(Duration::MAX, |u| u.saturating_duration_since(Instant::now()));
+            if left.is_zero() || !self.tasks.all_done.wait_timeout(left) {
+                return *self.tasks.unfinished.lock() == 0;
+            }
+        }
+    }
+
+    /// Unfinished items.
+    pub fn unfinished_tasks(&self) -> usize {
+        *self.tasks.unfinished.lock()
+    }
+
+    /// Items queued.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// True if no item is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
+impl<T> Default for JoinableQueue<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue {
+            queue: self.queue.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("unfinished", &self.unfinished_tasks())
+            .finish()
+    }
+}
+

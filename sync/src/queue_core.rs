@@ -1,0 +1,308 @@
+//! The engine under channels and gevent's queues: a buffer, its capacity, and two wait queues.
+//!
+//! # Hand-off through the waiter's own slot
+//!
+//! A blocked receiver queues a pointer to an `Option<T>` slot in its own stack frame (Go's
+//! `sudog.elem`); a sender that finds it writes the value straight into that slot and unparks
+//! it, so the value never touches the buffer and the receiver never re-takes the lock. A blocked
+//! sender queues its slot holding the value; a receiver takes the value out, then unparks it.
+//! If the unpark fails (the waiter's park already ended: timeout, kill), the waker puts the value
+//! back where it came from and tries the next waiter, so nothing is lost or swallowed.
+//!
+//! Why the slot pointer stays valid: the waiter's frame lives until its park has ended *and* its
+//! entry is out of the queue. A waker touches the slot only while holding the lock, between
+//! popping the entry and the end of its unpark attempt; a waiter whose park ended another way
+//! removes its entry under the same lock before its frame can go (see `wait_queue::wait`).
+//!
+//! The buffer is a [`Buffer`]: FIFO (`VecDeque`) for channels and `Queue`, LIFO for
+//! `LifoQueue`, a min-heap for `PriorityQueue`. Capacity `Some(0)` is a rendezvous: every send
+//! waits for a receiver.
+
+use crate::wait_queue::{wait, WaitQueue, Waited};
+use grove_runtime::Unparker;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Instant;
+
+/// Where queued values wait.
+pub(crate) trait Buffer<T>: Default {
+    fn put(&mut self, v: T);
+    fn take(&mut self) -> Option<T>;
+    fn len(&self) -> usize;
+}
+
+impl<T> Buffer<T> for VecDeque<T> {
+    fn put(&mut self, v: T) {
+        self.push_back(v)
+    }
+    fn take(&mut self) -> Option<T> {
+        self.pop_front()
+    }
+    fn len(&self) -> usize {
+        VecDeque::len(self)
+    }
+}
+
+/// Last in, first out.
+pub(crate) struct Lifo<T>(Vec<T>);
+
+impl<T> Default for Lifo<T> {
+    fn default() -> Self {
+        Lifo(Vec::new())
+    }
+}
+
+impl<T> Buffer<T> for Lifo<T> {
+    fn put(&mut self, v: T) {
+        self.0.push(v)
+    }
+    fn take(&mut self) -> Option<T> {
+        self.0.pop()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Smallest first (Python's `heapq`, gevent's `PriorityQueue`).
+pub(crate) struct MinHeap<T>(BinaryHeap<std::cmp::Reverse<T>>);
+
+impl<T: Ord> Default for MinHeap<T> {
+    fn default() -> Self {
+        MinHeap(BinaryHeap::new())
+    }
+}
+
+impl<T: Ord> Buffer<T> for MinHeap<T> {
+    fn put(&mut self, v: T) {
+        self.0.push(std::cmp::Reverse(v))
+    }
+    fn take(&mut self) -> Option<T> {
+        self.0.pop().map(|r| r.0)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// A waiter's slot in its own stack frame.
+pub(crate) struct Slot<T>(*mut Option<T>);
+
+// SAFETY: the slot is only touched under the queue's lock by a waker, or by its owner; moving the
+// pointer between threads moves access to a `T`, so `T: Send`.
+unsafe impl<T: Send> Send for Slot<T> {}
+
+/// State under the lock.
+pub(crate) struct State<T, B> {
+    pub(crate) buf: B,
+    pub(crate) cap: Option<usize>,
+    /// Sender and receiver handles alive (channels only; queues never disconnect).
+    pub(crate) senders: usize,
+    pub(crate) receivers: usize,
+    getters: WaitQueue<Slot<T>>,
+    putters: WaitQueue<Slot<T>>,
+    /// `Select` watchers: woken (no hand-off) when this side may have become ready.
+    watchers: WaitQueue<()>,
+}
+
+/// Why a put did not happen.
+pub(crate) enum PutError<T> {
+    Full(T),
+    Disconnected(T),
+    Timeout(T),
+}
+
+/// Why a get did not happen.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum GetError {
+    Empty,
+    Disconnected,
+    Timeout,
+}
+
+/// A buffer with blocking put and get.
+pub(crate) struct QueueCore<T, B> {
+    state: parking_lot::Mutex<State<T, B>>,
+}
+
+impl<T, B: Buffer<T>> QueueCore<T, B> {
+    pub(crate) fn new(cap: Option<usize>) -> Self {
+        QueueCore {
+            state: parking_lot::Mutex::new(State {
+                buf: B::default(),
+                cap,
+                senders: 1,
+                receivers: 1,
+                getters: WaitQueue::default(),
+                putters: WaitQueue::default(),
+                watchers: WaitQueue::default(),
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, State<T, B>> {
+        self.state.lock()
+    }
+
+    /// Puts `v`, waiting while full until `deadline` (`block` false: not at all).
+    pub(crate) fn put(
+        &self,
+        v: T,
+        block: bool,
+        deadline: Option<Instant>,
+    ) -> Result<(), PutError<T>> {
+        let mut st = self.state.lock();
+        if st.receivers == 0 {
+            return Err(PutError::Disconnected(v));
+        }
+        let v = match hand_to_getter(&mut st, v) {
+            None => return Ok(()),
+            Some(v) => v,
+        };
+        if st.cap.is_none_or(|c| st.buf.len() < c) {
+            st.buf.put(v);
+            st.watchers.wake_all();
+            return Ok(());
+        }
+        if !block {
+            return Err(PutError::Full(v));
+        }
+        st.watchers.wake_all(); // a parked putter makes the receiving side ready
+        let mut slot = Some(v);
+        let waited = wait(
+            &self.state,
+            st,
+            |s| &mut s.putters,
+            Slot(&mut slot),
+            deadline,
+            || (),
+        );
+        match (waited, slot) {
+            (_, None) => Ok(()), // a getter took it
+            (Waited::HandedOver, Some(v)) => Err(PutError::Disconnected(v)),
+            (Waited::TimedOut, Some(v)) => Err(PutError::Timeout(v)),
+        }
+    }
+
+    /// Gets a value, waiting while empty until `deadline` (`block` false: not at all).
+    pub(crate) fn get(&self, block: bool, deadline: Option<Instant>) -> Result<T, GetError> {
+        loop {
+            let mut st = self.state.lock();
+            if let Some(v) = take_available(&mut st) {
+                return Ok(v);
+            }
+            if st.senders == 0 {
+                return Err(GetError::Disconnected);
+            }
+            if !block {
+                return Err(GetError::Empty);
+            }
+            let mut slot: Option<T> = None;
+            let waited = wait(
+                &self.state,
+                st,
+                |s| &mut s.getters,
+                Slot(&mut slot),
+                deadline,
+                || (),
+            );
+            match (waited, slot) {
+                (_, Some(v)) => return Ok(v),
+                (Waited::TimedOut, None) => return Err(GetError::Timeout),
+                (Waited::HandedOver, None) => continue, // woken by a disconnection: re-check
+            }
+        }
+    }
+
+    /// Registers a `Select` watcher unless this side is ready now (then returns false).
+    pub(crate) fn watch(&self, token: Unparker, ready: impl Fn(&State<T, B>) -> bool) -> bool {
+        let mut st = self.state.lock();
+        if ready(&st) {
+            return false;
+        }
+        st.watchers.push_token(token);
+        true
+    }
+
+    /// Removes a `Select` watcher.
+    pub(crate) fn unwatch(&self, token: &Unparker) {
+        self.state.lock().watchers.remove(token);
+    }
+
+    /// Counts one more handle on each side that `senders`/`receivers` says.
+    pub(crate) fn add_handles(&self, senders: usize, receivers: usize) {
+        let mut st = self.state.lock();
+        st.senders += senders;
+        st.receivers += receivers;
+    }
+
+    /// One sender handle fewer; the last one wakes every getter and watcher.
+    pub(crate) fn drop_sender(&self) {
+        let mut st = self.state.lock();
+        st.senders -= 1;
+        if st.senders == 0 {
+            st.getters.wake_all();
+            st.watchers.wake_all();
+        }
+    }
+
+    /// One receiver handle fewer; the last one wakes every putter (their values stay theirs).
+    pub(crate) fn drop_receiver(&self) {
+        let mut st = self.state.lock();
+        st.receivers -= 1;
+        if st.receivers == 0 {
+            st.putters.wake_all();
+            st.watchers.wake_all();
+        }
+    }
+}
+
+impl<T, B: Buffer<T>> State<T, B> {
+    /// Values a getter could have now: buffered, or offered by a parked putter.
+    pub(crate) fn available(&self) -> usize {
+        self.buf.len() + self.putters.len()
+    }
+}
+
+/// Gives `v` to the first parked getter still waiting; returns it if there was none.
+fn hand_to_getter<T, B>(st: &mut State<T, B>, v: T) -> Option<T> {
+    let mut v = Some(v);
+    while let Some(w) = st.getters.pop_front() {
+        // SAFETY: the getter's slot is valid while its entry was queued and we hold the lock
+        // (module docs); nobody else touches it now.
+        unsafe { *w.data.0 = v.take() };
+        if w.token.unpark() {
+            return None;
+        }
+        // SAFETY: as above; its park had already ended, so take the value back.
+        v = unsafe { (*w.data.0).take() };
+    }
+    v
+}
+
+/// Takes a buffered value (refilling the buffer from a parked putter), or a parked putter's value
+/// directly (rendezvous).
+fn take_available<T, B: Buffer<T>>(st: &mut State<T, B>) -> Option<T> {
+    let got = st.buf.take();
+    // Room was made (or, for a rendezvous, a putter's value is what we want): take from putters.
+    while let Some(w) = st.putters.pop_front() {
+        // SAFETY: as in `hand_to_getter`: a putter's slot, valid under the lock.
+        let offered = unsafe { (*w.data.0).take() };
+        let Some(offered) = offered else {
+            continue;
+        };
+        if !w.token.unpark() {
+            // Its park had ended: the value stays the putter's.
+            // SAFETY: as above.
+            unsafe { *w.data.0 = Some(offered) };
+            continue;
+        }
+        match got {
+            Some(g) => {
+                st.buf.put(offered);
+                return Some(g);
+            }
+            None => return Some(offered),
+        }
+    }
+    got
+}

@@ -1,0 +1,329 @@
+//! Locks and events: Mutex, RwLock, Condvar, Semaphore, Event, AsyncResult, greenlet-locals.
+//! Waiters of both kinds (greenlets and plain threads) on the same object; cancellation in the
+//! middle of every kind of wait.
+
+use grove::sync::{AsyncResult, Condvar, Event, Mutex, RwLock, Semaphore};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn killed(e: &Box<dyn std::any::Any + Send>) -> bool {
+    e.downcast_ref::<grove::Killed>().is_some()
+}
+
+#[test]
+fn sync_mutex_counts_correctly_with_greenlets_and_threads() {
+    let m = Arc::new(Mutex::new(0u64));
+    let mut gs = Vec::new();
+    for _ in 0..50 {
+        let m = m.clone();
+        gs.push(grove::spawn(move || {
+            for i in 0..200 {
+                let mut g = m.lock();
+                *g += 1;
+                if i % 50 == 0 {
+                    grove::yield_now(); // hold it across a switch
+                }
+            }
+        }));
+    }
+    let ts: Vec<_> = (0..4)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..500 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for g in gs {
+        g.join().unwrap();
+    }
+    for t in ts {
+        t.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 50 * 200 + 4 * 500);
+}
+
+#[test]
+fn sync_mutex_try_lock_and_no_poisoning() {
+    let m = Arc::new(Mutex::new(1));
+    let g = m.lock();
+    assert!(m.try_lock().is_none());
+    assert!(m.is_locked());
+    drop(g);
+    let m2 = m.clone();
+    let r = grove::spawn(move || {
+        let _g = m2.lock();
+        panic!("holder panics");
+    })
+    .join();
+    assert!(r.is_err());
+    assert_eq!(*m.try_lock().expect("a panicking holder releases the lock"), 1);
+}
+
+#[test]
+fn sync_mutex_is_fifo_fair() {
+    let m = Arc::new(Mutex::new(Vec::new()));
+    let g = m.lock();
+    let hs: Vec<_> = (0..5)
+        .map(|i| {
+            let m = m.clone();
+            let h = grove::spawn(move || m.lock().push(i));
+            grove::sleep(Duration::from_millis(5)); // queue in order 0..5
+            h
+        })
+        .collect();
+    drop(g);
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(*m.lock(), vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn sync_killed_mutex_waiter_does_not_swallow_the_handoff() {
+    let m = Arc::new(Mutex::new(0));
+    let g = m.lock();
+    let m1 = m.clone();
+    let victim = grove::spawn(move || *m1.lock() += 100);
+    grove::sleep(Duration::from_millis(10));
+    let m2 = m.clone();
+    let next = grove::spawn(move || *m2.lock() += 1);
+    grove::sleep(Duration::from_millis(10));
+    victim.kill();
+    assert!(killed(&victim.join().unwrap_err()));
+    drop(g); // must reach `next`, not the dead victim
+    assert!(next.wait_timeout(Duration::from_secs(5)), "hand-off swallowed");
+    next.join().unwrap();
+    assert_eq!(*m.lock(), 1);
+}
+
+#[test]
+fn sync_killed_holder_releases_its_guard() {
+    let m = Arc::new(Mutex::new(()));
+    let m1 = m.clone();
+    let holder = grove::spawn(move || {
+        let _g = m1.lock();
+        grove::sleep(Duration::from_secs(60));
+    });
+    grove::sleep(Duration::from_millis(10));
+    assert!(m.try_lock().is_none());
+    holder.kill();
+    let _ = holder.join();
+    assert!(m.try_lock().is_some());
+}
+
+#[test]
+fn sync_timeout_interrupts_a_lock_wait() {
+    let m = Arc::new(Mutex::new(()));
+    let _g = m.lock();
+    let m1 = m.clone();
+    let h = grove::spawn(move || {
+        grove::timeout(Duration::from_millis(20), || drop(m1.lock())).is_err()
+    });
+    assert!(h.join().unwrap());
+}
+
+#[test]
+fn sync_rwlock_readers_share_writers_exclude() {
+    let l = Arc::new(RwLock::new(0));
+    let r1 = l.read();
+    let r2 = l.try_read().expect("readers share");
+    assert!(l.try_write().is_none());
+    drop((r1, r2));
+    let in_write = Arc::new(AtomicBool::new(false));
+    let hs: Vec<_> = (0..20)
+        .map(|i| {
+            let (l, w) = (l.clone(), in_write.clone());
+            grove::spawn(move || {
+                for _ in 0..50 {
+                    if i % 4 == 0 {
+                        let mut g = l.write();
+                        w.store(true, SeqCst);
+                        *g += 1;
+                        grove::yield_now();
+                        w.store(false, SeqCst);
+                    } else {
+                        let _g = l.read();
+                        assert!(!w.load(SeqCst), "reader inside a write section");
+                        grove::yield_now();
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(*l.read(), 5 * 50);
+}
+
+#[test]
+fn sync_rwlock_waiting_writer_is_not_starved_by_new_readers() {
+    let l = Arc::new(RwLock::new(()));
+    let r = l.read();
+    let l1 = l.clone();
+    let writer = grove::spawn(move || drop(l1.write()));
+    grove::sleep(Duration::from_millis(10));
+    assert!(l.try_read().is_none(), "a new reader overtook a waiting writer");
+    drop(r);
+    writer.join().unwrap();
+}
+
+#[test]
+fn sync_condvar_mixed_waiters_are_all_notified() {
+    let pair = Arc::new((Mutex::new(0), Condvar::new()));
+    let mut hs = Vec::new();
+    for _ in 0..5 {
+        let p = pair.clone();
+        hs.push(grove::spawn(move || {
+            let (m, c) = &*p;
+            let mut g = m.lock();
+            c.wait_while(&mut g, |v| *v == 0);
+        }));
+    }
+    let ts: Vec<_> = (0..2)
+        .map(|_| {
+            let p = pair.clone();
+            std::thread::spawn(move || {
+                let (m, c) = &*p;
+                let mut g = m.lock();
+                while *g == 0 {
+                    c.wait(&mut g);
+                }
+            })
+        })
+        .collect();
+    grove::sleep(Duration::from_millis(20));
+    *pair.0.lock() = 1;
+    pair.1.notify_all();
+    for h in hs {
+        h.join().unwrap();
+    }
+    for t in ts {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn sync_condvar_wait_timeout_reports_timeout_and_keeps_the_lock() {
+    let m = Mutex::new(5);
+    let c = Condvar::new();
+    let mut g = m.lock();
+    let t = Instant::now();
+    assert!(c.wait_timeout(&mut g, Duration::from_millis(20)));
+    assert!(t.elapsed() >= Duration::from_millis(20));
+    assert_eq!(*g, 5);
+    assert!(m.try_lock().is_none(), "the guard holds the lock again");
+    assert!(!c.notify_one(), "nobody waits");
+}
+
+#[test]
+fn sync_condvar_notify_one_skips_a_killed_waiter() {
+    let pair = Arc::new((Mutex::new(false), Condvar::new()));
+    let p = pair.clone();
+    let victim = grove::spawn(move || {
+        let mut g = p.0.lock();
+        p.1.wait(&mut g);
+    });
+    grove::sleep(Duration::from_millis(10));
+    let p = pair.clone();
+    let other = grove::spawn(move || {
+        let mut g = p.0.lock();
+        p.1.wait(&mut g);
+        true
+    });
+    grove::sleep(Duration::from_millis(10));
+    victim.kill();
+    assert!(killed(&victim.join().unwrap_err()));
+    assert!(pair.0.try_lock().is_some(), "the killed waiter left the mutex unlocked");
+    assert!(pair.1.notify_one());
+    assert!(other.join().unwrap());
+}
+
+#[test]
+fn sync_semaphore_bounds_concurrency_and_hands_off_permits() {
+    let s = Arc::new(Semaphore::new(3));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let hs: Vec<_> = (0..30)
+        .map(|_| {
+            let (s, i, p) = (s.clone(), inside.clone(), peak.clone());
+            grove::spawn(move || {
+                let _permit = s.acquire();
+                let now = i.fetch_add(1, SeqCst) + 1;
+                p.fetch_max(now, SeqCst);
+                grove::sleep(Duration::from_millis(2));
+                i.fetch_sub(1, SeqCst);
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(peak.load(SeqCst), 3);
+    assert_eq!(s.available(), 3);
+    let p = s.try_acquire().unwrap();
+    assert_eq!(s.available(), 2);
+    p.forget();
+    assert_eq!(s.available(), 2);
+    s.add_permits(1);
+    assert_eq!(s.available(), 3);
+    let _all: Vec<_> = (0..3).map(|_| s.acquire()).collect();
+    assert!(s.acquire_timeout(Duration::from_millis(10)).is_none());
+}
+
+#[test]
+fn sync_event_wakes_greenlets_and_threads() {
+    let e = Arc::new(Event::new());
+    assert!(!e.is_set());
+    let hs: Vec<_> = (0..10)
+        .map(|_| {
+            let e = e.clone();
+            grove::spawn(move || e.wait())
+        })
+        .collect();
+    let e2 = e.clone();
+    let t = std::thread::spawn(move || e2.wait_timeout(Duration::from_secs(10)));
+    grove::sleep(Duration::from_millis(10));
+    e.set();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(t.join().unwrap());
+    e.clear();
+    assert!(!e.wait_timeout(Duration::from_millis(10)));
+}
+
+#[test]
+fn sync_async_result_delivers_to_every_getter() {
+    let r = Arc::new(AsyncResult::new());
+    assert!(!r.ready());
+    let hs: Vec<_> = (0..5)
+        .map(|_| {
+            let r = r.clone();
+            grove::spawn(move || r.get())
+        })
+        .collect();
+    assert_eq!(r.get_timeout(Duration::from_millis(5)), None);
+    grove::sleep(Duration::from_millis(10));
+    r.set("done".to_string());
+    for h in hs {
+        assert_eq!(h.join().unwrap(), "done");
+    }
+    assert_eq!(r.get(), "done");
+    assert!(r.ready());
+}
+
+#[test]
+fn sync_event_wait_is_a_cancellation_point() {
+    let e = Arc::new(Event::new());
+    let e1 = e.clone();
+    let h = grove::spawn(move || e1.wait());
+    grove::sleep(Duration::from_millis(5));
+    h.kill();
+    assert!(killed(&h.join().unwrap_err()));
+    e.set(); // nobody left; must not misbehave
+}
