@@ -60,7 +60,10 @@ fn sync_mutex_try_lock_and_no_poisoning() {
     })
     .join();
     assert!(r.is_err());
-    assert_eq!(*m.try_lock().expect("a panicking holder releases the lock"), 1);
+    assert_eq!(
+        *m.try_lock().expect("a panicking holder releases the lock"),
+        1
+    );
 }
 
 #[test]
@@ -95,7 +98,10 @@ fn sync_killed_mutex_waiter_does_not_swallow_the_handoff() {
     victim.kill();
     assert!(killed(&victim.join().unwrap_err()));
     drop(g); // must reach `next`, not the dead victim
-    assert!(next.wait_timeout(Duration::from_secs(5)), "hand-off swallowed");
+    assert!(
+        next.wait_timeout(Duration::from_secs(5)),
+        "hand-off swallowed"
+    );
     next.join().unwrap();
     assert_eq!(*m.lock(), 1);
 }
@@ -167,7 +173,10 @@ fn sync_rwlock_waiting_writer_is_not_starved_by_new_readers() {
     let l1 = l.clone();
     let writer = grove::spawn(move || drop(l1.write()));
     grove::sleep(Duration::from_millis(10));
-    assert!(l.try_read().is_none(), "a new reader overtook a waiting writer");
+    assert!(
+        l.try_read().is_none(),
+        "a new reader overtook a waiting writer"
+    );
     drop(r);
     writer.join().unwrap();
 }
@@ -238,7 +247,10 @@ fn sync_condvar_notify_one_skips_a_killed_waiter() {
     grove::sleep(Duration::from_millis(10));
     victim.kill();
     assert!(killed(&victim.join().unwrap_err()));
-    assert!(pair.0.try_lock().is_some(), "the killed waiter left the mutex unlocked");
+    assert!(
+        pair.0.try_lock().is_some(),
+        "the killed waiter left the mutex unlocked"
+    );
     assert!(pair.1.notify_one());
     assert!(other.join().unwrap());
 }

@@ -37,7 +37,7 @@ pub use greenlet::{
     current, spawn, spawn_blocking, workers, Builder, Current, Greenlet, JoinHandle,
 };
 pub use local::LocalKey;
-pub use park::{park, sleep, sleep_until, yield_now, Unparker};
+pub use park::{park, sleep, sleep_until, yield_now, ParkId, Unparker};
 pub use park_state::Wake;
 pub use task::GreenletId;
 

@@ -109,6 +109,19 @@ impl Unparker {
         }
     }
 
+    /// An identity for the park this token wakes, without holding the greenlet alive (no
+    /// reference count to touch): for finding one's own entry in a wait list later.
+    pub fn park_id(&self) -> ParkId {
+        let target = match &self.target {
+            Target::Greenlet(t) => t.header() as *const _ as usize,
+            Target::Thread(t) => Arc::as_ptr(t) as usize,
+        };
+        ParkId {
+            target,
+            gen: self.gen,
+        }
+    }
+
     /// True if both tokens wake the same park.
     pub fn same_park(&self, other: &Unparker) -> bool {
         self.gen == other.gen
@@ -143,6 +156,15 @@ impl std::fmt::Debug for Unparker {
             .field("gen", &self.gen)
             .finish()
     }
+}
+
+/// Which park an [`Unparker`] wakes (see [`Unparker::park_id`]). Two ids are equal only if
+/// their tokens wake the same park of the same greenlet or thread, as long as that greenlet or
+/// thread is alive (which it is while its own park is in progress).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParkId {
+    target: usize,
+    gen: u64,
 }
 
 /// A plain thread's park slot.

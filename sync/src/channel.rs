@@ -47,10 +47,7 @@ pub fn unbounded<T>() -> (Sender<T>, Receiver<T>) {
 
 fn pair<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     let core = Arc::new(Core::new(cap));
-    (
-        Sender { core: core.clone() },
-        Receiver { core },
-    )
+    (Sender { core: core.clone() }, Receiver { core })
 }
 
 fn deadline(d: Duration) -> Option<Instant> {
@@ -336,7 +333,10 @@ impl<'a> Select<'a> {
     /// # Panics
     /// With no receivers added (it would wait forever).
     pub fn ready(&mut self) -> usize {
-        assert!(!self.handles.is_empty(), "grove: Select::ready with nothing to wait on");
+        assert!(
+            !self.handles.is_empty(),
+            "grove: Select::ready with nothing to wait on"
+        );
         loop {
             if let Ok(i) = self.ready_until(None) {
                 return i;

@@ -63,10 +63,17 @@ impl Condvar {
             guard,
             unlocked: Cell::new(false),
         };
-        let waited = wait(&self.waiters, q, |q| q, (), deadline, || {
-            relock.guard.unlock_raw();
-            relock.unlocked.set(true);
-        });
+        let waited = wait(
+            &self.waiters,
+            q,
+            |q| q,
+            (),
+            deadline,
+            || {
+                relock.guard.unlock_raw();
+                relock.unlocked.set(true);
+            },
+        );
         drop(relock);
         waited == Waited::TimedOut
     }

@@ -108,7 +108,9 @@ impl Group {
 
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Group").field("running", &self.len()).finish()
+        f.debug_struct("Group")
+            .field("running", &self.len())
+            .finish()
     }
 }
 

@@ -23,9 +23,9 @@ mod semaphore;
 mod wait_queue;
 
 pub use channel::{
-    bounded, channel, unbounded, IntoIter, Iter, ReadyTimeoutError, RecvError, RecvTimeoutError,
-    Receiver, Select, SendError, SendTimeoutError, Sender, TryIter, TryReadyError, TryRecvError,
-    TrySendError,
+    bounded, channel, unbounded, IntoIter, Iter, ReadyTimeoutError, Receiver, RecvError,
+    RecvTimeoutError, Select, SendError, SendTimeoutError, Sender, TryIter, TryReadyError,
+    TryRecvError, TrySendError,
 };
 pub use condvar::Condvar;
 pub use event::{AsyncResult, Event};

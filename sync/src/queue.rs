@@ -223,7 +223,9 @@ impl<T> JoinableQueue<T> {
             if *self.tasks.unfinished.lock() == 0 {
                 return true;
             }
-            let left = until.map_or(Duration::MAX, |u| u.saturating_duration_since(Instant::now()));
+            let left = until.map_or(Duration::MAX, |u| {
+                u.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() || !self.tasks.all_done.wait_timeout(left) {
                 return *self.tasks.unfinished.lock() == 0;
             }
@@ -268,4 +270,3 @@ impl<T> std::fmt::Debug for JoinableQueue<T> {
             .finish()
     }
 }
-

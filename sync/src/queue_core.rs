@@ -225,7 +225,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
 
     /// Removes a `Select` watcher.
     pub(crate) fn unwatch(&self, token: &Unparker) {
-        self.state.lock().watchers.remove(token);
+        self.state.lock().watchers.remove(token.park_id());
     }
 
     /// Counts one more handle on each side that `senders`/`receivers` says.

@@ -103,8 +103,14 @@ impl<T: ?Sized> RwLock<T> {
                 st.writer = true;
                 return RwLockWriteGuard { lock: self };
             }
-            if wait(&self.state, st, |s| &mut s.waiters, Want::Write, None, || ())
-                == Waited::HandedOver
+            if wait(
+                &self.state,
+                st,
+                |s| &mut s.waiters,
+                Want::Write,
+                None,
+                || (),
+            ) == Waited::HandedOver
             {
                 return RwLockWriteGuard { lock: self }; // the waker made us the writer
             }

@@ -16,7 +16,7 @@
 //! already gone, a waker popped it and either handed over (then the park ended `Unparked`) or
 //! took the hand-off back. [`wait`] does this bookkeeping, also when the park unwinds.
 
-use grove_runtime::{park, Unparker, Wake};
+use grove_runtime::{park, ParkId, Unparker, Wake};
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -61,9 +61,10 @@ impl<E> WaitQueue<E> {
         self.q.push_back(Waiter { token, data });
     }
 
-    /// Removes the entry of park `token`; false if a waker already popped it.
-    pub(crate) fn remove(&mut self, token: &Unparker) -> bool {
-        match self.q.iter().position(|w| w.token.same_park(token)) {
+    /// Removes the entry of park `id`; false if a waker already popped it.
+    pub(crate) fn remove(&mut self, id: ParkId) -> bool {
+        // Newest first: a waiter cleaning up after a timeout is usually near the back.
+        match self.q.iter().rposition(|w| w.token.park_id() == id) {
             Some(i) => {
                 self.q.remove(i);
                 true
@@ -105,7 +106,10 @@ impl<E> WaitQueue<E> {
 
     /// Wakes every waiter (no hand-off: an event, a disconnection). Returns how many woke.
     pub(crate) fn wake_all(&mut self) -> usize {
-        self.q.drain(..).filter(|w| w.token.clone().unpark()).count()
+        self.q
+            .drain(..)
+            .filter(|w| w.token.clone().unpark())
+            .count()
     }
 }
 
@@ -139,7 +143,7 @@ pub(crate) fn wait<S, E>(
     };
     let woke = park(
         |token| {
-            tidy.token = Some(token.clone());
+            tidy.token = Some(token.park_id());
             queue(&mut guard).push(token, data);
             then();
             Some(move || drop(guard))
@@ -159,14 +163,14 @@ pub(crate) fn wait<S, E>(
 struct Tidy<'a, S, E> {
     lock: &'a Mutex<S>,
     queue: fn(&mut S) -> &mut WaitQueue<E>,
-    token: Option<Unparker>,
+    token: Option<ParkId>,
 }
 
 impl<S, E> Drop for Tidy<'_, S, E> {
     fn drop(&mut self) {
-        if let Some(token) = self.token.take() {
+        if let Some(id) = self.token.take() {
             let mut state = self.lock.lock();
-            (self.queue)(&mut state).remove(&token);
+            (self.queue)(&mut state).remove(id);
         }
     }
 }
