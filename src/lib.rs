@@ -33,6 +33,13 @@ pub mod sync {
     pub use grove_sync::*;
 }
 
+/// Readiness of raw fds on the runtime's shared poller: the way in for other libraries'
+/// sockets (`wait_readable`, `wait_writable`), and [`io::Registration`] for fds that stay
+/// registered.
+pub mod io {
+    pub use grove_runtime::io::{wait_readable, wait_writable, Direction, Registration};
+}
+
 /// The runtime's building blocks, for libraries that add their own blocking calls: the park
 /// primitive every blocking call goes through, and its wake-up token.
 pub mod rt {

@@ -1,4 +1,5 @@
-//! The driver: the poller the runtime sleeps in, shared by all workers.
+//! The driver: the poller the runtime sleeps in, shared by all workers, and the sources
+//! registered with it (see `io.rs` for each source's readiness and waiters).
 //!
 //! One `mio::Poll` (epoll on Linux, kqueue on BSD and macOS) serves the whole runtime. No thread
 //! is dedicated to it: the first worker to run out of work takes the driver's lock and sleeps in
@@ -12,12 +13,17 @@
 //! reads at least one sees the other's store, so either the worker sleeps with the new timeout
 //! or it is woken to recompute it.
 
+use crate::io::{event_bits, IoSource};
 use crate::sched::Shared;
-use mio::{Events, Poll, Token, Waker};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::{Mutex, MutexGuard};
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAKE_TOKEN: Token = Token(usize::MAX);
@@ -28,6 +34,12 @@ const AWAKE: u64 = 0;
 pub(crate) struct Driver {
     inner: Mutex<DriverInner>,
     waker: Waker,
+    /// A handle for (de)registering while another worker sleeps in the poll.
+    registry: mio::Registry,
+    /// Registered sources by token (a slab: `None` slots are free, listed in `free`).
+    sources: Mutex<Sources>,
+    /// Registered sources right now; busy workers poll only when there are any.
+    registered: AtomicUsize,
     /// Deadline (ns since epoch) the holder sleeps until; `u64::MAX` without timeout; `AWAKE`.
     sleep_until: AtomicU64,
 }
@@ -35,6 +47,12 @@ pub(crate) struct Driver {
 struct DriverInner {
     poll: Poll,
     events: Events,
+}
+
+#[derive(Default)]
+struct Sources {
+    slots: Vec<Option<Arc<IoSource>>>,
+    free: Vec<usize>,
 }
 
 /// The right to sleep in the poller.
@@ -47,14 +65,92 @@ impl Driver {
     pub(crate) fn new() -> io::Result<Driver> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKE_TOKEN)?;
+        let registry = poll.registry().try_clone()?;
         Ok(Driver {
             inner: Mutex::new(DriverInner {
                 poll,
                 events: Events::with_capacity(1024),
             }),
             waker,
+            registry,
+            sources: Mutex::new(Sources::default()),
+            registered: AtomicUsize::new(0),
             sleep_until: AtomicU64::new(AWAKE),
         })
+    }
+
+    /// Registers `fd` for both directions, edge-triggered; its events go to `source`.
+    pub(crate) fn register(&self, fd: RawFd, source: Arc<IoSource>) -> io::Result<usize> {
+        let token = {
+            let mut s = self.sources.lock();
+            match s.free.pop() {
+                Some(t) => {
+                    s.slots[t] = Some(source);
+                    t
+                }
+                None => {
+                    s.slots.push(Some(source));
+                    s.slots.len() - 1
+                }
+            }
+        };
+        if let Err(e) = self.registry.register(
+            &mut SourceFd(&fd),
+            Token(token),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.release_token(token);
+            return Err(e);
+        }
+        self.registered.fetch_add(1, Relaxed);
+        Ok(token)
+    }
+
+    /// Undoes [`Driver::register`] (the fd is still open).
+    pub(crate) fn deregister(&self, fd: RawFd, token: usize) {
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        self.release_token(token);
+        self.registered.fetch_sub(1, Relaxed);
+    }
+
+    fn release_token(&self, token: usize) {
+        let mut s = self.sources.lock();
+        s.slots[token] = None;
+        s.free.push(token);
+    }
+
+    /// Hands each event to its source (outside any driver lock but the slab's, briefly).
+    fn dispatch(&self, events: &Events) {
+        for e in events.iter() {
+            if e.token() == WAKE_TOKEN {
+                continue;
+            }
+            let source = self
+                .sources
+                .lock()
+                .slots
+                .get(e.token().0)
+                .cloned()
+                .flatten();
+            if let Some(source) = source {
+                source.dispatch(event_bits(e));
+            }
+        }
+    }
+
+    /// A busy worker's (or the monitor's) look at the poller, without blocking, if no worker
+    /// is in it and anything is registered. True if it polled.
+    pub(crate) fn poll_if_free(&self) -> bool {
+        if self.registered.load(Relaxed) == 0 {
+            return false;
+        }
+        match self.try_lock() {
+            Some(mut g) => {
+                g.poll_now();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Takes the driver if no other worker holds it.
@@ -97,14 +193,23 @@ impl DriverGuard<'_> {
             // Round up to whole milliseconds the way epoll does, so we never wake early and spin.
             Duration::from_nanos(until.saturating_sub(now))
         });
+        self.poll(timeout);
+        driver.sleep_until.store(AWAKE, SeqCst);
+        shared.fire_due_timers();
+    }
+
+    /// Polls without blocking and dispatches what it finds.
+    pub(crate) fn poll_now(&mut self) {
+        self.poll(Some(Duration::ZERO));
+    }
+
+    fn poll(&mut self, timeout: Option<Duration>) {
         let inner = &mut *self.inner;
         if let Err(e) = inner.poll.poll(&mut inner.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 panic!("grove: epoll_wait failed: {e}");
             }
         }
-        driver.sleep_until.store(AWAKE, SeqCst);
-        // Only the waker is registered so far; the net layer adds socket readiness here.
-        shared.fire_due_timers();
+        self.driver.dispatch(&inner.events);
     }
 }

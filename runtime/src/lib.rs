@@ -19,6 +19,7 @@ pub mod config;
 mod diag;
 mod driver;
 mod greenlet;
+pub mod io;
 mod local;
 mod monitor;
 mod overflow;

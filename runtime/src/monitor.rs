@@ -163,6 +163,15 @@ fn run(shared: &'static Shared) {
         deep_sleep_while_idle(shared);
         std::thread::sleep(interval);
         shared.fire_due_timers();
+        // Every worker may be busy: look at the poller so ready sockets are not left waiting
+        // for a worker to come by (Go's sysmon does the same).
+        if shared.driver.poll_if_free() && shared.idle.all_parked() {
+            // Workers that went to sleep while we held the driver sleep on their condvars:
+            // wake one to sleep in the poller instead, or timers and sockets would wait.
+            if let Some(i) = shared.idle.claim_any_sleeper() {
+                shared.unpark_worker(i);
+            }
+        }
         shared.stacks.scavenge(crate::stack::SCAVENGE_BATCH);
         let now = Instant::now();
         for (i, w) in watch.iter_mut().enumerate() {

@@ -98,6 +98,15 @@ impl Idle {
         }
     }
 
+    /// Wakes some sleeper whatever the counts say (the monitor, after it held the driver while
+    /// every worker went to sleep: one of them must take the driver back). The index to unpark.
+    pub fn claim_any_sleeper(&self) -> Option<usize> {
+        let mut sleepers = self.sleepers.lock().unwrap();
+        let idx = sleepers.pop()?;
+        self.state.fetch_add(1 << SEARCH_SHIFT | 1, SeqCst);
+        Some(idx)
+    }
+
     /// A worker out of work asks to search the other queues. False when enough already do.
     pub fn try_begin_searching(&self) -> bool {
         let state = self.state.load(SeqCst);

@@ -192,6 +192,7 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
                 run_task(shared, &core, task);
                 if core.global_countdown.get() == GLOBAL_CHECK_INTERVAL {
                     shared.fire_due_timers();
+                    let _ = shared.driver.poll_if_free();
                 }
             }
             None => {

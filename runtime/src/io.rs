@@ -1,0 +1,291 @@
+//! I/O readiness: each registered fd's readiness word and its waiters (the per-socket waiter
+//! protocol).
+//!
+//! # Design
+//!
+//! A socket is registered with the shared poller once, for its lifetime, edge-triggered, for
+//! both directions. Its [`IoSource`] holds a readiness word and two lists of parked waiters (read
+//! and write). A blocking operation tries the syscall first; on `WouldBlock` it clears the
+//! readiness it acted on and parks on its direction's list; the poller's event sets readiness
+//! and wakes exactly the waiters of the directions that became ready. Any worker (or plain thread)
+//! can resume any woken greenlet: no socket is bound to a worker.
+//!
+//! # The readiness word, and why no event is lost
+//!
+//! `tick << 8 | bits`. Each event from the poller ORs its bits in and bumps `tick`. An operation
+//! reads the word, tries the syscall, and on `WouldBlock` clears its bits only if `tick` is
+//! unchanged ([`IoSource::clear_readiness`], a compare-exchange): if an event arrived after the
+//! read of the word, the bits stay and the operation retries instead of parking on an edge that
+//! has already passed.
+//!
+//! Parking: the waiter takes the list's lock, re-reads the word, and parks only if its bits are
+//! still clear, with the lock released after the switch. The poller updates the word (AcqRel)
+//! *before* taking the lock to drain the list. So either the waiter's re-read sees the event's
+//! bits, or the event's drain (which takes the lock after the waiter released it) finds the
+//! waiter's token. The same two-step is modelled in `tests/loom_io.rs`.
+//!
+//! A new source starts out ready in both directions, so the first operation tries its syscall
+//! at once instead of waiting for the registration's first event.
+
+use crate::park::{park, Unparker};
+use crate::park_state::Wake;
+use crate::sched::runtime;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Readable (or read half closed, or error).
+pub const READABLE: u8 = 1;
+/// Writable (or write half closed, or error).
+pub const WRITABLE: u8 = 2;
+const READ_CLOSED: u8 = 4;
+const WRITE_CLOSED: u8 = 8;
+const ERROR: u8 = 16;
+
+/// Which way an operation goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Reading, accepting.
+    Read,
+    /// Writing, connecting.
+    Write,
+}
+
+impl Direction {
+    /// The readiness bits that let an operation in this direction proceed.
+    fn mask(self) -> u8 {
+        match self {
+            Direction::Read => READABLE | READ_CLOSED | ERROR,
+            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
+        }
+    }
+}
+
+/// A readiness observation, to clear if the operation it allowed would block.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadyEvent {
+    word: u64,
+    dir: Direction,
+}
+
+/// One registered fd's readiness and waiters.
+pub(crate) struct IoSource {
+    readiness: AtomicU64,
+    waiters: parking_lot::Mutex<Waiters>,
+}
+
+#[derive(Default)]
+struct Waiters {
+    read: Vec<Unparker>,
+    write: Vec<Unparker>,
+}
+
+impl IoSource {
+    /// A source that starts ready in both directions (`optimistic`) or in neither.
+    pub(crate) fn new(optimistic: bool) -> IoSource {
+        let bits = if optimistic { READABLE | WRITABLE } else { 0 };
+        IoSource {
+            readiness: AtomicU64::new(u64::from(bits)),
+            waiters: parking_lot::Mutex::new(Waiters::default()),
+        }
+    }
+
+    /// The poller saw `bits`: record them, then wake the waiters they concern.
+    pub(crate) fn dispatch(&self, bits: u8) {
+        let mut cur = self.readiness.load(Acquire);
+        loop {
+            let next = ((cur >> 8) + 1) << 8 | u64::from(cur as u8 | bits);
+            // AcqRel: pairs with the Acquire loads in `poll_ready` (see module docs).
+            match self.readiness.compare_exchange(cur, next, AcqRel, Acquire) {
+                Ok(_) => break,
+                Err(seen) => cur = seen,
+            }
+        }
+        let mut woken = Vec::new();
+        {
+            let mut w = self.waiters.lock();
+            if bits & Direction::Read.mask() != 0 {
+                woken.append(&mut w.read);
+            }
+            if bits & Direction::Write.mask() != 0 {
+                woken.append(&mut w.write);
+            }
+        }
+        for u in woken {
+            u.wake_with(Wake::Unparked, crate::sched::Hint::Back);
+        }
+    }
+
+    /// Clears the readiness `ev` observed, unless an event came in since.
+    pub(crate) fn clear_readiness(&self, ev: ReadyEvent) {
+        let clear = u64::from(match ev.dir {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        });
+        // Failure means a newer event arrived: keep its bits and let the caller retry.
+        let _ = self
+            .readiness
+            .compare_exchange(ev.word, ev.word & !clear, AcqRel, Acquire);
+    }
+
+    /// Waits until `dir` is ready (or `deadline` passes: `TimedOut`).
+    pub(crate) fn poll_ready(
+        &self,
+        dir: Direction,
+        deadline: Option<Instant>,
+    ) -> io::Result<ReadyEvent> {
+        loop {
+            let word = self.readiness.load(Acquire);
+            if word as u8 & dir.mask() != 0 {
+                return Ok(ReadyEvent { word, dir });
+            }
+            let woke = park(
+                |token| {
+                    let mut w = self.waiters.lock();
+                    if self.readiness.load(Acquire) as u8 & dir.mask() != 0 {
+                        return None; // an event got in first
+                    }
+                    match dir {
+                        Direction::Read => w.read.push(token),
+                        Direction::Write => w.write.push(token),
+                    }
+                    Some(move || drop(w))
+                },
+                deadline,
+            );
+            if woke == Wake::TimedOut {
+                self.forget_stale_waiters();
+                let word = self.readiness.load(Acquire);
+                if word as u8 & dir.mask() != 0 {
+                    return Ok(ReadyEvent { word, dir });
+                }
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "grove: operation timed out",
+                ));
+            }
+        }
+    }
+
+    fn forget_stale_waiters(&self) {
+        let mut w = self.waiters.lock();
+        w.read.retain(|u| u.is_waiting());
+        w.write.retain(|u| u.is_waiting());
+    }
+}
+
+/// Maps a mio event to readiness bits.
+pub(crate) fn event_bits(e: &mio::event::Event) -> u8 {
+    let mut b = 0;
+    if e.is_readable() {
+        b |= READABLE;
+    }
+    if e.is_writable() {
+        b |= WRITABLE;
+    }
+    if e.is_read_closed() {
+        b |= READ_CLOSED;
+    }
+    if e.is_write_closed() {
+        b |= WRITE_CLOSED;
+    }
+    if e.is_error() {
+        b |= ERROR;
+    }
+    b
+}
+
+/// An fd registered with the runtime's poller for as long as this lives (the way in for
+/// sockets, and for other libraries' fds).
+pub struct Registration {
+    source: Arc<IoSource>,
+    token: usize,
+    fd: RawFd,
+}
+
+impl Registration {
+    /// Registers `fd` (which must be non-blocking and stay open while registered) for both
+    /// directions, edge-triggered.
+    pub fn new(fd: RawFd) -> io::Result<Registration> {
+        Self::with_source(fd, IoSource::new(true))
+    }
+
+    fn with_source(fd: RawFd, source: IoSource) -> io::Result<Registration> {
+        let rt = runtime();
+        let source = Arc::new(source);
+        let token = rt.driver.register(fd, source.clone())?;
+        Ok(Registration { source, token, fd })
+    }
+
+    /// Runs `op` until it does not fail with `WouldBlock`, parking until `dir` is ready between
+    /// attempts, up to `deadline` (then `ErrorKind::TimedOut`). A cancellation point.
+    pub fn io<R>(
+        &self,
+        dir: Direction,
+        deadline: Option<Instant>,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            let ev = self.source.poll_ready(dir, deadline)?;
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.source.clear_readiness(ev),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// Waits until `dir` is ready, up to `deadline`, without doing anything.
+    pub fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
+        self.source.poll_ready(dir, deadline).map(drop)
+    }
+
+    /// Marks `dir` not ready (after an operation outside [`Registration::io`] would block).
+    pub fn clear(&self, dir: Direction) {
+        let word = self.source.readiness.load(Acquire);
+        self.source.clear_readiness(ReadyEvent { word, dir });
+    }
+
+    /// The registered fd.
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        runtime().driver.deregister(self.fd, self.token);
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("fd", &self.fd)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// Waits until `fd` is readable, or `timeout` passes (`ErrorKind::TimedOut`): for other
+/// libraries' sockets (a C client's fd). Parks a greenlet; blocks a plain thread. The fd must not
+/// be registered with grove already.
+pub fn wait_readable(fd: RawFd, timeout: Option<std::time::Duration>) -> io::Result<()> {
+    wait_fd(fd, Direction::Read, timeout)
+}
+
+/// As [`wait_readable`], for writability.
+pub fn wait_writable(fd: RawFd, timeout: Option<std::time::Duration>) -> io::Result<()> {
+    wait_fd(fd, Direction::Write, timeout)
+}
+
+fn wait_fd(fd: RawFd, dir: Direction, timeout: Option<std::time::Duration>) -> io::Result<()> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    // Not optimistic: for a bare wait we need the kernel's word, which the edge-triggered
+    // registration reports as its first event.
+    let reg = Registration::with_source(fd, IoSource::new(false))?;
+    reg.wait(dir, deadline)
+}

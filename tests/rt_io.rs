@@ -1,0 +1,121 @@
+//! The shared poller: readiness waits on raw fds, from greenlets and plain threads.
+
+use grove::io::{wait_readable, wait_writable, Direction, Registration};
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn pair() -> (UnixStream, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    b.set_nonblocking(true).unwrap();
+    (a, b)
+}
+
+/// Reads into `buf` through the registration: parks until data arrives.
+fn read_registered(
+    reg: &Registration,
+    mut s: &UnixStream,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    reg.io(Direction::Read, None, || s.read(buf))
+}
+
+#[test]
+fn rt_io_greenlet_parks_until_data_arrives() {
+    let (a, b) = pair();
+    let reader = grove::spawn(move || {
+        let reg = Registration::new(a.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 16];
+        let n = read_registered(&reg, &a, &mut buf).unwrap();
+        (n, buf[..n].to_vec())
+    });
+    grove::sleep(Duration::from_millis(20));
+    assert!(!reader.is_finished(), "read returned before any data");
+    (&b).write_all(b"hello").unwrap();
+    let (n, data) = reader.join().unwrap();
+    assert_eq!((n, data.as_slice()), (5, &b"hello"[..]));
+}
+
+#[test]
+fn rt_io_plain_thread_blocks_until_data_arrives() {
+    let (a, b) = pair();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        (&b).write_all(b"x").unwrap();
+        b
+    });
+    let reg = Registration::new(a.as_raw_fd()).unwrap();
+    let mut buf = [0u8; 4];
+    let n = read_registered(&reg, &a, &mut buf).unwrap();
+    assert_eq!(n, 1);
+    drop(writer.join().unwrap());
+}
+
+#[test]
+fn rt_io_wait_readable_times_out_and_then_succeeds() {
+    let (a, b) = pair();
+    let t = Instant::now();
+    let e = wait_readable(a.as_raw_fd(), Some(Duration::from_millis(30))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(t.elapsed() >= Duration::from_millis(30));
+    (&b).write_all(b"y").unwrap();
+    wait_readable(a.as_raw_fd(), Some(Duration::from_secs(5))).unwrap();
+    wait_writable(a.as_raw_fd(), Some(Duration::from_secs(5))).unwrap();
+}
+
+#[test]
+fn rt_io_thousand_parked_readers_all_wake() {
+    let pairs: Vec<_> = (0..1000).map(|_| pair()).collect();
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
+    for (a, b) in pairs {
+        readers.push(grove::spawn(move || {
+            let reg = Registration::new(a.as_raw_fd()).unwrap();
+            let mut buf = [0u8; 8];
+            read_registered(&reg, &a, &mut buf).unwrap()
+        }));
+        writers.push(b);
+    }
+    grove::sleep(Duration::from_millis(20));
+    for b in &writers {
+        (&*b).write_all(b"abc").unwrap();
+    }
+    for r in readers {
+        assert_eq!(r.join().unwrap(), 3);
+    }
+}
+
+#[test]
+fn rt_io_kill_interrupts_a_readiness_wait() {
+    let (a, _b) = pair();
+    let a = Arc::new(a);
+    let a2 = a.clone();
+    let h = grove::spawn(move || {
+        let reg = Registration::new(a2.as_raw_fd()).unwrap();
+        let mut buf = [0u8; 1];
+        let _ = read_registered(&reg, &a2, &mut buf);
+    });
+    grove::sleep(Duration::from_millis(20));
+    h.kill();
+    assert!(h
+        .join()
+        .unwrap_err()
+        .downcast_ref::<grove::Killed>()
+        .is_some());
+}
+
+#[test]
+fn rt_io_registration_deadline_gives_timed_out() {
+    let (a, _b) = pair();
+    let reg = Registration::new(a.as_raw_fd()).unwrap();
+    let mut buf = [0u8; 1];
+    let r = reg.io(
+        Direction::Read,
+        Some(Instant::now() + Duration::from_millis(20)),
+        || (&a).read(&mut buf),
+    );
+    assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
+}
