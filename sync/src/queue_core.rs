@@ -245,14 +245,23 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         }
     }
 
-    /// One receiver handle fewer; the last one wakes every putter (their values stay theirs).
+    /// One receiver handle fewer; the last one wakes every putter (their values stay theirs)
+    /// and drops the buffered values, which nobody can receive any more (as crossbeam and std
+    /// do). They are dropped after the lock is released: a value's `Drop` may use the channel.
     pub(crate) fn drop_receiver(&self) {
-        let mut st = self.state.lock();
-        st.receivers -= 1;
-        if st.receivers == 0 {
-            st.putters.wake_all();
-            st.watchers.wake_all();
+        let mut orphans = Vec::new();
+        {
+            let mut st = self.state.lock();
+            st.receivers -= 1;
+            if st.receivers == 0 {
+                st.putters.wake_all();
+                st.watchers.wake_all();
+                while let Some(v) = st.buf.take() {
+                    orphans.push(v);
+                }
+            }
         }
+        drop(orphans);
     }
 }
 
