@@ -33,6 +33,11 @@ pub mod sync {
     pub use grove_sync::*;
 }
 
+/// Sockets on the shared poller (std's names and signatures) and gevent's `StreamServer`.
+pub mod net {
+    pub use grove_net::*;
+}
+
 /// Readiness of raw fds on the runtime's shared poller: the way in for other libraries'
 /// sockets (`wait_readable`, `wait_writable`), and [`io::Registration`] for fds that stay
 /// registered.

@@ -168,6 +168,40 @@ where
     handle
 }
 
+/// Runs `f` on the blocking pool and waits for it, borrowing from the caller like
+/// `std::thread::scope` (for name resolution and other calls that would hold a worker). Parks a
+/// greenlet, blocks a thread. If the wait is interrupted (kill, `timeout`), the unwind waits for
+/// `f` to finish first (it cannot be stopped), so nothing it borrows dies under it.
+pub fn block_in_pool<'a, F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'a,
+    T: Send + 'static,
+{
+    let f: Box<dyn FnOnce() -> T + Send + 'a> = Box::new(f);
+    // SAFETY: only the lifetime is extended. The job borrows from our caller's frame; `Scoped`
+    // below does not let this function return or unwind before the job has finished.
+    let f: Box<dyn FnOnce() -> T + Send + 'static> = unsafe { std::mem::transmute(f) };
+    let handle = spawn_blocking_boxed(f);
+    struct Scoped(Greenlet);
+    impl Drop for Scoped {
+        fn drop(&mut self) {
+            while !self.0.is_finished() {
+                self.0.wait(); // during an unwind, park ignores further cancellation
+            }
+        }
+    }
+    let guard = Scoped(handle.greenlet());
+    let r = handle.join();
+    drop(guard);
+    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn spawn_blocking_boxed<T: Send + 'static>(
+    f: Box<dyn FnOnce() -> T + Send + 'static>,
+) -> JoinHandle<T> {
+    spawn_blocking(f)
+}
+
 /// Owns the right to join a greenlet (or blocking job), like `std::thread::JoinHandle`.
 pub struct JoinHandle<T> {
     task: TaskRef,

@@ -35,7 +35,7 @@ mod timer;
 pub use cancel::{timeout, Elapsed, Killed};
 pub use config::{Config, ConfigError};
 pub use greenlet::{
-    current, spawn, spawn_blocking, workers, Builder, Current, Greenlet, JoinHandle,
+    block_in_pool, current, spawn, spawn_blocking, workers, Builder, Current, Greenlet, JoinHandle,
 };
 pub use local::LocalKey;
 pub use park::{park, sleep, sleep_until, yield_now, ParkId, Unparker};

@@ -102,7 +102,14 @@ impl<T: ?Sized> Mutex<T> {
         if grove_runtime::workers() > 1 {
             for _ in 0..SPINS {
                 std::hint::spin_loop();
-                if self.state.load(Relaxed) == 0
+                let s = self.state.load(Relaxed);
+                if s & QUEUED != 0 {
+                    // Someone is queued: with FIFO hand-off the lock never comes free while
+                    // they wait, so spinning can only burn the holder's CPU (measured: 1-2 us per
+                    // lock with 64 greenlets on 2 workers while spinning, ~100 ns without).
+                    break;
+                }
+                if s == 0
                     && self
                         .state
                         .compare_exchange(0, LOCKED, Acquire, Relaxed)

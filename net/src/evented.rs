@@ -1,0 +1,139 @@
+//! What every grove socket shares: a non-blocking std socket, its registration with the shared
+//! poller, and std-style timeouts.
+//!
+//! An operation tries the syscall; on `WouldBlock` it parks until the poller says the direction
+//! is ready (see `grove_runtime::io`), up to the socket's read or write timeout, which then gives
+//! `ErrorKind::TimedOut` (std gives `WouldBlock` on Unix for its timeouts; grove always gives
+//! `TimedOut`). On a plain thread the same call blocks the thread. A socket the user puts in
+//! non-blocking mode (`set_nonblocking(true)`) never waits: it returns `WouldBlock` as std does.
+
+use grove_runtime::io::{Direction, Registration};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// A registered socket of type `S` (a std socket in non-blocking mode).
+pub(crate) struct Evented<S: AsRawFd> {
+    pub(crate) sock: S,
+    reg: Registration,
+    /// Timeouts in nanoseconds; 0 = none.
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+    /// The user asked for non-blocking behaviour.
+    nonblocking: AtomicBool,
+}
+
+impl<S: AsRawFd> Evented<S> {
+    /// Registers `sock`, which must already be in non-blocking mode.
+    pub(crate) fn new(sock: S) -> io::Result<Evented<S>> {
+        let reg = Registration::new(sock.as_raw_fd())?;
+        Ok(Evented {
+            sock,
+            reg,
+            read_timeout: AtomicU64::new(0),
+            write_timeout: AtomicU64::new(0),
+            nonblocking: AtomicBool::new(false),
+        })
+    }
+
+    /// Runs `op` in direction `dir`, parking while it would block.
+    pub(crate) fn io<R>(&self, dir: Direction, op: impl FnMut() -> io::Result<R>) -> io::Result<R> {
+        let mut op = op;
+        if self.nonblocking.load(Relaxed) {
+            return op();
+        }
+        let t = match dir {
+            Direction::Read => &self.read_timeout,
+            Direction::Write => &self.write_timeout,
+        };
+        let deadline = match t.load(Relaxed) {
+            0 => None,
+            ns => Instant::now().checked_add(Duration::from_nanos(ns)),
+        };
+        self.reg.io(dir, deadline, op)
+    }
+
+    /// Runs `op` in direction `dir` until it stops saying `WouldBlock`, up to `deadline`
+    /// (ignoring the socket's own timeouts: for connect).
+    pub(crate) fn io_until<R>(
+        &self,
+        dir: Direction,
+        deadline: Option<Instant>,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.reg.io(dir, deadline, op)
+    }
+
+    pub(crate) fn set_timeout(&self, dir: Direction, d: Option<Duration>) -> io::Result<()> {
+        if d == Some(Duration::ZERO) {
+            // std's rule: a zero timeout is an error.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        let ns = d.map_or(0, |d| d.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        match dir {
+            Direction::Read => self.read_timeout.store(ns, Relaxed),
+            Direction::Write => self.write_timeout.store(ns, Relaxed),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
+        let t = match dir {
+            Direction::Read => &self.read_timeout,
+            Direction::Write => &self.write_timeout,
+        };
+        match t.load(Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Relaxed);
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+
+    /// Takes the std socket back out (deregistering it), in blocking mode as std expects.
+    pub(crate) fn into_inner(self) -> S {
+        drop(self.reg);
+        self.sock
+    }
+}
+
+/// Resolves `addr`. In a greenlet it runs on the blocking pool: name resolution may block for
+/// seconds and must not hold a worker. On a plain thread it simply blocks the thread, as std.
+pub(crate) fn resolve<A: std::net::ToSocketAddrs + Send>(
+    addr: A,
+) -> io::Result<Vec<std::net::SocketAddr>> {
+    if grove_runtime::current().is_none() {
+        return addr.to_socket_addrs().map(|i| i.collect());
+    }
+    grove_runtime::block_in_pool(move || addr.to_socket_addrs().map(|i| i.collect::<Vec<_>>()))
+}
+
+/// Runs `f` on each address until one works; std's error for an empty list otherwise.
+pub(crate) fn each_addr<T>(
+    addrs: Vec<std::net::SocketAddr>,
+    mut f: impl FnMut(&std::net::SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in &addrs {
+        match f(a) {
+            Ok(v) => return Ok(v),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        )
+    }))
+}

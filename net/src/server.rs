@@ -1,0 +1,211 @@
+//! `StreamServer`: gevent's `StreamServer`, one greenlet per connection.
+//!
+//! The accept loop runs in a greenlet of its own. With `max_connections(n)` it takes a slot of
+//! an `n`-permit semaphore *before* accepting, so connections beyond `n` wait in the kernel's
+//! backlog rather than in the server. Every accepted connection gets `TCP_NODELAY` (Go does the
+//! same: without it a response written in two pieces waits ~40 ms for a delayed ACK).
+//!
+//! Accept errors never end the loop: `ECONNABORTED` (the client gave up in the backlog) is
+//! skipped; running out of file descriptors (`EMFILE`, `ENFILE`) or buffers is reported once and
+//! backed off from, 10 ms doubling to 1 s, instead of spinning on a listener that stays
+//! readable; anything else is reported once per kind and backed off from the same way.
+//!
+//! `ServerHandle::stop(grace)` kills the accept loop (closing the listener), waits up to `grace`
+//! for the running handlers, then kills the rest.
+
+use crate::tcp::{TcpListener, TcpStream};
+use grove_sync::{Group, Semaphore};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+type Handler = Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync + 'static>;
+
+/// A TCP server calling `handler` in a new greenlet for each connection.
+pub struct StreamServer {
+    listener: TcpListener,
+    handler: Handler,
+    max_connections: Option<usize>,
+}
+
+/// A server running in the background (from [`StreamServer::start`]).
+pub struct ServerHandle {
+    accept_loop: grove_runtime::JoinHandle<()>,
+    handlers: Group,
+    addr: io::Result<SocketAddr>,
+}
+
+impl StreamServer {
+    /// Binds `addr`; `handler` will get each connection and its peer address.
+    pub fn bind<A, H>(addr: A, handler: H) -> io::Result<StreamServer>
+    where
+        A: ToSocketAddrs + Send,
+        H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    {
+        Ok(StreamServer::from_listener(
+            TcpListener::bind(addr)?,
+            handler,
+        ))
+    }
+
+    /// Serves on an existing listener.
+    pub fn from_listener<H>(listener: TcpListener, handler: H) -> StreamServer
+    where
+        H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    {
+        StreamServer {
+            listener,
+            handler: Arc::new(handler),
+            max_connections: None,
+        }
+    }
+
+    /// At most `n` handlers at once; further connections wait in the backlog.
+    pub fn max_connections(mut self, n: usize) -> StreamServer {
+        self.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until killed (or the process ends), blocking the caller.
+    pub fn serve_forever(self) -> io::Result<()> {
+        let group = Group::new();
+        self.accept_loop(&group);
+        Ok(())
+    }
+
+    /// Serves in a background greenlet.
+    pub fn start(self) -> ServerHandle {
+        let handlers = Group::new();
+        let g = handlers.clone();
+        let addr = self.local_addr();
+        let accept_loop = grove_runtime::Builder::new()
+            .name("stream-server-accept")
+            .spawn(move || self.accept_loop(&g))
+            .unwrap_or_else(|e| panic!("grove: cannot start the accept loop: {e}"));
+        ServerHandle {
+            accept_loop,
+            handlers,
+            addr,
+        }
+    }
+
+    fn accept_loop(self, handlers: &Group) {
+        let slots = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let mut backoff = Backoff::default();
+        loop {
+            if let Some(s) = &slots {
+                s.acquire().forget(); // before accept: the rest wait in the backlog
+            }
+            let accepted = self.listener.accept();
+            let slot = slots.clone().map(Slot);
+            match accepted {
+                Ok((stream, peer)) => {
+                    backoff.reset();
+                    let _ = stream.set_nodelay(true);
+                    let handler = self.handler.clone();
+                    handlers.spawn(move || {
+                        let _slot = slot;
+                        handler(stream, peer);
+                    });
+                }
+                Err(e) => {
+                    drop(slot);
+                    backoff.on_error(&e);
+                }
+            }
+        }
+    }
+}
+
+/// Gives a connection slot back when its handler ends, however it ends.
+struct Slot(Arc<Semaphore>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+#[derive(Default)]
+struct Backoff {
+    delay_ms: u64,
+    reported: Vec<io::ErrorKind>,
+    reported_fd_exhaustion: bool,
+}
+
+impl Backoff {
+    fn reset(&mut self) {
+        self.delay_ms = 0;
+    }
+
+    fn on_error(&mut self, e: &io::Error) {
+        match e.raw_os_error() {
+            Some(libc::ECONNABORTED) | Some(libc::EINTR) => return,
+            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+                if !self.reported_fd_exhaustion {
+                    self.reported_fd_exhaustion = true;
+                    eprintln!(
+                        "grove: StreamServer cannot accept: {e}; backing off (raise `ulimit -n`?)"
+                    );
+                }
+            }
+            _ => {
+                if !self.reported.contains(&e.kind()) {
+                    self.reported.push(e.kind());
+                    eprintln!("grove: StreamServer accept failed: {e}; backing off");
+                }
+            }
+        }
+        self.delay_ms = (self.delay_ms * 2).clamp(10, 1000);
+        grove_runtime::sleep(Duration::from_millis(self.delay_ms));
+    }
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.addr {
+            Ok(a) => Ok(*a),
+            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+
+    /// Handlers running now.
+    pub fn connections(&self) -> usize {
+        self.handlers.len()
+    }
+
+    /// Stops accepting (closing the listener), waits up to `grace` for the running handlers,
+    /// then kills the rest and waits for them to unwind.
+    pub fn stop(&self, grace: Duration) {
+        self.accept_loop.kill();
+        self.accept_loop.greenlet().wait();
+        if !self.handlers.join_timeout(grace) {
+            self.handlers.kill();
+        }
+    }
+}
+
+impl std::fmt::Debug for StreamServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamServer")
+            .field("listener", &self.listener)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.addr.as_ref().ok())
+            .field("connections", &self.connections())
+            .finish()
+    }
+}

@@ -1,0 +1,374 @@
+//! `TcpListener` and `TcpStream` with std's methods and signatures, on the shared poller.
+
+use crate::evented::{each_addr, resolve, Evented};
+use grove_runtime::io::Direction;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::fmt;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// Backlog of listeners made by [`TcpListener::bind`] (std uses 128; servers want more).
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// A TCP stream: `read`/`write` park the greenlet (block a plain thread) until ready.
+pub struct TcpStream {
+    ev: Evented<std::net::TcpStream>,
+}
+
+/// A TCP listening socket.
+pub struct TcpListener {
+    ev: Evented<std::net::TcpListener>,
+}
+
+/// Options for [`TcpListener::bind_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct ListenOptions {
+    /// `listen(2)` backlog.
+    pub backlog: i32,
+    /// `SO_REUSEPORT`: several listeners (processes) share the port.
+    pub reuse_port: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: DEFAULT_BACKLOG,
+            reuse_port: false,
+        }
+    }
+}
+
+impl TcpStream {
+    /// Connects to the first address of `addr` that accepts (names resolved off the workers).
+    pub fn connect<A: ToSocketAddrs + Send>(addr: A) -> io::Result<TcpStream> {
+        each_addr(resolve(addr)?, |a| connect_one(a, None))
+    }
+
+    /// Connects with a timeout (`ErrorKind::TimedOut` when it passes).
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        connect_one(addr, Instant::now().checked_add(timeout))
+    }
+
+    fn from_std_nonblocking(s: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            ev: Evented::new(s)?,
+        })
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.sock.peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.sock.local_addr()
+    }
+
+    /// Shuts down one or both halves.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.ev.sock.shutdown(how)
+    }
+
+    /// A second handle to the same socket (its own registration on a duplicated fd).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        let s = self.ev.sock.try_clone()?;
+        let c = TcpStream::from_std_nonblocking(s)?;
+        c.ev.set_timeout(Direction::Read, self.read_timeout()?)?;
+        c.ev.set_timeout(Direction::Write, self.write_timeout()?)?;
+        Ok(c)
+    }
+
+    /// Read timeout: a read waiting longer fails with `ErrorKind::TimedOut`.
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Direction::Read, d)
+    }
+
+    /// Write timeout: a write waiting longer fails with `ErrorKind::TimedOut`.
+    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Direction::Write, d)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.ev.timeout(Direction::Read))
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.ev.timeout(Direction::Write))
+    }
+
+    /// Reads without consuming, waiting for data like `read`.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ev.io(Direction::Read, || self.ev.sock.peek(buf))
+    }
+
+    /// `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.ev.sock.set_nodelay(on)
+    }
+
+    /// `TCP_NODELAY`.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.ev.sock.nodelay()
+    }
+
+    /// `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.ev.sock.set_ttl(ttl)
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.ev.sock.ttl()
+    }
+
+    /// `SO_ERROR`, cleared.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.ev.sock.take_error()
+    }
+
+    /// With `true`, operations return `WouldBlock` instead of waiting (std's non-blocking mode).
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.ev.set_nonblocking(on);
+        Ok(())
+    }
+}
+
+fn connect_one(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+    let sock = Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    sock.set_nonblocking(true)?;
+    let pending = match sock.connect(&SockAddr::from(*addr)) {
+        Ok(()) => false,
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
+        Err(e) => return Err(e),
+    };
+    let stream = TcpStream::from_std_nonblocking(std::net::TcpStream::from(sock))?;
+    if pending {
+        // Writable means the handshake ended; SO_ERROR says how. Until then peer_addr fails with
+        // ENOTCONN, which we treat as "would block" (a registration starts out optimistic).
+        let sock = &stream.ev.sock;
+        stream.ev.io_until(Direction::Write, deadline, || {
+            if let Some(e) = sock.take_error()? {
+                return Err(e);
+            }
+            match sock.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                Err(e) => Err(e),
+            }
+        })?;
+    }
+    Ok(stream)
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ev.io(Direction::Read, || (&self.ev.sock).read(buf))
+    }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.ev
+            .io(Direction::Read, || (&self.ev.sock).read_vectored(bufs))
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.ev.io(Direction::Write, || (&self.ev.sock).write(buf))
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.ev
+            .io(Direction::Write, || (&self.ev.sock).write_vectored(bufs))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl TcpListener {
+    /// Binds to the first address of `addr` that works (`SO_REUSEADDR`, backlog
+    /// [`DEFAULT_BACKLOG`]).
+    pub fn bind<A: ToSocketAddrs + Send>(addr: A) -> io::Result<TcpListener> {
+        Self::bind_with(addr, ListenOptions::default())
+    }
+
+    /// Binds with explicit options (backlog, `SO_REUSEPORT`).
+    pub fn bind_with<A: ToSocketAddrs + Send>(
+        addr: A,
+        opts: ListenOptions,
+    ) -> io::Result<TcpListener> {
+        each_addr(resolve(addr)?, |a| {
+            let sock = Socket::new(Domain::for_address(*a), Type::STREAM, Some(Protocol::TCP))?;
+            sock.set_reuse_address(true)?;
+            if opts.reuse_port {
+                sock.set_reuse_port(true)?;
+            }
+            sock.bind(&SockAddr::from(*a))?;
+            sock.listen(opts.backlog)?;
+            sock.set_nonblocking(true)?;
+            Ok(TcpListener {
+                ev: Evented::new(std::net::TcpListener::from(sock))?,
+            })
+        })
+    }
+
+    /// Waits for a connection. The new stream is non-blocking and registered, like every grove
+    /// socket.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, a) = self.ev.io(Direction::Read, || self.ev.sock.accept())?;
+        s.set_nonblocking(true)?;
+        Ok((TcpStream::from_std_nonblocking(s)?, a))
+    }
+
+    /// An endless iterator of accepted connections.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.sock.local_addr()
+    }
+
+    /// A second handle to the same listener.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        let s = self.ev.sock.try_clone()?;
+        Ok(TcpListener {
+            ev: Evented::new(s)?,
+        })
+    }
+
+    /// `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.ev.sock.set_ttl(ttl)
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.ev.sock.ttl()
+    }
+
+    /// `SO_ERROR`, cleared.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.ev.sock.take_error()
+    }
+
+    /// With `true`, `accept` returns `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.ev.set_nonblocking(on);
+        Ok(())
+    }
+}
+
+/// Iterator from [`TcpListener::incoming`].
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+macro_rules! std_conversions {
+    ($grove:ident, $std:ty) => {
+        impl From<$std> for $grove {
+            /// Adopts a std socket: puts it in non-blocking mode and registers it.
+            ///
+            /// # Panics
+            /// If it cannot be registered with the poller (the fd is invalid).
+            fn from(s: $std) -> $grove {
+                s.set_nonblocking(true)
+                    .and_then(|()| Evented::new(s))
+                    .map(|ev| $grove { ev })
+                    .unwrap_or_else(|e| panic!("grove: cannot register a socket: {e}"))
+            }
+        }
+
+        impl From<$grove> for $std {
+            /// Gives the socket back to std, in blocking mode.
+            fn from(s: $grove) -> $std {
+                let inner = s.ev.into_inner();
+                let _ = inner.set_nonblocking(false);
+                inner
+            }
+        }
+
+        impl AsRawFd for $grove {
+            fn as_raw_fd(&self) -> RawFd {
+                self.ev.raw_fd()
+            }
+        }
+
+        impl AsFd for $grove {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.ev.sock.as_fd()
+            }
+        }
+
+        impl IntoRawFd for $grove {
+            fn into_raw_fd(self) -> RawFd {
+                <$std>::from(self).into_raw_fd()
+            }
+        }
+
+        impl FromRawFd for $grove {
+            /// # Safety
+            /// `fd` must be an open socket of the right kind that the caller owns.
+            unsafe fn from_raw_fd(fd: RawFd) -> $grove {
+                // SAFETY: the caller's promise, passed on to std.
+                <$grove>::from(unsafe { <$std>::from_raw_fd(fd) })
+            }
+        }
+
+        impl fmt::Debug for $grove {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($grove))
+                    .field("fd", &self.ev.raw_fd())
+                    .finish()
+            }
+        }
+    };
+}
+
+std_conversions!(TcpStream, std::net::TcpStream);
+std_conversions!(TcpListener, std::net::TcpListener);
+pub(crate) use std_conversions;

@@ -1,0 +1,148 @@
+//! `UdpSocket` with std's methods and signatures, on the shared poller.
+
+use crate::evented::{each_addr, resolve, Evented};
+use crate::tcp::std_conversions;
+use grove_runtime::io::Direction;
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::time::Duration;
+
+/// A UDP socket: `recv*` park until a datagram arrives, `send*` until there is buffer room.
+pub struct UdpSocket {
+    ev: Evented<std::net::UdpSocket>,
+}
+
+impl UdpSocket {
+    /// Binds to the first address of `addr` that works.
+    pub fn bind<A: ToSocketAddrs + Send>(addr: A) -> io::Result<UdpSocket> {
+        each_addr(resolve(addr)?, |a| {
+            let s = std::net::UdpSocket::bind(a)?;
+            s.set_nonblocking(true)?;
+            Ok(UdpSocket {
+                ev: Evented::new(s)?,
+            })
+        })
+    }
+
+    /// Receives a datagram and its sender.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.ev.io(Direction::Read, || self.ev.sock.recv_from(buf))
+    }
+
+    /// As `recv_from`, without consuming the datagram.
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.ev.io(Direction::Read, || self.ev.sock.peek_from(buf))
+    }
+
+    /// Sends a datagram to `addr` (names resolved off the workers).
+    pub fn send_to<A: ToSocketAddrs + Send>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
+        let addrs = resolve(addr)?;
+        let target = addrs.first().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
+        })?;
+        self.ev
+            .io(Direction::Write, || self.ev.sock.send_to(buf, target))
+    }
+
+    /// Sets the default peer for `send`/`recv`.
+    pub fn connect<A: ToSocketAddrs + Send>(&self, addr: A) -> io::Result<()> {
+        each_addr(resolve(addr)?, |a| self.ev.sock.connect(a))
+    }
+
+    /// Sends to the connected peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.ev.io(Direction::Write, || self.ev.sock.send(buf))
+    }
+
+    /// Receives from the connected peer.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ev.io(Direction::Read, || self.ev.sock.recv(buf))
+    }
+
+    /// As `recv`, without consuming the datagram.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.ev.io(Direction::Read, || self.ev.sock.peek(buf))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.sock.local_addr()
+    }
+
+    /// The connected peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.ev.sock.peer_addr()
+    }
+
+    /// A second handle to the same socket.
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            ev: Evented::new(self.ev.sock.try_clone()?)?,
+        })
+    }
+
+    /// Read timeout (`ErrorKind::TimedOut` when it passes).
+    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Direction::Read, d)
+    }
+
+    /// Write timeout.
+    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
+        self.ev.set_timeout(Direction::Write, d)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.ev.timeout(Direction::Read))
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.ev.timeout(Direction::Write))
+    }
+
+    /// `SO_BROADCAST`.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.ev.sock.set_broadcast(on)
+    }
+
+    /// `SO_BROADCAST`.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.ev.sock.broadcast()
+    }
+
+    /// `IP_TTL`.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.ev.sock.set_ttl(ttl)
+    }
+
+    /// `IP_TTL`.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.ev.sock.ttl()
+    }
+
+    /// Joins an IPv4 multicast group.
+    pub fn join_multicast_v4(&self, group: &Ipv4Addr, iface: &Ipv4Addr) -> io::Result<()> {
+        self.ev.sock.join_multicast_v4(group, iface)
+    }
+
+    /// Joins an IPv6 multicast group.
+    pub fn join_multicast_v6(&self, group: &Ipv6Addr, iface: u32) -> io::Result<()> {
+        self.ev.sock.join_multicast_v6(group, iface)
+    }
+
+    /// `SO_ERROR`, cleared.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.ev.sock.take_error()
+    }
+
+    /// With `true`, operations return `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.ev.set_nonblocking(on);
+        Ok(())
+    }
+}
+
+std_conversions!(UdpSocket, std::net::UdpSocket);

@@ -1,0 +1,266 @@
+//! TCP sockets and StreamServer over loopback, in greenlets and on plain threads.
+
+mod common;
+
+use grove::net::{StreamServer, TcpListener, TcpStream, UdpSocket, UnixStream};
+use std::io::{ErrorKind, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn echo_server() -> (std::net::SocketAddr, grove::net::ServerHandle) {
+    let server = StreamServer::bind("127.0.0.1:0", |s: TcpStream, _| {
+        let mut buf = [0u8; 4096];
+        loop {
+            match (&s).read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if (&s).write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    (addr, server.start())
+}
+
+#[test]
+fn net_echo_roundtrip_from_greenlets_and_threads() {
+    let (addr, server) = echo_server();
+    let gs: Vec<_> = (0..20)
+        .map(|i| {
+            grove::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let msg = format!("hello {i}");
+                s.write_all(msg.as_bytes()).unwrap();
+                let mut buf = vec![0u8; msg.len()];
+                s.read_exact(&mut buf).unwrap();
+                assert_eq!(buf, msg.as_bytes());
+            })
+        })
+        .collect();
+    let t = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"from a thread").unwrap();
+        let mut buf = [0u8; 13];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"from a thread");
+    });
+    for g in gs {
+        g.join().unwrap();
+    }
+    t.join().unwrap();
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn net_connect_refused_is_an_error() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let e = grove::spawn(move || TcpStream::connect(addr).unwrap_err())
+        .join()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn net_read_timeout_gives_timed_out() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let h = grove::spawn(move || {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(30))).unwrap();
+        assert_eq!(s.read_timeout().unwrap(), Some(Duration::from_millis(30)));
+        let t = Instant::now();
+        let e = (&s).read(&mut [0u8; 4]).unwrap_err();
+        (e.kind(), t.elapsed())
+    });
+    let (_conn, _) = l.accept().unwrap();
+    let (kind, took) = h.join().unwrap();
+    assert_eq!(kind, ErrorKind::TimedOut);
+    assert!(took >= Duration::from_millis(30));
+    assert!(TcpStream::connect(addr)
+        .unwrap()
+        .set_read_timeout(Some(Duration::ZERO))
+        .is_err());
+}
+
+#[test]
+fn net_half_close_and_peer_reset() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let client = grove::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"bye").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).unwrap();
+        rest
+    });
+    let (mut srv, _) = l.accept().unwrap();
+    let mut got = Vec::new();
+    srv.read_to_end(&mut got).unwrap(); // EOF after the client's half-close
+    assert_eq!(got, b"bye");
+    srv.write_all(b"ok").unwrap();
+    drop(srv);
+    assert_eq!(client.join().unwrap(), b"ok");
+}
+
+#[test]
+fn net_thousands_of_simultaneous_connections() {
+    let (addr, server) = echo_server();
+    let done = Arc::new(AtomicUsize::new(0));
+    let gs: Vec<_> = (0..2000)
+        .map(|_| {
+            let done = done.clone();
+            grove::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                grove::sleep(Duration::from_millis(50)); // all open at once
+                s.write_all(b"ping").unwrap();
+                let mut b = [0u8; 4];
+                s.read_exact(&mut b).unwrap();
+                done.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    for g in gs {
+        g.join().unwrap();
+    }
+    assert_eq!(done.load(SeqCst), 2000);
+    server.stop(Duration::from_secs(1));
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn net_fd_count_returns_after_connect_close_cycles() {
+    if common::role().is_some() {
+        let (addr, server) = echo_server();
+        let before = open_fds();
+        grove::spawn(move || {
+            for _ in 0..10_000 {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"x").unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        server.stop(Duration::from_secs(2));
+        grove::sleep(Duration::from_millis(100));
+        let after = open_fds();
+        assert!(after <= before + 2, "fds before {before}, after {after}");
+        return;
+    }
+    let out = common::run_child(
+        "net_fd_count_returns_after_connect_close_cycles",
+        "fds",
+        &[],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+#[test]
+fn net_stream_server_max_connections_and_stop() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let server = StreamServer::bind("127.0.0.1:0", move |s: TcpStream, _| {
+        let now = r.fetch_add(1, SeqCst) + 1;
+        p.fetch_max(now, SeqCst);
+        grove::sleep(Duration::from_millis(20));
+        let _ = (&s).write_all(b"k");
+        r.fetch_sub(1, SeqCst);
+    })
+    .unwrap()
+    .max_connections(3);
+    let addr = server.local_addr().unwrap();
+    let handle = server.start();
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            grove::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).unwrap();
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(peak.load(SeqCst), 3);
+    // A handler that never ends is killed after the grace period.
+    let stuck = grove::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+    });
+    stuck.join().unwrap();
+    let slow = StreamServer::bind("127.0.0.1:0", |_s: TcpStream, _| {
+        grove::sleep(Duration::from_secs(3600))
+    })
+    .unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    let slow = slow.start();
+    let _c = TcpStream::connect(slow_addr).unwrap();
+    grove::sleep(Duration::from_millis(20));
+    assert_eq!(slow.connections(), 1);
+    let t = Instant::now();
+    slow.stop(Duration::from_millis(50));
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert_eq!(slow.connections(), 0);
+    assert!(
+        TcpStream::connect_timeout(&slow_addr, Duration::from_millis(200)).is_err(),
+        "still accepting after stop"
+    );
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn net_udp_and_unix_sockets() {
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b_addr = b.local_addr().unwrap();
+    let h = grove::spawn(move || {
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        (buf[..n].to_vec(), from)
+    });
+    grove::sleep(Duration::from_millis(10));
+    a.send_to(b"dgram", b_addr).unwrap();
+    let (data, from) = h.join().unwrap();
+    assert_eq!(data, b"dgram");
+    assert_eq!(from, a.local_addr().unwrap());
+
+    let (x, y) = UnixStream::pair().unwrap();
+    let h = grove::spawn(move || {
+        let mut s = String::new();
+        (&y).read_to_string(&mut s).unwrap();
+        s
+    });
+    (&x).write_all(b"over unix").unwrap();
+    drop(x);
+    assert_eq!(h.join().unwrap(), "over unix");
+}
+
+#[test]
+fn net_std_conversions_round_trip() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let g: TcpListener = l.into();
+    let c = std::thread::spawn(move || std::net::TcpStream::connect(addr).unwrap());
+    let (s, _) = g.accept().unwrap();
+    let _c = c.join().unwrap();
+    let back: std::net::TcpStream = s.into();
+    back.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    assert!(back.peer_addr().is_ok());
+}
