@@ -27,53 +27,20 @@
 //! A new source starts out ready in both directions, so the first operation tries its syscall
 //! at once instead of waiting for the registration's first event.
 
+use crate::io_readiness::Readiness;
+pub use crate::io_readiness::{Direction, ReadyEvent, READABLE, WRITABLE};
+use crate::io_readiness::{ERROR, READ_CLOSED, WRITE_CLOSED};
 use crate::park::{park, Unparker};
 use crate::park_state::Wake;
 use crate::sched::runtime;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Readable (or read half closed, or error).
-pub const READABLE: u8 = 1;
-/// Writable (or write half closed, or error).
-pub const WRITABLE: u8 = 2;
-const READ_CLOSED: u8 = 4;
-const WRITE_CLOSED: u8 = 8;
-const ERROR: u8 = 16;
-
-/// Which way an operation goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Reading, accepting.
-    Read,
-    /// Writing, connecting.
-    Write,
-}
-
-impl Direction {
-    /// The readiness bits that let an operation in this direction proceed.
-    fn mask(self) -> u8 {
-        match self {
-            Direction::Read => READABLE | READ_CLOSED | ERROR,
-            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
-        }
-    }
-}
-
-/// A readiness observation, to clear if the operation it allowed would block.
-#[derive(Clone, Copy, Debug)]
-pub struct ReadyEvent {
-    word: u64,
-    dir: Direction,
-}
-
 /// One registered fd's readiness and waiters.
 pub(crate) struct IoSource {
-    readiness: AtomicU64,
+    readiness: Readiness,
     waiters: parking_lot::Mutex<Waiters>,
 }
 
@@ -86,31 +53,22 @@ struct Waiters {
 impl IoSource {
     /// A source that starts ready in both directions (`optimistic`) or in neither.
     pub(crate) fn new(optimistic: bool) -> IoSource {
-        let bits = if optimistic { READABLE | WRITABLE } else { 0 };
         IoSource {
-            readiness: AtomicU64::new(u64::from(bits)),
+            readiness: Readiness::new(optimistic),
             waiters: parking_lot::Mutex::new(Waiters::default()),
         }
     }
 
     /// The poller saw `bits`: record them, then wake the waiters they concern.
     pub(crate) fn dispatch(&self, bits: u8) {
-        let mut cur = self.readiness.load(Acquire);
-        loop {
-            let next = ((cur >> 8) + 1) << 8 | u64::from(cur as u8 | bits);
-            // AcqRel: pairs with the Acquire loads in `poll_ready` (see module docs).
-            match self.readiness.compare_exchange(cur, next, AcqRel, Acquire) {
-                Ok(_) => break,
-                Err(seen) => cur = seen,
-            }
-        }
+        self.readiness.set(bits);
         let mut woken = Vec::new();
         {
             let mut w = self.waiters.lock();
-            if bits & Direction::Read.mask() != 0 {
+            if Direction::Read.wants(bits) {
                 woken.append(&mut w.read);
             }
-            if bits & Direction::Write.mask() != 0 {
+            if Direction::Write.wants(bits) {
                 woken.append(&mut w.write);
             }
         }
@@ -121,14 +79,7 @@ impl IoSource {
 
     /// Clears the readiness `ev` observed, unless an event came in since.
     pub(crate) fn clear_readiness(&self, ev: ReadyEvent) {
-        let clear = u64::from(match ev.dir {
-            Direction::Read => READABLE,
-            Direction::Write => WRITABLE,
-        });
-        // Failure means a newer event arrived: keep its bits and let the caller retry.
-        let _ = self
-            .readiness
-            .compare_exchange(ev.word, ev.word & !clear, AcqRel, Acquire);
+        self.readiness.clear(ev);
     }
 
     /// Waits until `dir` is ready (or `deadline` passes: `TimedOut`).
@@ -138,14 +89,13 @@ impl IoSource {
         deadline: Option<Instant>,
     ) -> io::Result<ReadyEvent> {
         loop {
-            let word = self.readiness.load(Acquire);
-            if word as u8 & dir.mask() != 0 {
-                return Ok(ReadyEvent { word, dir });
+            if let Some(ev) = self.readiness.ready(dir) {
+                return Ok(ev);
             }
             let woke = park(
                 |token| {
                     let mut w = self.waiters.lock();
-                    if self.readiness.load(Acquire) as u8 & dir.mask() != 0 {
+                    if self.readiness.ready(dir).is_some() {
                         return None; // an event got in first
                     }
                     match dir {
@@ -158,9 +108,8 @@ impl IoSource {
             );
             if woke == Wake::TimedOut {
                 self.forget_stale_waiters();
-                let word = self.readiness.load(Acquire);
-                if word as u8 & dir.mask() != 0 {
-                    return Ok(ReadyEvent { word, dir });
+                if let Some(ev) = self.readiness.ready(dir) {
+                    return Ok(ev);
                 }
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -241,12 +190,6 @@ impl Registration {
     /// Waits until `dir` is ready, up to `deadline`, without doing anything.
     pub fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
         self.source.poll_ready(dir, deadline).map(drop)
-    }
-
-    /// Marks `dir` not ready (after an operation outside [`Registration::io`] would block).
-    pub fn clear(&self, dir: Direction) {
-        let word = self.source.readiness.load(Acquire);
-        self.source.clear_readiness(ReadyEvent { word, dir });
     }
 
     /// The registered fd.

@@ -20,6 +20,7 @@ mod diag;
 mod driver;
 mod greenlet;
 pub mod io;
+mod io_readiness;
 mod local;
 mod monitor;
 mod overflow;

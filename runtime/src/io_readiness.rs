@@ -1,0 +1,85 @@
+//! The readiness word of one registered fd: the lock-free half of the per-socket waiter
+//! protocol (the other half, the waiter lists, is in `io.rs`; both are explained there).
+//!
+//! Written against `crate::sync` so that `tests/loom_io.rs` can include this very file.
+
+use crate::sync::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire};
+
+/// Readable (or read half closed, or error).
+pub const READABLE: u8 = 1;
+/// Writable (or write half closed, or error).
+pub const WRITABLE: u8 = 2;
+pub(crate) const READ_CLOSED: u8 = 4;
+pub(crate) const WRITE_CLOSED: u8 = 8;
+pub(crate) const ERROR: u8 = 16;
+
+/// Which way an operation goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Reading, accepting.
+    Read,
+    /// Writing, connecting.
+    Write,
+}
+
+impl Direction {
+    /// True if readiness `bits` let an operation in this direction proceed.
+    pub fn wants(self, bits: u8) -> bool {
+        let mask = match self {
+            Direction::Read => READABLE | READ_CLOSED | ERROR,
+            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
+        };
+        bits & mask != 0
+    }
+}
+
+/// A readiness observation, to clear if the operation it allowed would block.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadyEvent {
+    word: u64,
+    dir: Direction,
+}
+
+/// `tick << 8 | bits`: the bits the poller reported, and how many events it reported.
+pub struct Readiness(AtomicU64);
+
+impl Readiness {
+    /// Ready in both directions (`optimistic`: try the syscall first) or in neither.
+    pub fn new(optimistic: bool) -> Readiness {
+        let bits = if optimistic { READABLE | WRITABLE } else { 0 };
+        Readiness(AtomicU64::new(u64::from(bits)))
+    }
+
+    /// The poller reported `bits`: OR them in and count the event.
+    pub fn set(&self, bits: u8) {
+        let mut cur = self.0.load(Acquire);
+        loop {
+            let next = ((cur >> 8) + 1) << 8 | u64::from(cur as u8 | bits);
+            // AcqRel: pairs with the Acquire load in `ready` (an event's bits are seen by a
+            // waiter that re-checks), and orders this before the waker drains the waiter list.
+            match self.0.compare_exchange(cur, next, AcqRel, Acquire) {
+                Ok(_) => return,
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// The current word, if it lets an operation in `dir` proceed.
+    pub fn ready(&self, dir: Direction) -> Option<ReadyEvent> {
+        let word = self.0.load(Acquire);
+        dir.wants(word as u8).then_some(ReadyEvent { word, dir })
+    }
+
+    /// Clears what `ev` observed, unless an event came in since (then the caller retries).
+    pub fn clear(&self, ev: ReadyEvent) {
+        let clear = u64::from(match ev.dir {
+            Direction::Read => READABLE,
+            Direction::Write => WRITABLE,
+        });
+        // Failure means a newer event arrived: keep its bits.
+        let _ = self
+            .0
+            .compare_exchange(ev.word, ev.word & !clear, AcqRel, Acquire);
+    }
+}
