@@ -11,6 +11,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod evented;
+pub mod http;
 mod server;
 mod tcp;
 mod udp;

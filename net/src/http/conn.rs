@@ -1,0 +1,444 @@
+//! One connection: read requests (pipelined ones in order), call the handler, write responses.
+//!
+//! The read buffer and the write buffer live for the whole connection and are reused for every
+//! request, so a small keep-alive request costs no allocation for its framing; each response is
+//! assembled in the write buffer and sent with one `write` where it fits.
+//!
+//! Slow or idle clients: waiting for the first byte of a request uses the idle timeout (then the
+//! connection closes quietly); from the first byte on, the whole head must arrive within the
+//! head timeout (else `408` and close), so a client that sends half a request and stalls only
+//! costs its own greenlet, never anyone else's time. Bad input gets its status (`400`, `413`,
+//! `431`, `501`) and the connection closes.
+
+use super::date::write_date_header;
+use super::message::{reason, Body, Request, Response};
+use super::Limits;
+use crate::tcp::TcpStream;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// Most headers a request may have.
+const MAX_HEADERS: usize = 100;
+
+/// Why reading a request stopped.
+enum Stop {
+    /// The client closed, or idled out, between requests: just close.
+    Quiet,
+    /// Answer with this status, then close.
+    Status(u16, &'static str),
+}
+
+impl From<io::Error> for Stop {
+    fn from(_: io::Error) -> Stop {
+        Stop::Quiet
+    }
+}
+
+struct Conn<'a> {
+    stream: &'a TcpStream,
+    /// Read buffer, zeroed once and grown by doubling; valid bytes are `buf[pos..end]`.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    out: Vec<u8>,
+}
+
+/// Serves `stream` until the client is done, the connection must close, or an error.
+pub(crate) fn serve<H>(stream: TcpStream, peer: SocketAddr, handler: &H, limits: &Limits)
+where
+    H: Fn(&Request) -> Response + ?Sized,
+{
+    let mut conn = Conn {
+        stream: &stream,
+        buf: vec![0; 4096],
+        pos: 0,
+        end: 0,
+        out: Vec::with_capacity(1024),
+    };
+    loop {
+        let mut req = match conn.read_request(limits) {
+            Ok(r) => r,
+            Err(Stop::Quiet) => return,
+            Err(Stop::Status(status, why)) => {
+                let _ = conn.write_error(status, why);
+                return;
+            }
+        };
+        req.peer = Some(peer);
+        let keep_alive = wants_keep_alive(&req);
+        let head = req.method == "HEAD";
+        let resp = match catch_unwind(AssertUnwindSafe(|| handler(&req))) {
+            Ok(r) => r,
+            Err(_) => Response::text("internal server error").status_code(500),
+        };
+        if conn.write_response(resp, &req, keep_alive, head).is_err() || !keep_alive {
+            return;
+        }
+    }
+}
+
+fn wants_keep_alive(req: &Request) -> bool {
+    let conn = req.header("Connection").unwrap_or("");
+    let has = |token: &str| {
+        conn.split(',')
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if req.minor_version == 0 {
+        has("keep-alive")
+    } else {
+        !has("close")
+    }
+}
+
+impl Response {
+    fn status_code(mut self, status: u16) -> Response {
+        self.status = status;
+        self
+    }
+}
+
+impl Conn<'_> {
+    /// Reads more bytes into the buffer, waiting at most `wait`. `Ok(0)` at end of stream.
+    fn fill(&mut self, wait: Duration) -> io::Result<usize> {
+        if self.pos == self.end {
+            self.pos = 0;
+            self.end = 0;
+        } else if self.end == self.buf.len() {
+            if self.pos > 0 {
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.end -= self.pos;
+                self.pos = 0;
+            } else {
+                self.buf.resize(self.buf.len() * 2, 0);
+            }
+        }
+        self.stream
+            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))?;
+        let n = (&mut self.stream).read(&mut self.buf[self.end..])?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Bytes read but not yet consumed.
+    fn buffered(&self) -> usize {
+        self.end - self.pos
+    }
+
+    fn read_request(&mut self, limits: &Limits) -> Result<Request, Stop> {
+        // Idle wait for the first byte of the next request.
+        if self.pos == self.end && self.fill(limits.idle_timeout)? == 0 {
+            return Err(Stop::Quiet);
+        }
+        let deadline = Instant::now() + limits.head_timeout;
+        let (mut req, head_len) = loop {
+            match parse_head(&self.buf[self.pos..self.end]) {
+                Ok(Some(parsed)) => break parsed,
+                Ok(None) => {}
+                Err(stop) => return Err(stop),
+            }
+            if self.buffered() > limits.max_head_bytes {
+                return Err(Stop::Status(431, "request header block too large"));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Stop::Status(408, "request head took too long"));
+            }
+            match self.fill(left) {
+                Ok(0) => return Err(Stop::Quiet),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(Stop::Status(408, "request head took too long"))
+                }
+                Err(_) => return Err(Stop::Quiet),
+            }
+        };
+        if head_len > limits.max_head_bytes {
+            return Err(Stop::Status(431, "request header block too large"));
+        }
+        self.pos += head_len;
+        self.read_body(&mut req, limits)?;
+        Ok(req)
+    }
+
+    fn read_body(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
+        if let Some(te) = req.header("Transfer-Encoding") {
+            let last = te.rsplit(',').next().unwrap_or("").trim();
+            if !last.eq_ignore_ascii_case("chunked") || te.split(',').count() > 1 {
+                return Err(Stop::Status(501, "unsupported transfer-encoding"));
+            }
+            self.continue_if_expected(req)?;
+            req.body = self.read_chunked(limits)?;
+            return Ok(());
+        }
+        let len = content_length(req)?;
+        if len > limits.max_body_bytes {
+            return Err(Stop::Status(413, "request body too large"));
+        }
+        if len > 0 {
+            if self.buffered() < len {
+                self.continue_if_expected(req)?;
+            }
+            req.body = self.take_exact(len, limits)?;
+        }
+        Ok(())
+    }
+
+    fn continue_if_expected(&mut self, req: &Request) -> Result<(), Stop> {
+        if req.minor_version == 1
+            && req
+                .header("Expect")
+                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            (&mut self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        Ok(())
+    }
+
+    /// Takes `n` bytes, reading more as needed (each read waits at most the head timeout).
+    fn take_exact(&mut self, n: usize, limits: &Limits) -> Result<Vec<u8>, Stop> {
+        while self.buffered() < n {
+            match self.fill(limits.head_timeout) {
+                Ok(0) => return Err(Stop::Quiet),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(Stop::Status(408, "request body took too long"))
+                }
+                Err(_) => return Err(Stop::Quiet),
+            }
+        }
+        let v = self.buf[self.pos..self.pos + n].to_vec();
+        self.pos += n;
+        Ok(v)
+    }
+
+    /// Takes one line (without its CRLF), reading more as needed; at most `max` bytes.
+    fn take_line(&mut self, max: usize, limits: &Limits) -> Result<Vec<u8>, Stop> {
+        loop {
+            if let Some(i) = self.buf[self.pos..self.end]
+                .windows(2)
+                .position(|w| w == b"\r\n")
+            {
+                let line = self.buf[self.pos..self.pos + i].to_vec();
+                self.pos += i + 2;
+                return Ok(line);
+            }
+            if self.buffered() > max {
+                return Err(Stop::Status(400, "malformed chunked body"));
+            }
+            match self.fill(limits.head_timeout) {
+                Ok(0) => return Err(Stop::Quiet),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(Stop::Status(408, "request body took too long"))
+                }
+                Err(_) => return Err(Stop::Quiet),
+            }
+        }
+    }
+
+    fn read_chunked(&mut self, limits: &Limits) -> Result<Vec<u8>, Stop> {
+        let mut body = Vec::new();
+        loop {
+            let line = self.take_line(1024, limits)?;
+            let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
+            let size = std::str::from_utf8(size_text)
+                .ok()
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                .ok_or(Stop::Status(400, "malformed chunk size"))?;
+            if size == 0 {
+                // Trailers, up to the empty line.
+                while !self.take_line(limits.max_head_bytes, limits)?.is_empty() {}
+                return Ok(body);
+            }
+            if body.len() + size > limits.max_body_bytes {
+                return Err(Stop::Status(413, "request body too large"));
+            }
+            let data = self.take_exact(size, limits)?;
+            body.extend_from_slice(&data);
+            if !self.take_line(0, limits)?.is_empty() {
+                return Err(Stop::Status(400, "malformed chunked body"));
+            }
+        }
+    }
+
+    fn write_error(&mut self, status: u16, why: &str) -> io::Result<()> {
+        self.out.clear();
+        let body = format!("{status} {}: {why}\n", reason(status));
+        self.status_line(status, 1);
+        write_date_header(&mut self.out);
+        self.out
+            .extend_from_slice(b"Server: grove\r\nConnection: close\r\n");
+        self.out
+            .extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+        self.content_length(body.len());
+        self.out.extend_from_slice(body.as_bytes());
+        (&mut self.stream).write_all(&self.out)
+    }
+
+    fn status_line(&mut self, status: u16, minor: u8) {
+        self.out.extend_from_slice(if minor == 0 {
+            b"HTTP/1.0 "
+        } else {
+            b"HTTP/1.1 "
+        });
+        self.out.extend_from_slice(status.to_string().as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(reason(status).as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn content_length(&mut self, n: usize) {
+        self.out.extend_from_slice(b"Content-Length: ");
+        self.out.extend_from_slice(n.to_string().as_bytes());
+        self.out.extend_from_slice(b"\r\n\r\n");
+    }
+
+    fn write_response(
+        &mut self,
+        resp: Response,
+        req: &Request,
+        keep_alive: bool,
+        head: bool,
+    ) -> io::Result<()> {
+        self.out.clear();
+        let minor = req.minor_version;
+        self.status_line(resp.status, minor);
+        let mut has_date = false;
+        let mut has_server = false;
+        for (n, v) in &resp.headers {
+            if ["content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|h| n.eq_ignore_ascii_case(h))
+            {
+                continue; // framing is ours
+            }
+            has_date |= n.eq_ignore_ascii_case("date");
+            has_server |= n.eq_ignore_ascii_case("server");
+            self.out.extend_from_slice(n.as_bytes());
+            self.out.extend_from_slice(b": ");
+            self.out.extend_from_slice(v.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+        if !has_date {
+            write_date_header(&mut self.out);
+        }
+        if !has_server {
+            self.out.extend_from_slice(b"Server: grove\r\n");
+        }
+        let no_body = head || resp.status < 200 || resp.status == 204 || resp.status == 304;
+        match resp.body {
+            Body::Bytes(bytes) => {
+                self.connection_header(keep_alive, minor);
+                if resp.status == 204 || resp.status == 304 || resp.status < 200 {
+                    self.out.extend_from_slice(b"\r\n");
+                } else {
+                    self.content_length(bytes.len());
+                }
+                if !no_body {
+                    self.out.extend_from_slice(&bytes);
+                }
+                (&mut self.stream).write_all(&self.out)
+            }
+            Body::Stream(chunks) => self.write_stream(chunks, keep_alive, minor, no_body),
+        }
+    }
+
+    fn connection_header(&mut self, keep_alive: bool, minor: u8) {
+        if !keep_alive {
+            self.out.extend_from_slice(b"Connection: close\r\n");
+        } else if minor == 0 {
+            self.out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+    }
+
+    fn write_stream(
+        &mut self,
+        chunks: Box<dyn Iterator<Item = Vec<u8>> + Send>,
+        keep_alive: bool,
+        minor: u8,
+        no_body: bool,
+    ) -> io::Result<()> {
+        let mut w = self.stream;
+        if minor == 0 {
+            // HTTP/1.0 has no chunked encoding: the body ends when the connection does.
+            self.out.extend_from_slice(b"Connection: close\r\n\r\n");
+            w.write_all(&self.out)?;
+            if !no_body {
+                for c in chunks {
+                    w.write_all(&c)?;
+                }
+            }
+            return Err(io::ErrorKind::ConnectionAborted.into()); // close after it
+        }
+        self.connection_header(keep_alive, minor);
+        self.out
+            .extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+        if no_body {
+            return w.write_all(&self.out);
+        }
+        for c in chunks.filter(|c| !c.is_empty()) {
+            self.out
+                .extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+            self.out.extend_from_slice(&c);
+            self.out.extend_from_slice(b"\r\n");
+            w.write_all(&self.out)?;
+            self.out.clear();
+        }
+        self.out.extend_from_slice(b"0\r\n\r\n");
+        w.write_all(&self.out)
+    }
+}
+
+/// Parses a request head; `Ok(None)` if incomplete.
+fn parse_head(bytes: &[u8]) -> Result<Option<(Request, usize)>, Stop> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let n = match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Stop::Status(431, "too many request headers"))
+        }
+        Err(_) => return Err(Stop::Status(400, "malformed request")),
+    };
+    let target = parsed.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    };
+    let mut headers = Vec::with_capacity(parsed.headers.len());
+    for h in parsed.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| Stop::Status(400, "header value is not UTF-8"))?;
+        headers.push((h.name.to_string(), value.to_string()));
+    }
+    let req = Request {
+        method: parsed.method.unwrap_or("GET").to_string(),
+        path,
+        query,
+        minor_version: parsed.version.unwrap_or(1),
+        headers,
+        body: Vec::new(),
+        peer: None,
+    };
+    Ok(Some((req, n)))
+}
+
+fn content_length(req: &Request) -> Result<usize, Stop> {
+    let mut len: Option<usize> = None;
+    for (n, v) in &req.headers {
+        if n.eq_ignore_ascii_case("content-length") {
+            let l: usize = v
+                .trim()
+                .parse()
+                .map_err(|_| Stop::Status(400, "invalid content-length"))?;
+            if len.is_some_and(|old| old != l) {
+                return Err(Stop::Status(400, "conflicting content-length"));
+            }
+            len = Some(l);
+        }
+    }
+    Ok(len.unwrap_or(0))
+}

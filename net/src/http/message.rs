@@ -1,0 +1,168 @@
+//! `Request` and `Response`: what a handler sees and returns.
+
+use std::fmt;
+
+/// A parsed request: method, target, headers, and the whole body (read before the handler runs;
+/// chunked bodies arrive decoded).
+#[derive(Debug, Default)]
+pub struct Request {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) minor_version: u8,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) peer: Option<std::net::SocketAddr>,
+}
+
+impl Request {
+    /// `GET`, `POST`, ...
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The path, without the query string.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The query string (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header, in order.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// The body (empty if none).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// `HTTP/1.x`: 0 or 1.
+    pub fn minor_version(&self) -> u8 {
+        self.minor_version
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.peer
+    }
+}
+
+/// A response body.
+pub(crate) enum Body {
+    Bytes(Vec<u8>),
+    /// Sent chunked: the length is not known up front.
+    Stream(Box<dyn Iterator<Item = Vec<u8>> + Send>),
+}
+
+/// What a handler returns.
+pub struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Body,
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: Body::Bytes(Vec::new()),
+        }
+    }
+
+    /// `200 OK` with a `text/plain` body.
+    pub fn text(body: impl Into<String>) -> Response {
+        Response::new(200)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body.into().into_bytes())
+    }
+
+    /// Adds a header. `Content-Length`, `Transfer-Encoding`, `Date`, `Server` and `Connection`
+    /// are written by the server; setting them here overrides `Date`/`Server` only.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body (sent with `Content-Length`).
+    pub fn body(mut self, bytes: impl Into<Vec<u8>>) -> Response {
+        self.body = Body::Bytes(bytes.into());
+        self
+    }
+
+    /// Streams the body chunk by chunk (sent with `Transfer-Encoding: chunked`), for bodies whose
+    /// length is not known up front. The iterator runs in the connection's greenlet and may
+    /// block (it is a greenlet).
+    pub fn stream(mut self, chunks: impl Iterator<Item = Vec<u8>> + Send + 'static) -> Response {
+        self.body = Body::Stream(Box::new(chunks));
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// The reason phrase for `status`.
+pub(crate) fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}

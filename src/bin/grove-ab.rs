@@ -1,0 +1,532 @@
+//! grove-ab: an `ab`-style HTTP load generator on grove, one greenlet per concurrent client.
+//!
+//! `grove-ab [-n requests] [-c concurrency] [-k] [-t seconds] [-s timeout] [-H 'Name: value']...
+//! [-m METHOD] [-p body-file] [-T content-type] [-q] [URL]`
+//!
+//! Without a URL it starts grove's embedded hello-world HTTP server on a loopback port and
+//! benchmarks that, so one command shows what the runtime does. The report follows `ab`'s.
+
+use grove::net::http::{Response, Server};
+use grove::net::TcpStream;
+use hdrhistogram::Histogram;
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const USAGE: &str = "usage: grove-ab [-n requests] [-c concurrency] [-k] [-t seconds] \
+[-s timeout] [-H 'Name: value']... [-m METHOD] [-p body-file] [-T content-type] [-q] [URL]";
+
+#[derive(Debug)]
+struct Opts {
+    requests: u64,
+    concurrency: usize,
+    keep_alive: bool,
+    time_limit: Option<Duration>,
+    timeout: Duration,
+    headers: Vec<String>,
+    method: Option<String>,
+    body: Option<Vec<u8>>,
+    content_type: Option<String>,
+    quiet: bool,
+    url: Option<String>,
+}
+
+fn parse_args(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        requests: 1,
+        concurrency: 1,
+        keep_alive: false,
+        time_limit: None,
+        timeout: Duration::from_secs(30),
+        headers: Vec::new(),
+        method: None,
+        body: None,
+        content_type: None,
+        quiet: false,
+        url: None,
+    };
+    let mut n_given = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("option {flag} needs a value"))
+        };
+        match a.as_str() {
+            "-n" => {
+                o.requests = parse_num(&value("-n")?, "-n")?;
+                n_given = true;
+            }
+            "-c" => o.concurrency = parse_num(&value("-c")?, "-c")? as usize,
+            "-k" => o.keep_alive = true,
+            "-q" => o.quiet = true,
+            "-t" => o.time_limit = Some(Duration::from_secs(parse_num(&value("-t")?, "-t")?)),
+            "-s" => o.timeout = Duration::from_secs(parse_num(&value("-s")?, "-s")?),
+            "-H" => {
+                let h = value("-H")?;
+                if !h.contains(':') {
+                    return Err(format!("bad header {h:?}: expected 'Name: value'"));
+                }
+                o.headers.push(h);
+            }
+            "-m" => o.method = Some(value("-m")?),
+            "-T" => o.content_type = Some(value("-T")?),
+            "-p" => {
+                let path = value("-p")?;
+                o.body =
+                    Some(std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => {
+                if o.url.is_some() {
+                    return Err(format!("unexpected argument {s}"));
+                }
+                o.url = Some(s.to_string());
+            }
+        }
+    }
+    if o.concurrency == 0 || o.requests == 0 {
+        return Err("-n and -c must be at least 1".into());
+    }
+    if o.time_limit.is_some() && !n_given {
+        o.requests = 50_000_000; // as ab: -t lifts -n
+    }
+    if (o.concurrency as u64) > o.requests {
+        return Err("cannot use concurrency level greater than total number of requests".into());
+    }
+    Ok(o)
+}
+
+fn parse_num(s: &str, flag: &str) -> Result<u64, String> {
+    s.parse::<u64>()
+        .map_err(|_| format!("option {flag} needs a whole number, got {s:?}"))
+}
+
+/// A parsed `http://host[:port]/path` URL.
+struct Target {
+    host: String,
+    port: u16,
+    path: String,
+    addr: SocketAddr,
+}
+
+fn parse_url(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("unsupported URL {url:?}: only http:// is supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("invalid URL {url:?}: no host"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h.to_string(),
+            p.parse::<u16>()
+                .map_err(|_| format!("invalid URL {url:?}: bad port {p:?}"))?,
+        ),
+        _ => (authority.to_string(), 80),
+    };
+    let lookup = format!(
+        "{}:{port}",
+        host.trim_start_matches('[').trim_end_matches(']')
+    );
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&lookup.as_str())
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}: no addresses"))?;
+    Ok(Target {
+        host,
+        port,
+        path: path.to_string(),
+        addr,
+    })
+}
+
+fn build_request(o: &Opts, t: &Target) -> Vec<u8> {
+    let method = o
+        .method
+        .clone()
+        .unwrap_or_else(|| if o.body.is_some() { "POST" } else { "GET" }.into());
+    let mut r = format!("{method} {} HTTP/1.0\r\nHost: {}", t.path, t.host);
+    if t.port != 80 {
+        r.push_str(&format!(":{}", t.port));
+    }
+    r.push_str("\r\nUser-Agent: grove-ab\r\nAccept: */*\r\n");
+    if o.keep_alive {
+        r.push_str("Connection: keep-alive\r\n");
+    }
+    for h in &o.headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if let Some(b) = &o.body {
+        let ct = o.content_type.as_deref().unwrap_or("text/plain");
+        r.push_str(&format!(
+            "Content-Type: {ct}\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    r.push_str("\r\n");
+    let mut bytes = r.into_bytes();
+    if let Some(b) = &o.body {
+        bytes.extend_from_slice(b);
+    }
+    bytes
+}
+
+/// What one response looked like.
+struct Reply {
+    status: u16,
+    body_len: usize,
+    total_len: usize,
+    keep_alive: bool,
+    server: Option<String>,
+}
+
+/// Reads one response from `s`, using and refilling `buf` (which may hold a pipelined start).
+fn read_reply(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Reply> {
+    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(buf).map_err(|e| bad(&e.to_string()))? {
+            httparse::Status::Complete(head) => {
+                let status = resp.code.unwrap_or(0);
+                let mut len: Option<usize> = None;
+                let mut close = resp.version == Some(0);
+                let mut chunked = false;
+                let mut server = None;
+                for h in resp.headers.iter() {
+                    let v = std::str::from_utf8(h.value).unwrap_or("");
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().ok();
+                    } else if h.name.eq_ignore_ascii_case("connection") {
+                        close = v.eq_ignore_ascii_case("close");
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = v.eq_ignore_ascii_case("chunked");
+                    } else if h.name.eq_ignore_ascii_case("server") {
+                        server = Some(v.to_string());
+                    }
+                }
+                if chunked {
+                    return Err(bad("chunked responses are not supported"));
+                }
+                let body_len = match len {
+                    Some(l) => l,
+                    None => {
+                        // Body until the connection closes.
+                        let mut rest = Vec::new();
+                        (&*s).read_to_end(&mut rest)?;
+                        buf.extend_from_slice(&rest);
+                        close = true;
+                        buf.len() - head
+                    }
+                };
+                while buf.len() < head + body_len {
+                    fill(s, buf)?;
+                }
+                buf.drain(..head + body_len);
+                return Ok(Reply {
+                    status,
+                    body_len,
+                    total_len: head + body_len,
+                    keep_alive: !close,
+                    server,
+                });
+            }
+            httparse::Status::Partial => fill(s, buf)?,
+        }
+    }
+}
+
+fn fill(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut chunk = [0u8; 8192];
+    let n = (&*s).read(&mut chunk)?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
+}
+
+#[derive(Default)]
+struct Tally {
+    complete: u64,
+    failed_connect: u64,
+    failed_receive: u64,
+    failed_length: u64,
+    non_2xx: u64,
+    keep_alive_requests: u64,
+    bytes: u64,
+    body_bytes: u64,
+    doc_len: Option<usize>,
+    server: Option<String>,
+}
+
+struct Shared {
+    opts: Opts,
+    target: Target,
+    request: Vec<u8>,
+    next: AtomicU64,
+    done: AtomicU64,
+    stop: AtomicBool,
+    deadline: Option<Instant>,
+    tally: Mutex<(Tally, Histogram<u64>)>,
+}
+
+impl Shared {
+    fn take_ticket(&self) -> bool {
+        if self.stop.load(Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return false;
+        }
+        self.next.fetch_add(1, Relaxed) < self.opts.requests
+    }
+}
+
+/// One concurrent client: a greenlet issuing requests until the tickets run out.
+fn client(sh: Arc<Shared>) {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
+    let mut t = Tally::default();
+    let mut conn: Option<TcpStream> = None;
+    let mut buf = Vec::with_capacity(8192);
+    while sh.take_ticket() {
+        let start = Instant::now();
+        let fresh = conn.is_none();
+        if fresh {
+            match TcpStream::connect_timeout(&sh.target.addr, sh.opts.timeout) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    let _ = s.set_read_timeout(Some(sh.opts.timeout));
+                    let _ = s.set_write_timeout(Some(sh.opts.timeout));
+                    conn = Some(s);
+                    buf.clear();
+                }
+                Err(_) => {
+                    t.failed_connect += 1;
+                    continue;
+                }
+            }
+        }
+        let s = conn.as_ref().expect("connected above");
+        let r = (&*s)
+            .write_all(&sh.request)
+            .and_then(|()| read_reply(s, &mut buf));
+        match r {
+            Ok(reply) => {
+                let micros = start.elapsed().as_micros().max(1) as u64;
+                let _ = hist.record(micros);
+                t.complete += 1;
+                t.bytes += reply.total_len as u64;
+                t.body_bytes += reply.body_len as u64;
+                if !(200..300).contains(&reply.status) {
+                    t.non_2xx += 1;
+                }
+                match t.doc_len {
+                    None => t.doc_len = Some(reply.body_len),
+                    Some(l) if l != reply.body_len => t.failed_length += 1,
+                    Some(_) => {}
+                }
+                if t.server.is_none() {
+                    t.server = reply.server;
+                }
+                if sh.opts.keep_alive && reply.keep_alive {
+                    if !fresh {
+                        t.keep_alive_requests += 1;
+                    }
+                } else {
+                    conn = None;
+                }
+            }
+            Err(_) => {
+                t.failed_receive += 1;
+                conn = None;
+            }
+        }
+        let done = sh.done.fetch_add(1, Relaxed) + 1;
+        progress(&sh, done);
+    }
+    let mut g = sh.tally.lock().expect("tally lock");
+    merge(&mut g.0, t);
+    g.1.add(&hist).expect("histogram bounds match");
+}
+
+fn merge(into: &mut Tally, t: Tally) {
+    into.complete += t.complete;
+    into.failed_connect += t.failed_connect;
+    into.failed_receive += t.failed_receive;
+    into.failed_length += t.failed_length;
+    into.non_2xx += t.non_2xx;
+    into.keep_alive_requests += t.keep_alive_requests;
+    into.bytes += t.bytes;
+    into.body_bytes += t.body_bytes;
+    into.doc_len = into.doc_len.or(t.doc_len);
+    into.server = into.server.take().or(t.server);
+}
+
+fn progress(sh: &Shared, done: u64) {
+    if sh.opts.quiet || sh.opts.requests < 150 || sh.deadline.is_some() {
+        return;
+    }
+    let step = sh.opts.requests / 10;
+    if std::io::stderr().is_terminal() {
+        if done % (sh.opts.requests / 100).max(1) == 0 || done == sh.opts.requests {
+            let pct = done * 100 / sh.opts.requests;
+            let bar = "#".repeat((pct / 2) as usize);
+            eprint!("\r[{bar:<50}] {pct:3}% ({done} requests)");
+            if done == sh.opts.requests {
+                eprintln!();
+            }
+        }
+    } else if done % step == 0 {
+        eprintln!("Completed {done} requests");
+    }
+}
+
+fn hello_server() -> std::io::Result<(SocketAddr, grove::net::ServerHandle)> {
+    let server = Server::bind("127.0.0.1:0", |_req| Response::text("Hello World!"))?;
+    let addr = server.local_addr()?;
+    Ok((addr, server.start()))
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    let mut opts = parse_args(args)?;
+    let (url, _server) = match opts.url.take() {
+        Some(u) => (u, None),
+        None => {
+            let (addr, handle) = hello_server().map_err(|e| format!("cannot start server: {e}"))?;
+            if !opts.quiet {
+                eprintln!(
+                    "No URL given: benchmarking grove's embedded hello-world server on {addr}"
+                );
+            }
+            (format!("http://{addr}/"), Some(handle))
+        }
+    };
+    let target = parse_url(&url)?;
+    // Fail early and clearly on an unreachable server.
+    TcpStream::connect_timeout(&target.addr, opts.timeout)
+        .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+    if !opts.quiet {
+        eprintln!("Benchmarking {} (be patient)", target.host);
+    }
+    let request = build_request(&opts, &target);
+    let hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
+    let deadline = opts.time_limit.map(|t| Instant::now() + t);
+    let concurrency = opts.concurrency;
+    let sh = Arc::new(Shared {
+        opts,
+        target,
+        request,
+        next: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        deadline,
+        tally: Mutex::new((Tally::default(), hist)),
+    });
+    let start = Instant::now();
+    let clients: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let sh = sh.clone();
+            grove::spawn(move || client(sh))
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .map_err(|_| "a client greenlet panicked".to_string())?;
+    }
+    let elapsed = start.elapsed();
+    report(&sh, elapsed);
+    Ok(())
+}
+
+fn report(sh: &Shared, elapsed: Duration) {
+    let g = sh.tally.lock().expect("tally lock");
+    let (t, h) = (&g.0, &g.1);
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let failed = t.failed_connect + t.failed_receive + t.failed_length;
+    let rps = t.complete as f64 / secs;
+    println!();
+    println!(
+        "Server Software:        {}",
+        t.server.as_deref().unwrap_or("")
+    );
+    println!("Server Hostname:        {}", sh.target.host);
+    println!("Server Port:            {}", sh.target.port);
+    println!();
+    println!("Document Path:          {}", sh.target.path);
+    println!("Document Length:        {} bytes", t.doc_len.unwrap_or(0));
+    println!();
+    println!("Concurrency Level:      {}", sh.opts.concurrency);
+    println!("Time taken for tests:   {secs:.3} seconds");
+    println!("Complete requests:      {}", t.complete);
+    println!("Failed requests:        {failed}");
+    if failed > 0 {
+        println!(
+            "   (Connect: {}, Receive: {}, Length: {}, Exceptions: 0)",
+            t.failed_connect, t.failed_receive, t.failed_length
+        );
+    }
+    if t.non_2xx > 0 {
+        println!("Non-2xx responses:      {}", t.non_2xx);
+    }
+    if sh.opts.keep_alive {
+        println!("Keep-Alive requests:    {}", t.keep_alive_requests);
+    }
+    println!("Total transferred:      {} bytes", t.bytes);
+    println!("HTML transferred:       {} bytes", t.body_bytes);
+    println!("Requests per second:    {rps:.2} [#/sec] (mean)");
+    println!(
+        "Time per request:       {:.3} [ms] (mean)",
+        sh.opts.concurrency as f64 * 1000.0 / rps.max(1e-9)
+    );
+    println!(
+        "Time per request:       {:.3} [ms] (mean, across all concurrent requests)",
+        1000.0 / rps.max(1e-9)
+    );
+    println!(
+        "Transfer rate:          {:.2} [Kbytes/sec] received",
+        t.bytes as f64 / 1024.0 / secs
+    );
+    println!();
+    println!("Percentage of the requests served within a certain time (ms)");
+    for (p, label) in [50.0, 66.0, 75.0, 80.0, 90.0, 95.0, 98.0, 99.0, 100.0]
+        .iter()
+        .zip([
+            "50%", "66%", "75%", "80%", "90%", "95%", "98%", "99%", "100%",
+        ])
+    {
+        let ms = h.value_at_quantile(p / 100.0) as f64 / 1000.0;
+        if *p == 100.0 {
+            println!(" {label:>4}  {ms:6.0} (longest request)");
+        } else {
+            println!(" {label:>4}  {ms:6.0}");
+        }
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_empty() => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("grove-ab: {e}");
+            if e.starts_with("unknown option") || e.contains("needs") {
+                eprintln!("{USAGE}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
