@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 
 /// A registered socket of type `S` (a std socket in non-blocking mode).
 pub(crate) struct Evented<S: AsRawFd> {
-    pub(crate) sock: S,
+    /// Declared before `sock` so it drops first: deregistering after the close could hit an
+    /// fd number another thread has just been given for a new socket, and silence that one.
     reg: Registration,
+    pub(crate) sock: S,
     /// Timeouts in nanoseconds; 0 = none.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
@@ -29,8 +31,8 @@ impl<S: AsRawFd> Evented<S> {
     pub(crate) fn new(sock: S) -> io::Result<Evented<S>> {
         let reg = Registration::new(sock.as_raw_fd())?;
         Ok(Evented {
-            sock,
             reg,
+            sock,
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
             nonblocking: AtomicBool::new(false),

@@ -1,0 +1,325 @@
+//! The HTTP/1.1 server, driven by a plain std `TcpStream` over loopback.
+
+use grove::net::http::{Response, Server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn start(server: Server) -> (SocketAddr, grove::net::ServerHandle) {
+    let addr = server.local_addr().unwrap();
+    (addr, server.start())
+}
+
+fn echo_server() -> (SocketAddr, grove::net::ServerHandle) {
+    start(
+        Server::bind("127.0.0.1:0", |req| {
+            if req.path() == "/panic" {
+                panic!("handler blew up");
+            }
+            if req.path() == "/stream" {
+                return Response::new(200).stream((0..3).map(|i| format!("part{i};").into_bytes()));
+            }
+            let body = format!(
+                "{} {} q={} len={} body={}",
+                req.method(),
+                req.path(),
+                req.query().unwrap_or("-"),
+                req.body().len(),
+                String::from_utf8_lossy(req.body())
+            );
+            Response::text(body).header("X-Test", "yes")
+        })
+        .unwrap()
+        .max_header_bytes(1024)
+        .max_body_bytes(1000)
+        .header_timeout(Duration::from_millis(300)),
+    )
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads one response (head + Content-Length body, or chunked, or to EOF).
+fn read_response(s: &mut TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut byte).unwrap(),
+            1,
+            "connection closed mid-head: {buf:?}"
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let body = if let Some(len) = get("content-length") {
+        let mut b = vec![0u8; len.parse().unwrap()];
+        s.read_exact(&mut b).unwrap();
+        b
+    } else if get("transfer-encoding").as_deref() == Some("chunked") {
+        let mut body = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            while !line.ends_with(b"\r\n") {
+                s.read_exact(&mut byte).unwrap();
+                line.push(byte[0]);
+            }
+            let n =
+                usize::from_str_radix(std::str::from_utf8(&line[..line.len() - 2]).unwrap(), 16)
+                    .unwrap();
+            let mut chunk = vec![0u8; n + 2];
+            s.read_exact(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body
+    } else {
+        Vec::new()
+    };
+    (status, headers, body)
+}
+
+fn header<'a>(h: &'a [(String, String)], n: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn http_keep_alive_and_standard_headers() {
+    let (addr, server) = echo_server();
+    let mut s = connect(addr);
+    for i in 0..3 {
+        write!(s, "GET /hello/{i}?x=1 HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let (status, h, body) = read_response(&mut s);
+        assert_eq!(status, 200);
+        assert_eq!(body, format!("GET /hello/{i} q=x=1 len=0 body=").as_bytes());
+        assert_eq!(header(&h, "server"), Some("grove"));
+        assert!(header(&h, "date").unwrap().ends_with("GMT"));
+        assert_eq!(header(&h, "x-test"), Some("yes"));
+        assert_eq!(header(&h, "connection"), None);
+    }
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_pipelined_requests_are_answered_in_order() {
+    let (addr, server) = echo_server();
+    let mut s = connect(addr);
+    let mut burst = String::new();
+    for i in 0..10 {
+        burst.push_str(&format!("GET /p{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    }
+    s.write_all(burst.as_bytes()).unwrap();
+    for i in 0..10 {
+        let (status, _, body) = read_response(&mut s);
+        assert_eq!(status, 200);
+        assert!(body.starts_with(format!("GET /p{i} ").as_bytes()));
+    }
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_bodies_by_length_and_chunked_and_100_continue() {
+    let (addr, server) = echo_server();
+    let mut s = connect(addr);
+    s.write_all(b"POST /len HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        .unwrap();
+    assert!(read_response(&mut s).2.ends_with(b"len=5 body=hello"));
+    s.write_all(b"POST /chunk HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n4;ext=1\r\ndefg\r\n0\r\nTrailer: x\r\n\r\n").unwrap();
+    assert!(read_response(&mut s).2.ends_with(b"len=7 body=abcdefg"));
+    s.write_all(
+        b"POST /cont HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    let (status, _, _) = read_response(&mut s);
+    assert_eq!(status, 100);
+    s.write_all(b"ok").unwrap();
+    assert!(read_response(&mut s).2.ends_with(b"len=2 body=ok"));
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_streamed_response_is_chunked_and_head_has_no_body() {
+    let (addr, server) = echo_server();
+    let mut s = connect(addr);
+    s.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (status, h, body) = read_response(&mut s);
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "transfer-encoding"), Some("chunked"));
+    assert_eq!(body, b"part0;part1;part2;");
+    s.write_all(b"HEAD /x HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.contains("Content-Length: "), "{head}");
+    // No body follows: the next response starts right away.
+    s.write_all(b"GET /after HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(read_response(&mut s).2.starts_with(b"GET /after"));
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_1_0_closes_unless_keep_alive_is_asked() {
+    let (addr, server) = echo_server();
+    let mut s = connect(addr);
+    s.write_all(b"GET /a HTTP/1.0\r\n\r\n").unwrap();
+    let (status, h, _) = read_response(&mut s);
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "connection"), Some("close"));
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    let mut s = connect(addr);
+    s.write_all(b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let (_, h, _) = read_response(&mut s);
+    assert_eq!(header(&h, "connection"), Some("keep-alive"));
+    s.write_all(b"GET /c HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    server.stop(Duration::from_secs(1));
+}
+
+fn status_of(addr: SocketAddr, raw: &[u8]) -> u16 {
+    let mut s = connect(addr);
+    s.write_all(raw).unwrap();
+    let (status, h, _) = read_response(&mut s);
+    assert_eq!(
+        header(&h, "connection"),
+        Some("close"),
+        "bad input must close"
+    );
+    status
+}
+
+#[test]
+fn http_bad_input_gets_the_right_status_and_the_server_goes_on() {
+    let (addr, server) = echo_server();
+    assert_eq!(status_of(addr, b"NOT A REQUEST\r\n\r\n"), 400);
+    assert_eq!(
+        status_of(addr, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+        400
+    );
+    let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    assert_eq!(status_of(addr, big.as_bytes()), 431);
+    assert_eq!(
+        status_of(addr, b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n"),
+        413
+    );
+    assert_eq!(
+        status_of(addr, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        501
+    );
+    assert_eq!(
+        status_of(addr, b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+        400
+    );
+    assert_eq!(
+        status_of(addr, b"GET /panic HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        500
+    );
+    // Still serving.
+    let mut s = connect(addr);
+    s.write_all(b"GET /ok HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_handler_panic_gets_500_and_keeps_the_connection() {
+    let (addr, server) = echo_server();
+    let mut s = connect(addr);
+    s.write_all(b"GET /panic HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 500);
+    s.write_all(b"GET /fine HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_stalled_clients_do_not_delay_others_and_time_out() {
+    let (addr, server) = echo_server();
+    let stalled: Vec<TcpStream> = (0..300)
+        .map(|_| {
+            let mut s = connect(addr);
+            s.write_all(b"GET /half HTTP/1.1\r\nHost: ").unwrap();
+            s
+        })
+        .collect();
+    let t = Instant::now();
+    let mut s = connect(addr);
+    s.write_all(b"GET /quick HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    // The stalled ones get 408 once the head timeout (300 ms) passes.
+    let mut first = stalled.into_iter().next().unwrap();
+    let (status, _, _) = read_response(&mut first);
+    assert_eq!(status, 408);
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_max_connections_bounds_handlers() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    let (addr, server) = start(
+        Server::bind("127.0.0.1:0", move |_req| {
+            let now = r.fetch_add(1, SeqCst) + 1;
+            p.fetch_max(now, SeqCst);
+            grove::sleep(Duration::from_millis(10));
+            r.fetch_sub(1, SeqCst);
+            Response::text("ok")
+        })
+        .unwrap()
+        .max_connections(4),
+    );
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = connect(addr);
+                s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                read_response(&mut s).0
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    assert!(peak.load(SeqCst) <= 4, "peak {}", peak.load(SeqCst));
+    server.stop(Duration::from_secs(1));
+}
