@@ -53,3 +53,5 @@ pub mod rt {
 
 #[doc(hidden)]
 pub use grove_runtime::debug;
+
+pub mod ab;
