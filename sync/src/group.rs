@@ -74,7 +74,10 @@ impl Group {
 
     /// Waits at most `d` for every member; true if all finished.
     pub fn join_timeout(&self, d: Duration) -> bool {
-        let until = Instant::now() + d;
+        let Some(until) = Instant::now().checked_add(d) else {
+            self.join(); // beyond any representable instant: no deadline
+            return true;
+        };
         loop {
             let running: Vec<Greenlet> = {
                 let mut m = self.members.lock();

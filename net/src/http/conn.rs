@@ -131,7 +131,9 @@ impl Conn<'_> {
         if self.pos == self.end && self.fill(limits.idle_timeout)? == 0 {
             return Err(Stop::Quiet);
         }
-        let deadline = Instant::now() + limits.head_timeout;
+        let deadline = Instant::now()
+            .checked_add(limits.head_timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
         let (mut req, head_len) = loop {
             match parse_head(&self.buf[self.pos..self.end]) {
                 Ok(Some(parsed)) => break parsed,
