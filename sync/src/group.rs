@@ -235,12 +235,18 @@ impl Pool {
         let pool = self.clone();
         let f = Arc::new(f);
         let feeder = spawn(move || {
-            for item in items {
-                let (tx, f) = (tx.clone(), f.clone());
-                pool.spawn(move || {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)));
-                    let _ = tx.send(r);
-                });
+            // A panic of the input iterator itself is delivered like a member's.
+            let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for item in items {
+                    let (tx, f) = (tx.clone(), f.clone());
+                    pool.spawn(move || {
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)));
+                        let _ = tx.send(r);
+                    });
+                }
+            }));
+            if let Err(p) = fed {
+                let _ = tx.send(Err(p));
             }
         });
         ImapUnordered {

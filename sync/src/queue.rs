@@ -163,10 +163,21 @@ impl<T> JoinableQueue<T> {
         }
     }
 
-    /// Adds an item (one more unfinished task), waiting while full.
+    /// Adds an item (one more unfinished task), waiting while full. A put that is cancelled
+    /// while it waits (kill, `timeout`) adds no task.
     pub fn put(&self, item: T) {
         self.add_task();
+        struct Undo<'a, T>(&'a JoinableQueue<T>, bool);
+        impl<T> Drop for Undo<'_, T> {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.task_done();
+                }
+            }
+        }
+        let mut undo = Undo(self, true);
         self.queue.put(item);
+        undo.1 = false;
     }
 
     /// Adds an item if there is room now.
