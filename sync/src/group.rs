@@ -154,12 +154,23 @@ impl Pool {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_with_slot(move |slot| {
+            let r = f();
+            drop(slot); // released before the result is delivered
+            r
+        })
+    }
+
+    /// Spawns `f` once a slot is free, handing it the slot so it can give it back before it
+    /// delivers its result some other way (a channel, in `imap_unordered`).
+    fn spawn_with_slot<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce(Slot) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         self.slots.acquire().forget();
         let slot = Slot(self.slots.clone());
-        self.group.spawn(move || {
-            let _slot = slot; // released before the result is delivered
-            f()
-        })
+        self.group.spawn(move || f(slot))
     }
 
     /// Slots free right now.
@@ -239,8 +250,9 @@ impl Pool {
             let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 for item in items {
                     let (tx, f) = (tx.clone(), f.clone());
-                    pool.spawn(move || {
+                    pool.spawn_with_slot(move |slot| {
                         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)));
+                        drop(slot); // the slot is free before the result can be seen
                         let _ = tx.send(r);
                     });
                 }

@@ -166,7 +166,35 @@ impl<T> JoinableQueue<T> {
     /// Adds an item (one more unfinished task), waiting while full. A put that is cancelled
     /// while it waits (kill, `timeout`) adds no task.
     pub fn put(&self, item: T) {
-        self.add_task();
+        let _ = self.counted(|| {
+            self.queue.put(item);
+            Ok(())
+        });
+    }
+
+    /// Adds an item, waiting at most `d` while full; gives it back (adding no task) if the
+    /// queue stayed full.
+    pub fn put_timeout(&self, item: T, d: Duration) -> Result<(), T> {
+        self.counted(|| self.queue.put_timeout(item, d))
+    }
+
+    /// Adds an item if there is room now.
+    pub fn try_put(&self, item: T) -> Result<(), T> {
+        self.counted(|| self.queue.try_put(item))
+    }
+
+    /// True if a bounded queue is at its size.
+    pub fn is_full(&self) -> bool {
+        self.queue.is_full()
+    }
+
+    /// The bound; `None` if unbounded.
+    pub fn capacity(&self) -> Option<usize> {
+        self.queue.capacity()
+    }
+
+    /// Counts a task for `put`, and takes it back if `put` fails or unwinds.
+    fn counted(&self, put: impl FnOnce() -> Result<(), T>) -> Result<(), T> {
         struct Undo<'a, T>(&'a JoinableQueue<T>, bool);
         impl<T> Drop for Undo<'_, T> {
             fn drop(&mut self) {
@@ -175,15 +203,11 @@ impl<T> JoinableQueue<T> {
                 }
             }
         }
-        let mut undo = Undo(self, true);
-        self.queue.put(item);
-        undo.1 = false;
-    }
-
-    /// Adds an item if there is room now.
-    pub fn try_put(&self, item: T) -> Result<(), T> {
         self.add_task();
-        self.queue.try_put(item).inspect_err(|_| self.task_done())
+        let mut undo = Undo(self, true);
+        let r = put();
+        undo.1 = r.is_err();
+        r
     }
 
     fn add_task(&self) {

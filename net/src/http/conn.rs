@@ -11,7 +11,8 @@
 //! `431`, `501`) and the connection closes.
 
 use super::date::write_date_header;
-use super::message::{reason, Body, Request, Response};
+use super::message::{reason, Body, Request, Response, Span};
+
 use super::Limits;
 use crate::tcp::TcpStream;
 use std::io::{self, Read, Write};
@@ -57,18 +58,21 @@ where
         end: 0,
         out: Vec::with_capacity(1024),
     };
+    let mut req = Request {
+        peer: Some(peer),
+        ..Request::default()
+    };
     loop {
-        let mut req = match conn.read_request(limits) {
-            Ok(r) => r,
+        match conn.read_request(&mut req, limits) {
+            Ok(()) => {}
             Err(Stop::Quiet) => return,
             Err(Stop::Status(status, why)) => {
                 let _ = conn.write_error(status, why);
                 return;
             }
-        };
-        req.peer = Some(peer);
+        }
         let keep_alive = wants_keep_alive(&req);
-        let head = req.method == "HEAD";
+        let head = req.method() == "HEAD";
         let resp = match catch_unwind(AssertUnwindSafe(|| handler(&req))) {
             Ok(r) => r,
             Err(_) => Response::text("internal server error").status_code(500),
@@ -126,7 +130,7 @@ impl Conn<'_> {
         self.end - self.pos
     }
 
-    fn read_request(&mut self, limits: &Limits) -> Result<Request, Stop> {
+    fn read_request(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
         // Idle wait for the first byte of the next request.
         if self.pos == self.end && self.fill(limits.idle_timeout)? == 0 {
             return Err(Stop::Quiet);
@@ -134,9 +138,9 @@ impl Conn<'_> {
         let deadline = Instant::now()
             .checked_add(limits.head_timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
-        let (mut req, head_len) = loop {
-            match parse_head(&self.buf[self.pos..self.end]) {
-                Ok(Some(parsed)) => break parsed,
+        let head_len = loop {
+            match parse_head(&self.buf[self.pos..self.end], req) {
+                Ok(Some(n)) => break n,
                 Ok(None) => {}
                 Err(stop) => return Err(stop),
             }
@@ -160,8 +164,8 @@ impl Conn<'_> {
             return Err(Stop::Status(431, "request header block too large"));
         }
         self.pos += head_len;
-        self.read_body(&mut req, limits)?;
-        Ok(req)
+        self.read_body(req, limits)?;
+        Ok(())
     }
 
     fn read_body(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
@@ -171,7 +175,7 @@ impl Conn<'_> {
                 return Err(Stop::Status(501, "unsupported transfer-encoding"));
             }
             self.continue_if_expected(req)?;
-            req.body = self.read_chunked(limits)?;
+            self.read_chunked(&mut req.body, limits)?;
             return Ok(());
         }
         let len = content_length(req)?;
@@ -182,7 +186,7 @@ impl Conn<'_> {
             if self.buffered() < len {
                 self.continue_if_expected(req)?;
             }
-            req.body = self.take_exact(len, limits)?;
+            self.take_exact_into(len, &mut req.body, limits)?;
         }
         Ok(())
     }
@@ -198,8 +202,14 @@ impl Conn<'_> {
         Ok(())
     }
 
-    /// Takes `n` bytes, reading more as needed (each read waits at most the head timeout).
-    fn take_exact(&mut self, n: usize, limits: &Limits) -> Result<Vec<u8>, Stop> {
+    /// Appends `n` bytes to `out`, reading more as needed (each read waits at most the head
+    /// timeout).
+    fn take_exact_into(
+        &mut self,
+        n: usize,
+        out: &mut Vec<u8>,
+        limits: &Limits,
+    ) -> Result<(), Stop> {
         while self.buffered() < n {
             match self.fill(limits.head_timeout) {
                 Ok(0) => return Err(Stop::Quiet),
@@ -210,9 +220,9 @@ impl Conn<'_> {
                 Err(_) => return Err(Stop::Quiet),
             }
         }
-        let v = self.buf[self.pos..self.pos + n].to_vec();
+        out.extend_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
-        Ok(v)
+        Ok(())
     }
 
     /// Takes one line (without its CRLF), reading more as needed; at most `max` bytes.
@@ -240,8 +250,7 @@ impl Conn<'_> {
         }
     }
 
-    fn read_chunked(&mut self, limits: &Limits) -> Result<Vec<u8>, Stop> {
-        let mut body = Vec::new();
+    fn read_chunked(&mut self, body: &mut Vec<u8>, limits: &Limits) -> Result<(), Stop> {
         loop {
             let line = self.take_line(1024, limits)?;
             let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
@@ -252,13 +261,12 @@ impl Conn<'_> {
             if size == 0 {
                 // Trailers, up to the empty line.
                 while !self.take_line(limits.max_head_bytes, limits)?.is_empty() {}
-                return Ok(body);
+                return Ok(());
             }
             if body.len() + size > limits.max_body_bytes {
                 return Err(Stop::Status(413, "request body too large"));
             }
-            let data = self.take_exact(size, limits)?;
-            body.extend_from_slice(&data);
+            self.take_exact_into(size, body, limits)?;
             if !self.take_line(0, limits)?.is_empty() {
                 return Err(Stop::Status(400, "malformed chunked body"));
             }
@@ -285,16 +293,14 @@ impl Conn<'_> {
         } else {
             b"HTTP/1.1 "
         });
-        self.out.extend_from_slice(status.to_string().as_bytes());
+        let _ = write!(self.out, "{status}");
         self.out.push(b' ');
         self.out.extend_from_slice(reason(status).as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
 
     fn content_length(&mut self, n: usize) {
-        self.out.extend_from_slice(b"Content-Length: ");
-        self.out.extend_from_slice(n.to_string().as_bytes());
-        self.out.extend_from_slice(b"\r\n\r\n");
+        let _ = write!(self.out, "Content-Length: {n}\r\n\r\n");
     }
 
     fn write_response(
@@ -393,8 +399,8 @@ impl Conn<'_> {
     }
 }
 
-/// Parses a request head; `Ok(None)` if incomplete.
-fn parse_head(bytes: &[u8]) -> Result<Option<(Request, usize)>, Stop> {
+/// Parses a request head into `req` (reusing its buffers); `Ok(None)` if incomplete.
+fn parse_head(bytes: &[u8], req: &mut Request) -> Result<Option<usize>, Stop> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let n = match parsed.parse(bytes) {
@@ -405,32 +411,40 @@ fn parse_head(bytes: &[u8]) -> Result<Option<(Request, usize)>, Stop> {
         }
         Err(_) => return Err(Stop::Status(400, "malformed request")),
     };
+    // Spans are offsets into `bytes`, which `req.head` copies below.
+    let base = bytes.as_ptr() as usize;
+    let span = |s: &[u8]| {
+        let start = (s.as_ptr() as usize - base) as u32;
+        Span {
+            start,
+            end: start + s.len() as u32,
+        }
+    };
     let target = parsed.path.unwrap_or("/");
     let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), Some(q.to_string())),
-        None => (target.to_string(), None),
+        Some((p, q)) => (span(p.as_bytes()), Some(span(q.as_bytes()))),
+        None => (span(target.as_bytes()), None),
     };
-    let mut headers = Vec::with_capacity(parsed.headers.len());
+    req.headers.clear();
     for h in parsed.headers.iter() {
-        let value = std::str::from_utf8(h.value)
-            .map_err(|_| Stop::Status(400, "header value is not UTF-8"))?;
-        headers.push((h.name.to_string(), value.to_string()));
+        if std::str::from_utf8(h.value).is_err() {
+            return Err(Stop::Status(400, "header value is not UTF-8"));
+        }
+        req.headers.push((span(h.name.as_bytes()), span(h.value)));
     }
-    let req = Request {
-        method: parsed.method.unwrap_or("GET").to_string(),
-        path,
-        query,
-        minor_version: parsed.version.unwrap_or(1),
-        headers,
-        body: Vec::new(),
-        peer: None,
-    };
-    Ok(Some((req, n)))
+    req.method = span(parsed.method.unwrap_or("GET").as_bytes());
+    req.path = path;
+    req.query = query;
+    req.minor_version = parsed.version.unwrap_or(1);
+    req.head.clear();
+    req.head.extend_from_slice(&bytes[..n]);
+    req.body.clear();
+    Ok(Some(n))
 }
 
 fn content_length(req: &Request) -> Result<usize, Stop> {
     let mut len: Option<usize> = None;
-    for (n, v) in &req.headers {
+    for (n, v) in req.headers() {
         if n.eq_ignore_ascii_case("content-length") {
             let l: usize = v
                 .trim()

@@ -4,44 +4,66 @@ use std::fmt;
 
 /// A parsed request: method, target, headers, and the whole body (read before the handler runs;
 /// chunked bodies arrive decoded).
+///
+/// One `Request` lives as long as its connection and is refilled for every request on it: the
+/// head's bytes are copied into a reused buffer and the accessors hand out slices of it, so a
+/// keep-alive request costs no allocation once the buffers have grown.
 #[derive(Debug, Default)]
 pub struct Request {
-    pub(crate) method: String,
-    pub(crate) path: String,
-    pub(crate) query: Option<String>,
+    /// The request head's bytes (request line and headers), validated UTF-8.
+    pub(crate) head: Vec<u8>,
+    pub(crate) method: Span,
+    pub(crate) path: Span,
+    pub(crate) query: Option<Span>,
     pub(crate) minor_version: u8,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(Span, Span)>,
     pub(crate) body: Vec<u8>,
     pub(crate) peer: Option<std::net::SocketAddr>,
 }
 
+/// A byte range of `Request::head`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
 impl Request {
+    fn text(&self, s: Span) -> &str {
+        let bytes = &self.head[s.start as usize..s.end as usize];
+        // SAFETY: `conn::parse_head` fills `head` with bytes it has checked are UTF-8 in every
+        // span it records (httparse's method, path and names are ASCII; values are checked).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
     /// `GET`, `POST`, ...
     pub fn method(&self) -> &str {
-        &self.method
+        self.text(self.method)
     }
 
     /// The path, without the query string.
     pub fn path(&self) -> &str {
-        &self.path
+        self.text(self.path)
     }
 
     /// The query string (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
+        self.query.map(|q| self.text(q))
     }
 
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _)| self.text(*n).eq_ignore_ascii_case(name))
+            .map(|(_, v)| self.text(*v))
     }
 
     /// Every header, in order.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.headers
+            .iter()
+            .map(|(n, v)| (self.text(*n), self.text(*v)))
     }
 
     /// The body (empty if none).
