@@ -15,7 +15,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 const SLEEP: Duration = Duration::from_millis(10);
-const REPLY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: text/plain\r\n\r\nHello World!";
+const REPLY: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: text/plain\r\n\r\nHello World!";
 const REPLY_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nHello World!";
 
 /// Serves one connection with blocking std I/O: read a request head, sleep, answer; keep going
@@ -102,7 +103,10 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(4_000);
     println!("handler sleeps 10 ms; 200 concurrent clients; limit 20,000 req/s");
-    println!("{:<26} {:>14} {:>14}", "server", "no keep-alive", "keep-alive");
+    println!(
+        "{:<26} {:>14} {:>14}",
+        "server", "no keep-alive", "keep-alive"
+    );
     let servers: [(&str, SocketAddr, u64); 3] = [
         // The sequential server does ~100 req/s: give it fewer requests and a time cap.
         ("sequential accept loop", sequential_server(), 200),
