@@ -11,7 +11,7 @@
 //! `431`, `501`) and the connection closes.
 
 use super::date::write_date_header;
-use super::message::{reason, Body, Request, Response, Span};
+use super::message::{reason, Body, Known, Request, Response, Span};
 
 use super::Limits;
 use crate::tcp::TcpStream;
@@ -84,7 +84,7 @@ where
 }
 
 fn wants_keep_alive(req: &Request) -> bool {
-    let conn = req.header("Connection").unwrap_or("");
+    let conn = req.known.connection.map_or("", |s| req.text(s));
     let has = |token: &str| {
         conn.split(',')
             .any(|t| t.trim().eq_ignore_ascii_case(token))
@@ -169,7 +169,7 @@ impl Conn<'_> {
     }
 
     fn read_body(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
-        if let Some(te) = req.header("Transfer-Encoding") {
+        if let Some(te) = req.known.transfer_encoding.map(|s| req.text(s)) {
             let last = te.rsplit(',').next().unwrap_or("").trim();
             if !last.eq_ignore_ascii_case("chunked") || te.split(',').count() > 1 {
                 return Err(Stop::Status(501, "unsupported transfer-encoding"));
@@ -194,7 +194,9 @@ impl Conn<'_> {
     fn continue_if_expected(&mut self, req: &Request) -> Result<(), Stop> {
         if req.minor_version == 1
             && req
-                .header("Expect")
+                .known
+                .expect
+                .map(|s| req.text(s))
                 .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
         {
             (&mut self.stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
@@ -293,14 +295,16 @@ impl Conn<'_> {
         } else {
             b"HTTP/1.1 "
         });
-        let _ = write!(self.out, "{status}");
+        push_decimal(&mut self.out, u64::from(status));
         self.out.push(b' ');
         self.out.extend_from_slice(reason(status).as_bytes());
         self.out.extend_from_slice(b"\r\n");
     }
 
     fn content_length(&mut self, n: usize) {
-        let _ = write!(self.out, "Content-Length: {n}\r\n\r\n");
+        self.out.extend_from_slice(b"Content-Length: ");
+        push_decimal(&mut self.out, n as u64);
+        self.out.extend_from_slice(b"\r\n\r\n");
     }
 
     fn write_response(
@@ -337,20 +341,30 @@ impl Conn<'_> {
         }
         let no_body = head || resp.status < 200 || resp.status == 204 || resp.status == 304;
         match resp.body {
-            Body::Bytes(bytes) => {
-                self.connection_header(keep_alive, minor);
-                if resp.status == 204 || resp.status == 304 || resp.status < 200 {
-                    self.out.extend_from_slice(b"\r\n");
-                } else {
-                    self.content_length(bytes.len());
-                }
-                if !no_body {
-                    self.out.extend_from_slice(&bytes);
-                }
-                (&mut self.stream).write_all(&self.out)
-            }
+            Body::Static(bytes) => self.write_bytes(bytes, resp.status, keep_alive, minor, no_body),
+            Body::Bytes(bytes) => self.write_bytes(&bytes, resp.status, keep_alive, minor, no_body),
             Body::Stream(chunks) => self.write_stream(chunks, keep_alive, minor, no_body),
         }
+    }
+
+    fn write_bytes(
+        &mut self,
+        bytes: &[u8],
+        status: u16,
+        keep_alive: bool,
+        minor: u8,
+        no_body: bool,
+    ) -> io::Result<()> {
+        self.connection_header(keep_alive, minor);
+        if status == 204 || status == 304 || status < 200 {
+            self.out.extend_from_slice(b"\r\n");
+        } else {
+            self.content_length(bytes.len());
+        }
+        if !no_body {
+            self.out.extend_from_slice(bytes);
+        }
+        (&mut self.stream).write_all(&self.out)
     }
 
     fn connection_header(&mut self, keep_alive: bool, minor: u8) {
@@ -425,12 +439,30 @@ fn parse_head(bytes: &[u8], req: &mut Request) -> Result<Option<usize>, Stop> {
         Some((p, q)) => (span(p.as_bytes()), Some(span(q.as_bytes()))),
         None => (span(target.as_bytes()), None),
     };
+    // One check of the whole head (its fast path is for ASCII), instead of one per value.
+    if std::str::from_utf8(&bytes[..n]).is_err() {
+        return Err(Stop::Status(400, "request head is not UTF-8"));
+    }
     req.headers.clear();
+    req.known = Known::default();
     for h in parsed.headers.iter() {
-        if std::str::from_utf8(h.value).is_err() {
-            return Err(Stop::Status(400, "header value is not UTF-8"));
+        let (name, value) = (span(h.name.as_bytes()), span(h.value));
+        let k = &mut req.known;
+        match h.name.len() {
+            10 if h.name.eq_ignore_ascii_case("connection") => k.connection = Some(value),
+            6 if h.name.eq_ignore_ascii_case("expect") => k.expect = Some(value),
+            17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+                k.transfer_encoding = Some(value)
+            }
+            14 if h.name.eq_ignore_ascii_case("content-length") => {
+                k.content_length_repeated |= k
+                    .content_length
+                    .is_some_and(|old| bytes[old.start as usize..old.end as usize] != *h.value);
+                k.content_length = Some(value);
+            }
+            _ => {}
         }
-        req.headers.push((span(h.name.as_bytes()), span(h.value)));
+        req.headers.push((name, value));
     }
     req.method = span(parsed.method.unwrap_or("GET").as_bytes());
     req.path = path;
@@ -443,18 +475,30 @@ fn parse_head(bytes: &[u8], req: &mut Request) -> Result<Option<usize>, Stop> {
 }
 
 fn content_length(req: &Request) -> Result<usize, Stop> {
-    let mut len: Option<usize> = None;
-    for (n, v) in req.headers() {
-        if n.eq_ignore_ascii_case("content-length") {
-            let l: usize = v
-                .trim()
-                .parse()
-                .map_err(|_| Stop::Status(400, "invalid content-length"))?;
-            if len.is_some_and(|old| old != l) {
-                return Err(Stop::Status(400, "conflicting content-length"));
-            }
-            len = Some(l);
+    if req.known.content_length_repeated {
+        return Err(Stop::Status(400, "conflicting content-length"));
+    }
+    match req.known.content_length {
+        None => Ok(0),
+        Some(s) => req
+            .text(s)
+            .trim()
+            .parse()
+            .map_err(|_| Stop::Status(400, "invalid content-length")),
+    }
+}
+
+/// Appends `n` in decimal, without going through `fmt` (this is on every response).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    Ok(len.unwrap_or(0))
+    out.extend_from_slice(&digits[i..]);
 }

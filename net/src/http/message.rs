@@ -1,5 +1,6 @@
 //! `Request` and `Response`: what a handler sees and returns.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// A parsed request: method, target, headers, and the whole body (read before the handler runs;
@@ -17,8 +18,22 @@ pub struct Request {
     pub(crate) query: Option<Span>,
     pub(crate) minor_version: u8,
     pub(crate) headers: Vec<(Span, Span)>,
+    /// The headers the server itself needs, found while parsing (no second scan).
+    pub(crate) known: Known,
     pub(crate) body: Vec<u8>,
     pub(crate) peer: Option<std::net::SocketAddr>,
+}
+
+/// Where the framing headers are (the last occurrence of each, except content-length, which
+/// `conn` checks for conflicts).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Known {
+    pub(crate) connection: Option<Span>,
+    pub(crate) transfer_encoding: Option<Span>,
+    pub(crate) expect: Option<Span>,
+    pub(crate) content_length: Option<Span>,
+    /// More than one `Content-Length` header.
+    pub(crate) content_length_repeated: bool,
 }
 
 /// A byte range of `Request::head`.
@@ -29,7 +44,7 @@ pub(crate) struct Span {
 }
 
 impl Request {
-    fn text(&self, s: Span) -> &str {
+    pub(crate) fn text(&self, s: Span) -> &str {
         let bytes = &self.head[s.start as usize..s.end as usize];
         // SAFETY: `conn::parse_head` fills `head` with bytes it has checked are UTF-8 in every
         // span it records (httparse's method, path and names are ASCII; values are checked).
@@ -85,6 +100,7 @@ impl Request {
 /// A response body.
 pub(crate) enum Body {
     Bytes(Vec<u8>),
+    Static(&'static [u8]),
     /// Sent chunked: the length is not known up front.
     Stream(Box<dyn Iterator<Item = Vec<u8>> + Send>),
 }
@@ -92,7 +108,7 @@ pub(crate) enum Body {
 /// What a handler returns.
 pub struct Response {
     pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     pub(crate) body: Body,
 }
 
@@ -106,16 +122,28 @@ impl Response {
         }
     }
 
-    /// `200 OK` with a `text/plain` body.
-    pub fn text(body: impl Into<String>) -> Response {
-        Response::new(200)
-            .header("Content-Type", "text/plain; charset=utf-8")
-            .body(body.into().into_bytes())
+    /// `200 OK` with a `text/plain` body. A `&'static str` body is sent without being copied.
+    pub fn text(body: impl Into<Cow<'static, str>>) -> Response {
+        let body = match body.into() {
+            Cow::Borrowed(s) => Body::Static(s.as_bytes()),
+            Cow::Owned(s) => Body::Bytes(s.into_bytes()),
+        };
+        Response {
+            status: 200,
+            headers: Vec::new(),
+            body,
+        }
+        .header("Content-Type", "text/plain; charset=utf-8")
     }
 
     /// Adds a header. `Content-Length`, `Transfer-Encoding`, `Date`, `Server` and `Connection`
-    /// are written by the server; setting them here overrides `Date`/`Server` only.
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+    /// are written by the server; setting them here overrides `Date`/`Server` only. Static
+    /// names and values are not copied.
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
         self.headers.push((name.into(), value.into()));
         self
     }
