@@ -39,8 +39,8 @@
 //! `GROVE_SYNC_CHANNEL_WORKERS=1` (the 1-worker group) and then with `=2` (the 2-worker groups),
 //! passing its arguments through, and fails if either child fails or outlives a time limit.
 //!
-//! Run: `cargo bench --bench sync_channel` (about two minutes). Criterion's usual arguments work,
-//! e.g. `cargo bench --bench sync_channel -- mpmc` for the MPMC group alone.
+//! Run: `cargo bench --bench sync_channel` (about a minute and a half). Criterion's usual
+//! arguments work, e.g. `cargo bench --bench sync_channel -- mpmc` for the MPMC group alone.
 
 use criterion::{black_box, Criterion, SamplingMode, Throughput};
 use std::process::Command;

@@ -22,7 +22,7 @@
 //!     there);
 //!   - `parking_lot` and `std`: `parking_lot::Mutex` and `std::sync::Mutex` on the main thread.
 //!
-//! Run: `cargo bench --bench sync_mutex` (about a minute and a half). Criterion's usual arguments
+//! Run: `cargo bench --bench sync_mutex` (under a minute). Criterion's usual arguments
 //! work, e.g. `cargo bench --bench sync_mutex -- contended` for the contended group alone.
 
 use criterion::{black_box, Criterion};
