@@ -145,13 +145,66 @@ struct Reply {
     server: Option<String>,
 }
 
-/// Reads one response from `s`, using and refilling `buf` (which may hold a pipelined start).
-fn read_reply(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Reply> {
+/// A client connection's read buffer: zeroed once, refilled in place (valid bytes are
+/// `data[start..end]`), so a response costs no allocation and no memset.
+struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuf {
+    fn new() -> ReadBuf {
+        ReadBuf {
+            data: vec![0; 16 * 1024],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.clear();
+        }
+    }
+
+    /// Reads more; an error at end of stream.
+    fn fill(&mut self, s: &TcpStream) -> std::io::Result<()> {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                self.data.resize(self.data.len() * 2, 0);
+            }
+        }
+        let n = (&*s).read(&mut self.data[self.end..])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+/// Reads one response from `s` into `buf` (which may already hold its start).
+fn read_reply(s: &TcpStream, buf: &mut ReadBuf) -> std::io::Result<Reply> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(buf).map_err(|e| bad(&e.to_string()))? {
+        match resp.parse(buf.bytes()).map_err(|e| bad(&e.to_string()))? {
             httparse::Status::Complete(head) => {
                 let status = resp.code.unwrap_or(0);
                 let mut len: Option<usize> = None;
@@ -177,17 +230,21 @@ fn read_reply(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Reply> {
                     Some(l) => l,
                     None => {
                         // Body until the connection closes.
-                        let mut rest = Vec::new();
-                        (&*s).read_to_end(&mut rest)?;
-                        buf.extend_from_slice(&rest);
+                        loop {
+                            match buf.fill(s) {
+                                Ok(()) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                                Err(e) => return Err(e),
+                            }
+                        }
                         close = true;
-                        buf.len() - head
+                        buf.bytes().len() - head
                     }
                 };
-                while buf.len() < head + body_len {
-                    fill(s, buf)?;
+                while buf.bytes().len() < head + body_len {
+                    buf.fill(s)?;
                 }
-                buf.drain(..head + body_len);
+                buf.consume(head + body_len);
                 return Ok(Reply {
                     status,
                     body_len,
@@ -196,19 +253,9 @@ fn read_reply(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<Reply> {
                     server,
                 });
             }
-            httparse::Status::Partial => fill(s, buf)?,
+            httparse::Status::Partial => buf.fill(s)?,
         }
     }
-}
-
-fn fill(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut chunk = [0u8; 8192];
-    let n = (&*s).read(&mut chunk)?;
-    if n == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(())
 }
 
 #[derive(Default)]
@@ -233,26 +280,46 @@ struct Shared {
     done: AtomicU64,
     stop: AtomicBool,
     deadline: Option<Instant>,
+    /// Progress lines wanted (not `-q`, not `-t`, enough requests): only then is `done` kept.
+    show_progress: bool,
     tally: Mutex<(Tally, Histogram<u64>)>,
 }
 
 impl Shared {
-    fn take_ticket(&self) -> bool {
-        if self.stop.load(Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
+    /// Claims up to `TICKET_BATCH` request numbers at once (one shared atomic per batch, not
+    /// per request); returns how many were granted.
+    fn take_tickets(&self) -> u64 {
+        if self.stop.load(Relaxed) {
+            return 0;
         }
-        self.next.fetch_add(1, Relaxed) < self.opts.requests
+        let first = self.next.fetch_add(TICKET_BATCH, Relaxed);
+        self.opts.requests.saturating_sub(first).min(TICKET_BATCH)
     }
 }
+
+/// Request numbers a client claims at a time: small enough that `-n` splits evenly over the
+/// clients, large enough to keep the shared counter off the per-request path.
+const TICKET_BATCH: u64 = 8;
 
 /// One concurrent client: a greenlet issuing requests until the tickets run out.
 fn client(sh: Arc<Shared>) {
     let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
     let mut t = Tally::default();
     let mut conn: Option<TcpStream> = None;
-    let mut buf = Vec::with_capacity(8192);
-    while sh.take_ticket() {
+    let mut buf = ReadBuf::new();
+    let mut tickets = 0u64;
+    loop {
+        if tickets == 0 {
+            tickets = sh.take_tickets();
+            if tickets == 0 {
+                break;
+            }
+        }
         let start = Instant::now();
+        if sh.deadline.is_some_and(|d| start >= d) {
+            break;
+        }
+        tickets -= 1;
         let fresh = conn.is_none();
         if fresh {
             match TcpStream::connect_timeout(&sh.target.addr, sh.opts.timeout) {
@@ -304,8 +371,10 @@ fn client(sh: Arc<Shared>) {
                 conn = None;
             }
         }
-        let done = sh.done.fetch_add(1, Relaxed) + 1;
-        progress(&sh, done);
+        if sh.show_progress {
+            let done = sh.done.fetch_add(1, Relaxed) + 1;
+            progress(&sh, done);
+        }
     }
     let mut g = sh.tally.lock().expect("tally lock");
     merge(&mut g.0, t);
@@ -326,9 +395,6 @@ fn merge(into: &mut Tally, t: Tally) {
 }
 
 fn progress(sh: &Shared, done: u64) {
-    if sh.opts.quiet || sh.opts.requests < 150 || sh.deadline.is_some() {
-        return;
-    }
     let step = sh.opts.requests / 10;
     if std::io::stderr().is_terminal() {
         if done % (sh.opts.requests / 100).max(1) == 0 || done == sh.opts.requests {
@@ -377,6 +443,7 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     let hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
     let deadline = cfg.time_limit.map(|t| Instant::now() + t);
     let concurrency = cfg.concurrency;
+    let show_progress = !cfg.quiet && cfg.requests >= 150 && deadline.is_none();
     let sh = Arc::new(Shared {
         opts: cfg,
         target,
@@ -385,6 +452,7 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         done: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         deadline,
+        show_progress,
         tally: Mutex::new((Tally::default(), hist)),
     });
     let start = Instant::now();
