@@ -47,6 +47,90 @@ pub(crate) struct Driver {
 struct DriverInner {
     poll: Poll,
     events: Events,
+    /// Precise wake-ups for timers (Linux): `epoll_wait` takes whole milliseconds, which made
+    /// every `sleep` up to 1 ms late; a timerfd fires within microseconds of the deadline.
+    timer: Option<PreciseTimer>,
+}
+
+/// A timerfd registered with the poller, and the deadline it is armed for.
+struct PreciseTimer {
+    fd: std::os::fd::OwnedFd,
+    armed: u64,
+}
+
+const TIMER_TOKEN: Token = Token(usize::MAX - 1);
+
+impl PreciseTimer {
+    #[cfg(target_os = "linux")]
+    fn new(registry: &mio::Registry) -> Option<PreciseTimer> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: timerfd_create has no memory preconditions; a negative result is an error.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: `raw` is a fresh fd we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        registry
+            .register(
+                &mut SourceFd(&fd.as_raw_fd()),
+                TIMER_TOKEN,
+                Interest::READABLE,
+            )
+            .ok()?;
+        Some(PreciseTimer {
+            fd,
+            armed: u64::MAX,
+        })
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn new(_registry: &mio::Registry) -> Option<PreciseTimer> {
+        None
+    }
+
+    /// Arms the timerfd to expire `wait` from now (if not armed for `deadline` already).
+    #[cfg(target_os = "linux")]
+    fn arm(&mut self, deadline: u64, wait: Duration) {
+        use std::os::fd::AsRawFd;
+        if self.armed == deadline {
+            return;
+        }
+        let wait = wait.max(Duration::from_nanos(1)); // zero would disarm it
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: wait.as_secs() as libc::time_t,
+                tv_nsec: wait.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `spec` is a valid itimerspec; the old value is not asked for.
+        unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        self.armed = deadline;
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn arm(&mut self, _deadline: u64, _wait: Duration) {}
+
+    /// Consumes an expiry (the fd stays readable until read).
+    fn drain(&mut self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mut buf = [0u8; 8];
+            // SAFETY: reading 8 bytes into an 8-byte buffer from our own non-blocking fd.
+            unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8) };
+        }
+        self.armed = u64::MAX;
+    }
 }
 
 #[derive(Default)]
@@ -66,10 +150,12 @@ impl Driver {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKE_TOKEN)?;
         let registry = poll.registry().try_clone()?;
+        let timer = PreciseTimer::new(&registry);
         Ok(Driver {
             inner: Mutex::new(DriverInner {
                 poll,
                 events: Events::with_capacity(1024),
+                timer,
             }),
             waker,
             registry,
@@ -122,7 +208,7 @@ impl Driver {
     /// Hands each event to its source (outside any driver lock but the slab's, briefly).
     fn dispatch(&self, events: &Events) {
         for e in events.iter() {
-            if e.token() == WAKE_TOKEN {
+            if e.token() == WAKE_TOKEN || e.token() == TIMER_TOKEN {
                 continue;
             }
             let source = self
@@ -188,11 +274,16 @@ impl DriverGuard<'_> {
         if let Some(n) = shared.timers.next_deadline() {
             until = until.min(n);
         }
-        let timeout = (until != u64::MAX).then(|| {
+        let mut timeout = (until != u64::MAX).then(|| {
             let now = shared.timers.nanos(Instant::now());
-            // Round up to whole milliseconds the way epoll does, so we never wake early and spin.
             Duration::from_nanos(until.saturating_sub(now))
         });
+        if let (Some(wait), Some(timer)) = (timeout, self.inner.timer.as_mut()) {
+            // The timerfd wakes us on time; epoll's own (millisecond, rounded up) timeout stays
+            // as a backstop.
+            timer.arm(until, wait);
+            timeout = Some(wait + Duration::from_millis(1));
+        }
         self.poll(timeout);
         driver.sleep_until.store(AWAKE, SeqCst);
         shared.fire_due_timers();
@@ -208,6 +299,11 @@ impl DriverGuard<'_> {
         if let Err(e) = inner.poll.poll(&mut inner.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 panic!("grove: epoll_wait failed: {e}");
+            }
+        }
+        if inner.events.iter().any(|e| e.token() == TIMER_TOKEN) {
+            if let Some(t) = inner.timer.as_mut() {
+                t.drain();
             }
         }
         self.driver.dispatch(&inner.events);
