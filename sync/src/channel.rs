@@ -291,7 +291,7 @@ impl<T> Watchable for Receiver<T> {
 /// first, so follow up with `try_recv` and select again if it is gone.
 ///
 /// ```
-/// use grove::sync::{bounded, Select};
+/// use grove_sync::{bounded, Select};
 /// let (tx1, rx1) = bounded::<u32>(1);
 /// let (_tx2, rx2) = bounded::<u32>(1);
 /// tx1.send(7).unwrap();

@@ -2,7 +2,7 @@
 //! (gevent's `pywsgi` in spirit).
 //!
 //! ```no_run
-//! use grove::net::http::{Response, Server};
+//! use grove_net::http::{Response, Server};
 //! let server = Server::bind("127.0.0.1:8080", |req| {
 //!     Response::text(format!("hello from {}", req.path()))
 //! })?;
