@@ -53,10 +53,12 @@ where
 {
     let mut conn = Conn {
         stream: &stream,
-        buf: vec![0; 4096],
+        // Small to start (it grows by doubling): an idle keep-alive connection's memory is
+        // mostly this buffer and its greenlet's one stack page.
+        buf: vec![0; 1024],
         pos: 0,
         end: 0,
-        out: Vec::with_capacity(1024),
+        out: Vec::with_capacity(512),
     };
     let mut req = Request {
         peer: Some(peer),
