@@ -23,6 +23,11 @@ use std::time::{Duration, Instant};
 /// Most headers a request may have.
 const MAX_HEADERS: usize = 100;
 
+/// Headers parsed with a stack array; more take the heap path. Kept small on purpose: the array
+/// is 32 bytes a header, and a 100-header array alone (3.2 KiB) pushed every connection's
+/// greenlet onto a second stack page, doubling the memory of an idle keep-alive connection.
+const STACK_HEADERS: usize = 24;
+
 /// Why reading a request stopped.
 enum Stop {
     /// The client closed, or idled out, between requests: just close.
@@ -55,10 +60,10 @@ where
         stream: &stream,
         // Small to start (it grows by doubling): an idle keep-alive connection's memory is
         // mostly this buffer and its greenlet's one stack page.
-        buf: vec![0; 1024],
+        buf: vec![0; 512],
         pos: 0,
         end: 0,
-        out: Vec::with_capacity(512),
+        out: Vec::with_capacity(256),
     };
     let mut req = Request {
         peer: Some(peer),
@@ -417,8 +422,23 @@ impl Conn<'_> {
 
 /// Parses a request head into `req` (reusing its buffers); `Ok(None)` if incomplete.
 fn parse_head(bytes: &[u8], req: &mut Request) -> Result<Option<usize>, Stop> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
+    let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    match parse_with(bytes, &mut headers, req) {
+        Err(Stop::Status(431, _)) => {
+            // Rare: many headers. Parse again with room for the limit, on the heap.
+            let mut many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+            parse_with(bytes, &mut many, req)
+        }
+        r => r,
+    }
+}
+
+fn parse_with<'b>(
+    bytes: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+    req: &mut Request,
+) -> Result<Option<usize>, Stop> {
+    let mut parsed = httparse::Request::new(headers);
     let n = match parsed.parse(bytes) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
