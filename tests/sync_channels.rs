@@ -892,7 +892,7 @@ fn sync_channel_waiting_receivers_are_served_in_arrival_order() {
                 .map(|k| {
                     let rx = rx.clone();
                     let w = Worker::spawn(k % 2 == 0, move || rx.recv().unwrap());
-                    grove::sleep(ms(15)); // park in this order
+                    wait_for_parked(|| tx.waiting().1 == k + 1); // park in this order
                     w
                 })
                 .collect();
@@ -906,6 +906,15 @@ fn sync_channel_waiting_receivers_are_served_in_arrival_order() {
 
 /// Waiters are queued by sleeping between their starts, which a loaded machine can upset, so an
 /// attempt that comes out of order is retried; a real ordering bug fails every attempt.
+/// Waits (bounded) until `parked` holds: the waiter just started is queued behind the others.
+fn wait_for_parked(parked: impl Fn() -> bool) {
+    let t = Instant::now();
+    while !parked() {
+        assert!(t.elapsed() < Duration::from_secs(10), "waiter never parked");
+        grove::sleep(ms(1));
+    }
+}
+
 fn served_in_order(what: &str, mut attempt: impl FnMut() -> Vec<usize>) {
     let mut seen = Vec::new();
     for _ in 0..3 {
@@ -930,7 +939,7 @@ fn sync_channel_waiting_senders_are_served_in_arrival_order() {
                 .map(|k| {
                     let tx = tx.clone();
                     let w = Worker::spawn(k % 2 == 1, move || tx.send(k).unwrap());
-                    grove::sleep(ms(15)); // park in this order
+                    wait_for_parked(|| rx.waiting().0 == k + 1); // park in this order
                     w
                 })
                 .collect();

@@ -474,8 +474,13 @@ fn sync_queue_waiting_getters_are_served_in_arrival_order() {
         let getters: Vec<_> = (0..5)
             .map(|k| {
                 let q = q.clone();
-                let w = Worker::spawn(k % 2 == 0, move || q.get());
-                grove::sleep(ms(15)); // park in this order
+                let q2 = q.clone();
+                let w = Worker::spawn(k % 2 == 0, move || q2.get());
+                let t = Instant::now();
+                while q.waiting().1 != k + 1 {
+                    assert!(t.elapsed() < Duration::from_secs(10), "getter never parked");
+                    grove::sleep(ms(1)); // park in this order
+                }
                 w
             })
             .collect();

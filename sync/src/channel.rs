@@ -150,6 +150,13 @@ impl<T> Receiver<T> {
 macro_rules! common_methods {
     ($ty:ident) => {
         impl<T> $ty<T> {
+            /// Parked (senders, receivers) right now. For tests that need waiters queued in a
+            /// known order; not a stable API.
+            #[doc(hidden)]
+            pub fn waiting(&self) -> (usize, usize) {
+                self.core.waiting()
+            }
+
             /// Values in the channel.
             pub fn len(&self) -> usize {
                 self.core.lock().buf.len()

@@ -72,6 +72,13 @@ macro_rules! queue_type {
                 self.core.lock().buf.len()
             }
 
+            /// Parked (putters, getters) right now. For tests that need waiters queued in a
+            /// known order; not a stable API.
+            #[doc(hidden)]
+            pub fn waiting(&self) -> (usize, usize) {
+                self.core.waiting()
+            }
+
             /// True if no item is queued.
             pub fn is_empty(&self) -> bool {
                 self.len() == 0

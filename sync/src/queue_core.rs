@@ -228,6 +228,12 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         self.state.lock().watchers.remove(token.park_id());
     }
 
+    /// Parked (putters, getters), for tests that need waiters queued in a known order.
+    pub(crate) fn waiting(&self) -> (usize, usize) {
+        let st = self.state.lock();
+        (st.putters.len(), st.getters.len())
+    }
+
     /// Counts one more handle on each side that `senders`/`receivers` says.
     pub(crate) fn add_handles(&self, senders: usize, receivers: usize) {
         let mut st = self.state.lock();
