@@ -68,21 +68,31 @@ fn sync_mutex_try_lock_and_no_poisoning() {
 
 #[test]
 fn sync_mutex_is_fifo_fair() {
-    let m = Arc::new(Mutex::new(Vec::new()));
-    let g = m.lock();
-    let hs: Vec<_> = (0..5)
-        .map(|i| {
-            let m = m.clone();
-            let h = grove::spawn(move || m.lock().push(i));
-            grove::sleep(Duration::from_millis(5)); // queue in order 0..5
-            h
-        })
-        .collect();
-    drop(g);
-    for h in hs {
-        h.join().unwrap();
+    // Waiters queue by sleeping between their starts, which a loaded machine can upset, so an
+    // out-of-order attempt is retried; a real fairness bug fails every attempt.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let m = Arc::new(Mutex::new(Vec::new()));
+        let g = m.lock();
+        let hs: Vec<_> = (0..5)
+            .map(|i| {
+                let m = m.clone();
+                let h = grove::spawn(move || m.lock().push(i));
+                grove::sleep(Duration::from_millis(10)); // queue in order 0..5
+                h
+            })
+            .collect();
+        drop(g);
+        for h in hs {
+            h.join().unwrap();
+        }
+        let got = m.lock().clone();
+        if got == vec![0, 1, 2, 3, 4] {
+            return;
+        }
+        seen.push(got);
     }
-    assert_eq!(*m.lock(), vec![0, 1, 2, 3, 4]);
+    panic!("mutex waiters served out of arrival order in every attempt: {seen:?}");
 }
 
 #[test]
