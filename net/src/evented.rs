@@ -139,3 +139,62 @@ pub(crate) fn each_addr<T>(
         )
     }))
 }
+
+/// The std timeout methods, for a type with an `ev: Evented<_>` field.
+macro_rules! timeout_methods {
+    () => {
+        /// Read timeout: a read waiting longer fails with `ErrorKind::TimedOut`.
+        pub fn set_read_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.ev.set_timeout(grove_runtime::io::Direction::Read, d)
+        }
+
+        /// Write timeout: a write waiting longer fails with `ErrorKind::TimedOut`.
+        pub fn set_write_timeout(&self, d: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.ev.set_timeout(grove_runtime::io::Direction::Write, d)
+        }
+
+        /// The read timeout.
+        pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.ev.timeout(grove_runtime::io::Direction::Read))
+        }
+
+        /// The write timeout.
+        pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.ev.timeout(grove_runtime::io::Direction::Write))
+        }
+    };
+}
+
+/// `SO_ERROR` and std's non-blocking mode, for a type with an `ev: Evented<_>` field.
+macro_rules! common_socket_methods {
+    () => {
+        /// `SO_ERROR`, cleared.
+        pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+            self.ev.sock.take_error()
+        }
+
+        /// With `true`, operations return `WouldBlock` instead of waiting (std's
+        /// non-blocking mode).
+        pub fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+            self.ev.set_nonblocking(on);
+            Ok(())
+        }
+    };
+}
+
+/// `IP_TTL`, for an IP socket with an `ev: Evented<_>` field.
+macro_rules! ttl_methods {
+    () => {
+        /// `IP_TTL`.
+        pub fn set_ttl(&self, ttl: u32) -> std::io::Result<()> {
+            self.ev.sock.set_ttl(ttl)
+        }
+
+        /// `IP_TTL`.
+        pub fn ttl(&self) -> std::io::Result<u32> {
+            self.ev.sock.ttl()
+        }
+    };
+}
+
+pub(crate) use {common_socket_methods, timeout_methods, ttl_methods};

@@ -1,6 +1,8 @@
 //! `TcpListener` and `TcpStream` with std's methods and signatures, on the shared poller.
 
-use crate::evented::{each_addr, resolve, Evented};
+use crate::evented::{
+    common_socket_methods, each_addr, resolve, timeout_methods, ttl_methods, Evented,
+};
 use grove_runtime::io::Direction;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::fmt;
@@ -87,25 +89,9 @@ impl TcpStream {
         Ok(c)
     }
 
-    /// Read timeout: a read waiting longer fails with `ErrorKind::TimedOut`.
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Direction::Read, d)
-    }
-
-    /// Write timeout: a write waiting longer fails with `ErrorKind::TimedOut`.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Direction::Write, d)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.timeout(Direction::Write))
-    }
+    timeout_methods!();
+    ttl_methods!();
+    common_socket_methods!();
 
     /// Reads without consuming, waiting for data like `read`.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -120,27 +106,6 @@ impl TcpStream {
     /// `TCP_NODELAY`.
     pub fn nodelay(&self) -> io::Result<bool> {
         self.ev.sock.nodelay()
-    }
-
-    /// `IP_TTL`.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.ev.sock.set_ttl(ttl)
-    }
-
-    /// `IP_TTL`.
-    pub fn ttl(&self) -> io::Result<u32> {
-        self.ev.sock.ttl()
-    }
-
-    /// `SO_ERROR`, cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.sock.take_error()
-    }
-
-    /// With `true`, operations return `WouldBlock` instead of waiting (std's non-blocking mode).
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.ev.set_nonblocking(on);
-        Ok(())
     }
 }
 
@@ -274,26 +239,8 @@ impl TcpListener {
         })
     }
 
-    /// `IP_TTL`.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.ev.sock.set_ttl(ttl)
-    }
-
-    /// `IP_TTL`.
-    pub fn ttl(&self) -> io::Result<u32> {
-        self.ev.sock.ttl()
-    }
-
-    /// `SO_ERROR`, cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.sock.take_error()
-    }
-
-    /// With `true`, `accept` returns `WouldBlock` instead of waiting.
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.ev.set_nonblocking(on);
-        Ok(())
-    }
+    ttl_methods!();
+    common_socket_methods!();
 }
 
 /// Iterator from [`TcpListener::incoming`].

@@ -1,13 +1,14 @@
 //! `UdpSocket` with std's methods and signatures, on the shared poller.
 
-use crate::evented::{each_addr, resolve, Evented};
+use crate::evented::{
+    common_socket_methods, each_addr, resolve, timeout_methods, ttl_methods, Evented,
+};
 use crate::tcp::std_conversions;
 use grove_runtime::io::Direction;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
-use std::time::Duration;
 
 /// A UDP socket: `recv*` park until a datagram arrives, `send*` until there is buffer room.
 pub struct UdpSocket {
@@ -83,25 +84,9 @@ impl UdpSocket {
         })
     }
 
-    /// Read timeout (`ErrorKind::TimedOut` when it passes).
-    pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Direction::Read, d)
-    }
-
-    /// Write timeout.
-    pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-        self.ev.set_timeout(Direction::Write, d)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.ev.timeout(Direction::Write))
-    }
+    timeout_methods!();
+    ttl_methods!();
+    common_socket_methods!();
 
     /// `SO_BROADCAST`.
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
@@ -113,16 +98,6 @@ impl UdpSocket {
         self.ev.sock.broadcast()
     }
 
-    /// `IP_TTL`.
-    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
-        self.ev.sock.set_ttl(ttl)
-    }
-
-    /// `IP_TTL`.
-    pub fn ttl(&self) -> io::Result<u32> {
-        self.ev.sock.ttl()
-    }
-
     /// Joins an IPv4 multicast group.
     pub fn join_multicast_v4(&self, group: &Ipv4Addr, iface: &Ipv4Addr) -> io::Result<()> {
         self.ev.sock.join_multicast_v4(group, iface)
@@ -131,17 +106,6 @@ impl UdpSocket {
     /// Joins an IPv6 multicast group.
     pub fn join_multicast_v6(&self, group: &Ipv6Addr, iface: u32) -> io::Result<()> {
         self.ev.sock.join_multicast_v6(group, iface)
-    }
-
-    /// `SO_ERROR`, cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.sock.take_error()
-    }
-
-    /// With `true`, operations return `WouldBlock` instead of waiting.
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.ev.set_nonblocking(on);
-        Ok(())
     }
 }
 

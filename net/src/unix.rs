@@ -1,6 +1,6 @@
 //! `UnixListener`, `UnixStream` and `UnixDatagram` with std's methods, on the shared poller.
 
-use crate::evented::Evented;
+use crate::evented::{common_socket_methods, timeout_methods, Evented};
 use crate::tcp::std_conversions;
 use grove_runtime::io::Direction;
 use std::fmt;
@@ -9,7 +9,6 @@ use std::net::Shutdown;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::{self as unet, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
 
 /// A Unix stream socket.
 pub struct UnixStream {
@@ -29,41 +28,6 @@ pub struct UnixDatagram {
 fn adopt<S: AsRawFd>(s: S, nb: impl FnOnce(&S) -> io::Result<()>) -> io::Result<Evented<S>> {
     nb(&s)?;
     Evented::new(s)
-}
-
-macro_rules! timeouts {
-    () => {
-        /// Read timeout (`ErrorKind::TimedOut` when it passes).
-        pub fn set_read_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-            self.ev.set_timeout(Direction::Read, d)
-        }
-
-        /// Write timeout.
-        pub fn set_write_timeout(&self, d: Option<Duration>) -> io::Result<()> {
-            self.ev.set_timeout(Direction::Write, d)
-        }
-
-        /// The read timeout.
-        pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-            Ok(self.ev.timeout(Direction::Read))
-        }
-
-        /// The write timeout.
-        pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-            Ok(self.ev.timeout(Direction::Write))
-        }
-
-        /// With `true`, operations return `WouldBlock` instead of waiting.
-        pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-            self.ev.set_nonblocking(on);
-            Ok(())
-        }
-
-        /// `SO_ERROR`, cleared.
-        pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-            self.ev.sock.take_error()
-        }
-    };
 }
 
 impl UnixStream {
@@ -119,7 +83,8 @@ impl UnixStream {
         })
     }
 
-    timeouts!();
+    timeout_methods!();
+    common_socket_methods!();
 }
 
 impl Read for UnixStream {
@@ -188,16 +153,7 @@ impl UnixListener {
         })
     }
 
-    /// With `true`, `accept` returns `WouldBlock` instead of waiting.
-    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
-        self.ev.set_nonblocking(on);
-        Ok(())
-    }
-
-    /// `SO_ERROR`, cleared.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.ev.sock.take_error()
-    }
+    common_socket_methods!();
 }
 
 impl UnixDatagram {
@@ -277,7 +233,8 @@ impl UnixDatagram {
         })
     }
 
-    timeouts!();
+    timeout_methods!();
+    common_socket_methods!();
 }
 
 std_conversions!(UnixStream, unet::UnixStream);

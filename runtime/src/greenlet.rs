@@ -204,14 +204,14 @@ fn spawn_blocking_boxed<T: Send + 'static>(
 
 /// Owns the right to join a greenlet (or blocking job), like `std::thread::JoinHandle`.
 pub struct JoinHandle<T> {
-    task: TaskRef,
+    greenlet: Greenlet,
     _result: PhantomData<fn() -> T>,
 }
 
 impl<T> JoinHandle<T> {
     fn new(task: TaskRef) -> JoinHandle<T> {
         JoinHandle {
-            task,
+            greenlet: Greenlet { task },
             _result: PhantomData,
         }
     }
@@ -219,46 +219,26 @@ impl<T> JoinHandle<T> {
     /// Waits for the greenlet to finish. `Err` holds its panic payload, like std; a killed
     /// greenlet's payload downcasts to [`crate::Killed`].
     pub fn join(self) -> thread::Result<T> {
-        wait_done(&self.task, None);
+        let task = &self.greenlet.task;
+        wait_done(task, None);
         // SAFETY: T is this task's result type (JoinHandle<T> is only made for a task of F -> T)
         // and `wait_done` returned, so the task is done.
-        unsafe { self.task.take_result::<T>() }.expect("grove: greenlet result already taken")
-    }
-
-    /// Waits at most `d`; true if the greenlet has finished (gevent's `join(timeout)`).
-    pub fn wait_timeout(&self, d: Duration) -> bool {
-        wait_done(&self.task, Instant::now().checked_add(d))
-    }
-
-    /// True once the greenlet has finished.
-    pub fn is_finished(&self) -> bool {
-        self.task.header().is_done()
-    }
-
-    /// gevent's `kill`: the greenlet unwinds from its current or next blocking call, running
-    /// its destructors, and `join` then gives `Err` with a [`crate::Killed`] payload. A greenlet
-    /// killed before it first runs never runs. No effect on a finished greenlet. Does not wait:
-    /// `join` afterwards to wait for it to die.
-    pub fn kill(&self) {
-        kill_task(&self.task);
+        unsafe { task.take_result::<T>() }.expect("grove: greenlet result already taken")
     }
 
     /// A clonable handle to the same greenlet, for watching or killing it without the result
     /// (what a `Group` keeps of its members).
     pub fn greenlet(&self) -> Greenlet {
-        Greenlet {
-            task: self.task.clone(),
-        }
+        self.greenlet.clone()
     }
+}
 
-    /// The greenlet's id.
-    pub fn id(&self) -> GreenletId {
-        self.task.header().id
-    }
-
-    /// The greenlet's name, if it was given one.
-    pub fn name(&self) -> Option<&str> {
-        self.task.header().name.as_deref()
+/// A `JoinHandle` is a [`Greenlet`] reference plus the right to its result: `kill`,
+/// `is_finished`, `wait_timeout`, `id` and `name` come from there.
+impl<T> std::ops::Deref for JoinHandle<T> {
+    type Target = Greenlet;
+    fn deref(&self) -> &Greenlet {
+        &self.greenlet
     }
 }
 
@@ -285,7 +265,7 @@ impl Greenlet {
         wait_done(&self.task, None);
     }
 
-    /// Waits at most `d`; true if it has finished.
+    /// Waits at most `d`; true if it has finished (gevent's `join(timeout)`).
     pub fn wait_timeout(&self, d: Duration) -> bool {
         wait_done(&self.task, Instant::now().checked_add(d))
     }
@@ -295,7 +275,10 @@ impl Greenlet {
         self.task.header().is_done()
     }
 
-    /// gevent's `kill`, as [`JoinHandle::kill`].
+    /// gevent's `kill`: the greenlet unwinds from its current or next blocking call, running
+    /// its destructors, and `join` then gives `Err` with a [`crate::Killed`] payload. A greenlet
+    /// killed before it first runs never runs. No effect on a finished greenlet. Does not wait:
+    /// `join` (or `wait`) afterwards to wait for it to die.
     pub fn kill(&self) {
         kill_task(&self.task);
     }
