@@ -6,6 +6,10 @@
 //!
 //! Every loop is bounded in count, and every wait that could hang on a bug is bounded in time.
 
+mod common;
+
+use common::{in_greenlet, is_killed, ms, on_thread_and_greenlet, us, Rng, Worker};
+
 use grove::sync::{
     bounded, channel, unbounded, Receiver, RecvError, RecvTimeoutError, Select, SendError,
     SendTimeoutError, Sender, TryRecvError, TrySendError,
@@ -20,18 +24,6 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------------------------------------
 // helpers
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-fn us(n: u64) -> Duration {
-    Duration::from_micros(n)
-}
-
-fn is_killed(e: &Box<dyn Any + Send>) -> bool {
-    e.downcast_ref::<grove::Killed>().is_some()
-}
-
 /// The channel flavours: unbounded, rendezvous, and two buffered sizes.
 const FLAVOURS: [Option<usize>; 4] = [None, Some(0), Some(1), Some(8)];
 
@@ -39,66 +31,6 @@ fn make<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
     match cap {
         None => unbounded(),
         Some(n) => bounded(n),
-    }
-}
-
-/// Runs `f` in a greenlet, waits for it, and re-raises its panic here.
-fn in_greenlet<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match grove::spawn(f).join() {
-        Ok(v) => v,
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
-
-/// Runs `f` once on this plain thread and once in a greenlet.
-fn on_thread_and_greenlet(f: impl Fn() + Send + Sync + 'static) {
-    let f = Arc::new(f);
-    f();
-    let g = f.clone();
-    in_greenlet(move || g());
-}
-
-/// Either a greenlet or a plain thread, joined the same way.
-enum Worker<T> {
-    Green(grove::JoinHandle<T>),
-    Thread(std::thread::JoinHandle<T>),
-}
-
-impl<T: Send + 'static> Worker<T> {
-    fn spawn(green: bool, f: impl FnOnce() -> T + Send + 'static) -> Worker<T> {
-        if green {
-            Worker::Green(grove::spawn(f))
-        } else {
-            Worker::Thread(std::thread::spawn(f))
-        }
-    }
-
-    fn join(self) -> T {
-        let r = match self {
-            Worker::Green(h) => h.join(),
-            Worker::Thread(h) => h.join(),
-        };
-        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
-    }
-}
-
-/// A tiny deterministic PRNG (xorshift) for jitter; no dependency needed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

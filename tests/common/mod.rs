@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::process::{Command, Output};
+use std::sync::Arc;
 use std::time::Duration;
 
 const ROLE_VAR: &str = "GROVE_TEST_ROLE";
@@ -78,4 +79,82 @@ pub fn cpu_time() -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the sync test suites: run code in a greenlet or on a thread, jitter.
+
+/// Milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Microseconds.
+pub fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+/// True if a join error is a kill.
+pub fn is_killed(e: &Box<dyn std::any::Any + Send>) -> bool {
+    e.downcast_ref::<grove::Killed>().is_some()
+}
+
+/// Runs `f` in a greenlet, waits for it, and re-raises its panic here.
+pub fn in_greenlet<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match grove::spawn(f).join() {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Runs `f` once on this plain thread and once in a greenlet.
+pub fn on_thread_and_greenlet(f: impl Fn() + Send + Sync + 'static) {
+    let f = Arc::new(f);
+    f();
+    let g = f.clone();
+    in_greenlet(move || g());
+}
+
+/// Either a greenlet or a plain thread, joined the same way.
+pub enum Worker<T> {
+    Green(grove::JoinHandle<T>),
+    Thread(std::thread::JoinHandle<T>),
+}
+
+impl<T: Send + 'static> Worker<T> {
+    pub fn spawn(green: bool, f: impl FnOnce() -> T + Send + 'static) -> Worker<T> {
+        if green {
+            Worker::Green(grove::spawn(f))
+        } else {
+            Worker::Thread(std::thread::spawn(f))
+        }
+    }
+
+    pub fn join(self) -> T {
+        let r = match self {
+            Worker::Green(h) => h.join(),
+            Worker::Thread(h) => h.join(),
+        };
+        r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
+/// A tiny deterministic PRNG (xorshift) for jitter; no dependency needed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
 }
