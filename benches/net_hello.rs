@@ -30,6 +30,9 @@
 //!    the three runs, and the ratio of that median to may's. Each run's line also says how many
 //!    cores' worth of CPU the rest of the machine used meanwhile (/proc/stat busy time minus the
 //!    server's and wrk's) and the steal time: on a shared machine, read the figures with those.
+//!    It also gives the server's context switches per request, voluntary + involuntary, summed
+//!    over its live threads (so `std_threads`, whose connection threads have exited by then, is
+//!    undercounted).
 //! 2. Idle memory: for each peer, a fresh server; VmRSS from `/proc/PID/status` once it is idle;
 //!    then a client process (this binary, `--idle-client PORT N`) opens N = 10,000 connections,
 //!    sends one request on each, reads its response, and holds them all open, idle; VmRSS again;
@@ -40,7 +43,7 @@
 //! Run: `cargo bench --bench net_hello` (about three minutes; needs `wrk` on the PATH, e.g.
 //! `apt-get install -y wrk`, and a hard `ulimit -n` above 10,000 for the full idle test).
 //! Options after `--`: `--peers grove,may`, `--idle N`, `--duration SECS`, `--rounds R`.
-//! A server alone: `target/release/deps/net_hello-* --server grove 8080`.
+//! A server alone: `GROVE_WORKERS=2 target/release/deps/net_hello-* --server grove 8080`.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -372,6 +375,29 @@ fn status_field(pid: u32, key: &str) -> io::Result<u64> {
         .ok_or_else(|| io::Error::other(format!("no {key} in /proc/{pid}/status")))
 }
 
+/// Voluntary and involuntary context switches summed over the live threads of a process (threads
+/// that have exited are not counted).
+fn ctx_switches(pid: u32) -> (u64, u64) {
+    let mut total = (0, 0);
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return total;
+    };
+    for t in dir.flatten() {
+        let Ok(st) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        for l in st.lines() {
+            let num = |v: &str| v.trim().parse::<u64>().unwrap_or(0);
+            if let Some(v) = l.strip_prefix("voluntary_ctxt_switches:") {
+                total.0 += num(v);
+            } else if let Some(v) = l.strip_prefix("nonvoluntary_ctxt_switches:") {
+                total.1 += num(v);
+            }
+        }
+    }
+    total
+}
+
 fn free_port() -> io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -472,6 +498,8 @@ struct WrkRun {
     errors: String,
     /// Cores' worth of CPU used during the run by everything but the server and wrk.
     others_cores: f64,
+    /// Server context switches per request, voluntary and involuntary (live threads only).
+    ctx_per_req: (f64, f64),
     /// Cores' worth of steal time (the hypervisor running someone else) during the run.
     steal_cores: f64,
 }
@@ -480,6 +508,7 @@ fn run_wrk(server: &mut Server, conns: usize, secs: u64) -> io::Result<WrkRun> {
     server.check_alive()?;
     let pid = server.pid();
     let t0 = cpu_ticks(pid)?;
+    let cs0 = ctx_switches(pid);
     let (busy0, steal0) = machine_ticks()?;
     let kids0 = children_ticks();
     let wall = Instant::now();
@@ -504,6 +533,7 @@ fn run_wrk(server: &mut Server, conns: usize, secs: u64) -> io::Result<WrkRun> {
     let finished = wait_bounded(&mut wrk, Duration::from_secs(secs + 30))?;
     let out = reader.join().unwrap_or_default();
     let t1 = cpu_ticks(pid)?;
+    let cs1 = ctx_switches(pid);
     let (busy1, steal1) = machine_ticks()?;
     let wrk_ticks = children_ticks().saturating_sub(kids0);
     let wall = wall.elapsed().as_secs_f64() * clk_tck();
@@ -542,6 +572,8 @@ fn run_wrk(server: &mut Server, conns: usize, secs: u64) -> io::Result<WrkRun> {
         )));
     }
     run.cpu_us_per_req = (t1 - t0) as f64 / clk_tck() * 1e6 / run.requests as f64;
+    let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / run.requests as f64;
+    run.ctx_per_req = (per(cs1.0, cs0.0), per(cs1.1, cs0.1));
     run.others_cores = (busy1 - busy0) as f64 - (t1 - t0) as f64 - wrk_ticks as f64;
     run.others_cores = (run.others_cores / wall).max(0.0);
     run.steal_cores = (steal1 - steal0) as f64 / wall;
@@ -709,13 +741,15 @@ fn orchestrate(o: &Opts) -> io::Result<()> {
                 let r = run_wrk(s, c, o.secs)?;
                 println!(
                     "  c{c:<3} round {} {:<11} {:>10.0} req/s  {:>9} requests  {:>6.2} us CPU/req  \
-                     latency avg {:<8} others {:.2} cores, steal {:.2} {}",
+                     latency avg {:<8} ctxsw/req {:.3}+{:.3}  others {:.2} cores, steal {:.2} {}",
                     round + 1,
                     s.peer,
                     r.req_per_sec,
                     r.requests,
                     r.cpu_us_per_req,
                     r.latency,
+                    r.ctx_per_req.0,
+                    r.ctx_per_req.1,
                     r.others_cores,
                     r.steal_cores,
                     r.errors
