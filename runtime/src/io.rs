@@ -72,8 +72,12 @@ impl IoSource {
                 woken.append(&mut w.write);
             }
         }
+        // Into `runnext`: the worker that polled runs a ready socket's greenlet next, and wakes
+        // another worker only for the ones it displaces (a lone event costs no futex wake-up:
+        // measured with benches/net_hello, 9.35 -> 6.8-7.9 us of server CPU per request at
+        // c256, and involuntary context switches 0.058 -> 0.005 per request).
         for u in woken {
-            u.wake_with(Wake::Unparked, crate::sched::Hint::Back);
+            u.wake_with(Wake::Unparked, crate::sched::Hint::Next);
         }
     }
 
