@@ -25,6 +25,33 @@ pub struct UnixDatagram {
     ev: Evented<unet::UnixDatagram>,
 }
 
+/// Addresses, shutdown and cloning, shared by the connected Unix socket types.
+macro_rules! connected_methods {
+    ($ty:ident) => {
+        /// The local address.
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.ev.sock.local_addr()
+        }
+
+        /// The peer's address.
+        pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+            self.ev.sock.peer_addr()
+        }
+
+        /// Shuts down one or both halves.
+        pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+            self.ev.sock.shutdown(how)
+        }
+
+        /// A second handle to the same socket.
+        pub fn try_clone(&self) -> io::Result<$ty> {
+            Ok($ty {
+                ev: Evented::new(self.ev.sock.try_clone()?)?,
+            })
+        }
+    };
+}
+
 fn adopt<S: AsRawFd>(s: S, nb: impl FnOnce(&S) -> io::Result<()>) -> io::Result<Evented<S>> {
     nb(&s)?;
     Evented::new(s)
@@ -61,27 +88,7 @@ impl UnixStream {
         ))
     }
 
-    /// The local address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.ev.sock.local_addr()
-    }
-
-    /// The peer's address.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.ev.sock.peer_addr()
-    }
-
-    /// Shuts down one or both halves.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.ev.sock.shutdown(how)
-    }
-
-    /// A second handle to the same socket.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        Ok(UnixStream {
-            ev: Evented::new(self.ev.sock.try_clone()?)?,
-        })
-    }
+    connected_methods!(UnixStream);
 
     timeout_methods!();
     common_socket_methods!();
@@ -211,27 +218,7 @@ impl UnixDatagram {
         self.ev.io(Direction::Read, || self.ev.sock.recv_from(buf))
     }
 
-    /// The local address.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.ev.sock.local_addr()
-    }
-
-    /// The connected peer.
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.ev.sock.peer_addr()
-    }
-
-    /// Shuts down one or both halves.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.ev.sock.shutdown(how)
-    }
-
-    /// A second handle to the same socket.
-    pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        Ok(UnixDatagram {
-            ev: Evented::new(self.ev.sock.try_clone()?)?,
-        })
-    }
+    connected_methods!(UnixDatagram);
 
     timeout_methods!();
     common_socket_methods!();

@@ -220,18 +220,23 @@ impl Conn<'_> {
         limits: &Limits,
     ) -> Result<(), Stop> {
         while self.buffered() < n {
-            match self.fill(limits.head_timeout) {
-                Ok(0) => return Err(Stop::Quiet),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(Stop::Status(408, "request body took too long"))
-                }
-                Err(_) => return Err(Stop::Quiet),
-            }
+            self.fill_body(limits)?;
         }
         out.extend_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(())
+    }
+
+    /// Reads more of a body (each read waits at most the head timeout).
+    fn fill_body(&mut self, limits: &Limits) -> Result<(), Stop> {
+        match self.fill(limits.head_timeout) {
+            Ok(0) => Err(Stop::Quiet),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                Err(Stop::Status(408, "request body took too long"))
+            }
+            Err(_) => Err(Stop::Quiet),
+        }
     }
 
     /// Takes one line (without its CRLF), reading more as needed; at most `max` bytes.
@@ -248,14 +253,7 @@ impl Conn<'_> {
             if self.buffered() > max {
                 return Err(Stop::Status(400, "malformed chunked body"));
             }
-            match self.fill(limits.head_timeout) {
-                Ok(0) => return Err(Stop::Quiet),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(Stop::Status(408, "request body took too long"))
-                }
-                Err(_) => return Err(Stop::Quiet),
-            }
+            self.fill_body(limits)?;
         }
     }
 
