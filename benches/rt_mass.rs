@@ -331,9 +331,9 @@ impl May {
     fn spawn<F: FnOnce() + Send + 'static>(i: usize, f: F) -> may::coroutine::JoinHandle<()> {
         // may panics, rather than returning an error, when it cannot map a stack.
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: may's spawn is unsafe because a coroutine may move between threads (so it
-            // must not rely on thread-locals) and because cancelling one drops its resources. The
-            // bodies here only touch an atomic and call may's own functions; none is cancelled.
+            // may's spawn is unsafe because a coroutine may move between threads (so it must
+            // not rely on thread-locals) and because cancelling one drops its resources.
+            // SAFETY: the bodies here use no thread-locals and nothing is cancelled.
             unsafe { may::coroutine::Builder::new().spawn(f) }
         }));
         match r {

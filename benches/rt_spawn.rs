@@ -44,9 +44,9 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    // SAFETY: may's spawn is unsafe because a coroutine may move between threads (so it must not
-    // rely on thread-locals) and because cancelling one drops its resources. The bodies here only
-    // compute a number or call may's own functions, and nothing is cancelled.
+    // may's spawn is unsafe because a coroutine may move between threads (so it must
+    // not rely on thread-locals) and because cancelling one drops its resources.
+    // SAFETY: the bodies here use no thread-locals and nothing is cancelled.
     unsafe { may::coroutine::spawn(f) }
 }
 

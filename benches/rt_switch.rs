@@ -36,9 +36,9 @@ fn grove_yield(iters: u64) -> Duration {
 }
 
 fn may_spawn<F: FnOnce() + Send + 'static>(f: F) -> may::coroutine::JoinHandle<()> {
-    // SAFETY: may's spawn is unsafe because a coroutine may move between threads (so it must not
-    // rely on thread-locals) and because cancelling one drops its resources. The bodies here only
-    // call may's own functions, and nothing is cancelled.
+    // may's spawn is unsafe because a coroutine may move between threads (so it must
+    // not rely on thread-locals) and because cancelling one drops its resources.
+    // SAFETY: the bodies here use no thread-locals and nothing is cancelled.
     unsafe { may::coroutine::spawn(f) }
 }
 

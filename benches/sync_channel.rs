@@ -136,9 +136,9 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    // SAFETY: may's spawn is unsafe because a coroutine may move between threads (so it must not
-    // rely on thread-locals) and because cancelling one drops its resources. The bodies here only
-    // use may's own channels and plain arithmetic, and nothing is cancelled.
+    // may's spawn is unsafe because a coroutine may move between threads (so it must
+    // not rely on thread-locals) and because cancelling one drops its resources.
+    // SAFETY: the bodies here use no thread-locals and nothing is cancelled.
     unsafe { may::coroutine::spawn(f) }
 }
 

@@ -87,9 +87,9 @@ fn may_contended(iters: u64) -> Duration {
                     may::coroutine::yield_now()
                 )
             };
-            // SAFETY: may's spawn is unsafe because a coroutine may move between threads (so it
-            // must not rely on thread-locals) and because cancelling one drops its resources. The
-            // body only uses may's own mutex and yield, and nothing is cancelled.
+            // may's spawn is unsafe because a coroutine may move between threads (so it must
+            // not rely on thread-locals) and because cancelling one drops its resources.
+            // SAFETY: the bodies here use no thread-locals and nothing is cancelled.
             unsafe { may::coroutine::spawn(body) }
         })
         .collect();

@@ -84,9 +84,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     let addr = unsafe { fault_address(info) };
     let h = current_task_for_signal();
     if !h.is_null() {
-        // SAFETY: a non-null current task is the greenlet running on this thread (the one that
-        // faulted, or the worker between switches, when the slot still names a live greenlet);
-        // its scheduler slot's guard range is written before it first runs and never after.
+        // A non-null current task is the greenlet running on this thread (the one that faulted,
+        // or the worker between switches, when the slot still names a live greenlet); its
+        // scheduler slot's guard range is written before it first runs and never after.
+        // SAFETY: so the header and slot are alive and their fields stable while we read them.
         let (lo, hi, name) = unsafe {
             let hdr = &*h;
             let slot = &*hdr.sched_slot();

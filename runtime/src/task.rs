@@ -160,10 +160,11 @@ struct TaskCell<F, T> {
 /// An owned reference to a task (one count of its reference count).
 pub(crate) struct TaskRef(NonNull<Header>);
 
-// SAFETY: the closure is `Send` (spawn requires it) and the result `T: Send`; the header's shared
-// fields are atomics or locks, and its owner-only fields (`local`) are touched only by the one
-// thread that currently runs or resumes the greenlet, handed over through the run queues and
-// the park state's AcqRel transitions.
+// The closure is `Send` (spawn requires it) and the result `T: Send`; the header's shared fields
+// are atomics or locks, and its owner-only fields (`local`) are touched only by the one thread
+// that currently runs or resumes the greenlet, handed over through the run queues and the park
+// state's AcqRel transitions.
+// SAFETY: so a `TaskRef` may move between threads.
 unsafe impl Send for TaskRef {}
 // SAFETY: as above; `&TaskRef` only reaches the header's atomics and locks.
 unsafe impl Sync for TaskRef {}

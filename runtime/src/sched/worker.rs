@@ -58,10 +58,11 @@ pub(crate) struct Core {
     global_countdown: Cell<u32>,
 }
 
-// SAFETY: a core is built on the thread that starts the runtime and then moved, once, to its
-// worker thread, before anything has touched its caches; from then on only that thread uses it
-// (others reach a worker through its `Remote`). `current` is a record of which greenlet runs,
-// never dereferenced by another thread.
+// A core is built on the thread that starts the runtime and then moved, once, to its worker
+// thread, before anything has touched its caches; from then on only that thread uses it (others
+// reach a worker through its `Remote`). `current` records which greenlet runs, and no other
+// thread dereferences it.
+// SAFETY: so the one move of a `Core` to its worker thread shares nothing.
 unsafe impl Send for Core {}
 
 impl Core {
