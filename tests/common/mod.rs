@@ -6,9 +6,12 @@
 //! [`role`] first and, in the child, does the dangerous part and returns.
 #![allow(dead_code)]
 
+use grove::sync::{bounded, unbounded, Receiver, Sender};
+use std::any::Any;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const ROLE_VAR: &str = "GROVE_TEST_ROLE";
 
@@ -156,5 +159,118 @@ impl Rng {
     }
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channel test helpers.
+
+/// The channel flavours: unbounded, rendezvous, and two buffered sizes.
+pub const FLAVOURS: [Option<usize>; 4] = [None, Some(0), Some(1), Some(8)];
+
+pub fn make<T>(cap: Option<usize>) -> (Sender<T>, Receiver<T>) {
+    match cap {
+        None => unbounded(),
+        Some(n) => bounded(n),
+    }
+}
+
+/// A short random pause: a few yields or a few microseconds of sleep (works in a greenlet and on
+/// a thread alike).
+pub fn jitter(rng: &mut Rng) {
+    match rng.below(4) {
+        0 => {}
+        1 => grove::yield_now(),
+        2 => {
+            for _ in 0..rng.below(5) {
+                grove::yield_now();
+            }
+        }
+        _ => grove::sleep(us(rng.below(60))),
+    }
+}
+
+/// A value that counts its drops.
+#[derive(Debug)]
+pub struct Tracked {
+    pub id: u64,
+    pub drops: Arc<AtomicUsize>,
+}
+
+impl Tracked {
+    pub fn new(id: u64, drops: &Arc<AtomicUsize>) -> Tracked {
+        Tracked {
+            id,
+            drops: drops.clone(),
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+/// Asserts every value in `0..n` was seen exactly once.
+pub fn assert_exactly_once(mut got: Vec<u64>, n: u64, what: &str) {
+    got.sort_unstable();
+    let mut dup = None;
+    for w in got.windows(2) {
+        if w[0] == w[1] {
+            dup = Some(w[0]);
+            break;
+        }
+    }
+    assert!(dup.is_none(), "{what}: value {dup:?} delivered twice");
+    assert_eq!(
+        got.len() as u64,
+        n,
+        "{what}: {} of {n} values delivered (lost some)",
+        got.len()
+    );
+    assert!(
+        got.iter().copied().eq(0..n),
+        "{what}: delivered values are not exactly 0..{n}"
+    );
+}
+
+/// Waits (bounded) for `cond`; panics with `what` after 5 s.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for: {what}");
+        grove::sleep(ms(1));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue and pool test helpers.
+
+/// A panic payload as text.
+pub fn panic_text(p: &Box<dyn Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Tracks how many run at once and the peak.
+#[derive(Default)]
+pub struct Concurrency {
+    pub now: AtomicUsize,
+    pub peak: AtomicUsize,
+}
+
+impl Concurrency {
+    pub fn enter(&self) {
+        let n = self.now.fetch_add(1, SeqCst) + 1;
+        self.peak.fetch_max(n, SeqCst);
+    }
+    pub fn leave(&self) {
+        self.now.fetch_sub(1, SeqCst);
+    }
+    pub fn peak(&self) -> usize {
+        self.peak.load(SeqCst)
     }
 }
