@@ -44,6 +44,19 @@ use loom::thread;
 use park_state::{ParkState, Wake, WakeOutcome};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
+/// Runs `f` under loom with at most `preemptions` preemptions, unless `LOOM_MAX_PREEMPTIONS`
+/// says otherwise (`None`: unbounded, loom's default).
+fn model<F>(preemptions: Option<usize>, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = preemptions;
+    }
+    b.check(f);
+}
+
 /// Test bookkeeping, deliberately a *std* atomic: not part of the protocol (as a loom atomic it
 /// would multiply the interleavings explored), and exact because loom runs every model thread on
 /// one OS thread.
@@ -260,7 +273,7 @@ impl Socket {
 /// then read the byte, and leave no token behind.
 #[test]
 fn reader_parks_poller_sets_readable_no_lost_wakeup() {
-    loom::model(|| {
+    model(None, || {
         let s = Arc::new(Socket::new(false));
 
         let poller = {
@@ -284,7 +297,7 @@ fn reader_parks_poller_sets_readable_no_lost_wakeup() {
 /// An interleaving where the clear erased the event leaves the reader parked forever.
 #[test]
 fn clear_after_wouldblock_keeps_new_event() {
-    loom::model(|| {
+    model(None, || {
         let s = Arc::new(Socket::new(true));
 
         let poller = {
@@ -304,7 +317,7 @@ fn clear_after_wouldblock_keeps_new_event() {
 /// A stale event's clear is a no-op; a current one's clears only its own direction's bit.
 #[test]
 fn clear_is_conditional_on_the_tick() {
-    loom::model(|| {
+    model(None, || {
         let r = Readiness::new(true);
         let ev = r.ready(Direction::Read).expect("optimistic: ready");
         r.set(READABLE); // a new event between the observation and the WouldBlock
@@ -323,6 +336,34 @@ fn clear_is_conditional_on_the_tick() {
     });
 }
 
+/// (c') A clear takes only its own direction's readiness. The source starts optimistic and the
+/// send buffer has room (the optimistic guess is right for writing), the receive buffer is
+/// empty. A reader tries, gets `WouldBlock` and clears what it observed, while a writer relies
+/// on the initial write readiness: no `WRITABLE` edge will ever come (the kernel reports edges,
+/// and the send buffer never filled), so if the reader's clear took the write bit, the writer
+/// parks forever. Afterwards the peer's data lets the reader finish.
+#[test]
+fn read_clear_keeps_write_readiness() {
+    model(None, || {
+        let s = Arc::new(Socket::new(true));
+        s.tx_room.store(true, Relaxed);
+
+        let reader = {
+            let s = s.clone();
+            thread::spawn(move || assert_eq!(s.io(0, Direction::Read, &|| {}, || s.sys_read()), 1))
+        };
+        let writer = {
+            let s = s.clone();
+            thread::spawn(move || s.io(1, Direction::Write, &|| {}, || s.sys_write()))
+        };
+
+        writer.join().unwrap();
+        s.peer_sends();
+        reader.join().unwrap();
+        s.assert_lists_empty();
+    });
+}
+
 /// (c) Directions are independent. A reader (greenlet 0) and a writer (greenlet 1) both wait on
 /// a socket that starts not ready. The poller first reports only the `first` direction's event;
 /// the other waiter must not be woken by it, nor see its direction as ready (checked at every
@@ -330,7 +371,9 @@ fn clear_is_conditional_on_the_tick() {
 /// then (the main thread joins both) does the other direction's event come, and its waiter must
 /// complete too, which also checks that the first dispatch left its token in its list.
 fn directions_independent(first: Direction) {
-    loom::model(move || {
+    // Bounded to 3 preemptions (~17 s; 4 takes ~2 min, unbounded >15 min): four threads, two
+    // of them looping through park/re-check.
+    model(Some(3), move || {
         let s = Arc::new(Socket::new(false));
         let read_sent = flag();
         let write_sent = flag();
