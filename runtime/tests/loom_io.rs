@@ -13,6 +13,13 @@
 //! A parked greenlet's thread blocks on a loom `Notify` until a waker schedules it, so a lost
 //! wake-up shows as loom's "deadlock" failure; the assertions check the rest.
 //!
+//! Broken variants these models were checked to catch (each in a scratch copy): `clear` without
+//! the tick check (a plain `fetch_and`), `set` not bumping the tick, `clear` taking both
+//! directions' bits, `Direction::Read` wanting `WRITABLE`, `dispatch` draining the list before
+//! setting the word, `poll_ready` not re-checking under the lock, `dispatch` draining the read
+//! list on a write event, and, in `park_state.rs`, `wake` losing to `PREPARED` and `commit`
+//! ignoring an early wake.
+//!
 //! Run with:
 //!
 //! ```text

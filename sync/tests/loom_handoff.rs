@@ -16,6 +16,22 @@
 //! protected value, a channel slot) is a loom `UnsafeCell`, so loom also reports any access to it
 //! that the hand-off does not order.
 //!
+//! Broken variants these models were checked to catch (each in a scratch copy): `wake_one`
+//! ignoring a failed unpark, or not trying the next waiter after one; a sender dropping the value
+//! it took back from a timed-out receiver's slot; `take_available` not putting a timed-out
+//! putter's value back; no `Tidy` (a freed slot is written, a stale entry stays queued);
+//! `Event::wait_until` not re-checking under the lock; `Event::set` storing the flag after the
+//! unlock; `unlock_slow` not releasing when nobody woke; `QUEUED` set with `fetch_or`; a release
+//! counting the permit even after handing it over; a killed waiter treated as handed over; and,
+//! in `park_state.rs`, `wake` losing to `PREPARED`, `wake`'s CAS `Relaxed` (the hand-off is not
+//! published: loom reports the data race), and `commit` ignoring an early wake.
+//!
+//! Not caught, and not checkable here: dropping the worker's kill check after `commit` (the
+//! Dekker half; every kill here finds the park already prepared, and a model where it need not
+//! hits loom's `SeqCst` limitation, see `runtime/tests/loom_park.rs`), and `take_wake` loading
+//! `Relaxed` (the "scheduling" flag's Release/Acquire, like the real run queue, already orders
+//! the hand-off).
+//!
 //! Run with:
 //!
 //! ```text
