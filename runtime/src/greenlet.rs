@@ -84,7 +84,6 @@ impl Builder {
             rt.next_id(),
             self.name.map(Arc::from),
             TaskOpts {
-                stack_size: size,
                 pinned: self.pinned,
                 stack,
             },

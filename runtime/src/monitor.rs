@@ -104,7 +104,7 @@ pub(crate) struct MonitorShared {
 }
 
 impl MonitorShared {
-    pub(crate) fn new(_workers: usize) -> MonitorShared {
+    pub(crate) fn new() -> MonitorShared {
         MonitorShared {
             sleeping: AtomicBool::new(false),
             lock: Mutex::new(false),
@@ -113,7 +113,7 @@ impl MonitorShared {
     }
 
     /// Called by a worker after it wakes: ends the monitor's deep sleep.
-    pub(crate) fn on_worker_woke(&self, _shared: &Shared) {
+    pub(crate) fn on_worker_woke(&self) {
         // SeqCst: pairs with the monitor's store of `sleeping` before it re-checks the idle
         // counters, which this worker changed (SeqCst) before getting here.
         if self.sleeping.load(SeqCst) {

@@ -42,7 +42,6 @@
 //! [`CREDIT_BATCH`] and hand credits back as greenlets end, so the shared counter is touched once
 //! per batch, not per spawn.
 
-use crate::config::page_size;
 use parking_lot::Mutex;
 use std::io;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -116,11 +115,6 @@ impl Stack {
     /// True for a stack in a mapping of its own.
     pub fn is_dedicated(&self) -> bool {
         self.dedicated.is_some()
-    }
-
-    /// Usable bytes.
-    pub fn size(&self) -> usize {
-        self.top - self.bottom
     }
 
     /// Gives back the memory of this stack's pages (keeps the range and the guard).
@@ -289,11 +283,6 @@ impl StackPool {
         }
         n
     }
-
-    /// Warm stacks in the global pool (for tests).
-    pub fn warm_len(&self) -> usize {
-        self.inner.lock().warm.len()
-    }
 }
 
 /// A stack of `size` usable bytes in a mapping of its own (for `Builder::stack_size`).
@@ -393,9 +382,4 @@ fn out_of_mappings(e: io::Error) -> io::Error {
 /// True when guard pages are made with `MADV_GUARD_INSTALL` (after the first stack was made).
 pub fn guards_use_madvise() -> bool {
     GUARD_METHOD.load(Relaxed) == 1
-}
-
-/// Page size, re-exported for tests and diagnostics.
-pub fn page() -> usize {
-    page_size()
 }

@@ -96,8 +96,6 @@ pub(crate) struct Header {
     pub(crate) home: AtomicUsize,
     pub(crate) id: GreenletId,
     pub(crate) name: Option<Arc<str>>,
-    /// Stack size requested through `Builder::stack_size` (0 = the pool's).
-    pub(crate) stack_size: usize,
     joiners: parking_lot::Mutex<Joiners>,
     pub(crate) local: UnsafeCell<Local>,
     sched: UnsafeCell<SchedSlot>,
@@ -190,7 +188,6 @@ impl TaskRef {
                 }),
                 id,
                 name,
-                stack_size: opts.stack_size,
                 joiners: parking_lot::Mutex::new(Joiners::default()),
                 local: UnsafeCell::new(Local {
                     yielder: std::ptr::null(),
@@ -309,7 +306,6 @@ impl Drop for TaskRef {
 /// Spawn options that live in the header.
 #[derive(Default)]
 pub(crate) struct TaskOpts {
-    pub(crate) stack_size: usize,
     pub(crate) pinned: bool,
     /// Its own stack, for a non-default size (pool stacks are taken at first run).
     pub(crate) stack: Option<Stack>,

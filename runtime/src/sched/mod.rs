@@ -125,7 +125,7 @@ fn start() -> &'static Shared {
         idle: Idle::new(n),
         timers: Timers::new(epoch),
         driver,
-        monitor: MonitorShared::new(n),
+        monitor: MonitorShared::new(),
         next_id: AtomicU64::new(1),
     }));
     for core in cores {

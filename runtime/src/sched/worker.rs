@@ -348,7 +348,7 @@ fn park(shared: &Shared, core: &Core) {
         // A producer chose us, and counted us as searching.
         core.searching.set(true);
     }
-    shared.monitor.on_worker_woke(shared);
+    shared.monitor.on_worker_woke();
 }
 
 /// Resumes `task` until it yields, parks or finishes.
