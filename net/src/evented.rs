@@ -45,15 +45,34 @@ impl<S: AsRawFd> Evented<S> {
         if self.nonblocking.load(Relaxed) {
             return op();
         }
+        self.reg.io(dir, self.deadline(dir), op)
+    }
+
+    /// As [`io`](Self::io) for a stream read or write of `asked` bytes (see
+    /// `Registration::io_stream`: a short transfer clears the readiness without a syscall).
+    pub(crate) fn io_stream(
+        &self,
+        dir: Direction,
+        asked: usize,
+        op: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut op = op;
+        if self.nonblocking.load(Relaxed) {
+            return op();
+        }
+        self.reg.io_stream(dir, self.deadline(dir), asked, op)
+    }
+
+    /// The deadline of an operation starting now, from the socket's timeout for `dir`.
+    fn deadline(&self, dir: Direction) -> Option<Instant> {
         let t = match dir {
             Direction::Read => &self.read_timeout,
             Direction::Write => &self.write_timeout,
         };
-        let deadline = match t.load(Relaxed) {
+        match t.load(Relaxed) {
             0 => None,
             ns => Instant::now().checked_add(Duration::from_nanos(ns)),
-        };
-        self.reg.io(dir, deadline, op)
+        }
     }
 
     /// Runs `op` in direction `dir` until it stops saying `WouldBlock`, up to `deadline`

@@ -153,11 +153,14 @@ impl Read for TcpStream {
 
 impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ev.io(Direction::Read, || (&self.ev.sock).read(buf))
+        self.ev
+            .io_stream(Direction::Read, buf.len(), || (&self.ev.sock).read(buf))
     }
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.ev
-            .io(Direction::Read, || (&self.ev.sock).read_vectored(bufs))
+        let asked = bufs.iter().map(|b| b.len()).sum();
+        self.ev.io_stream(Direction::Read, asked, || {
+            (&self.ev.sock).read_vectored(bufs)
+        })
     }
 }
 
@@ -175,11 +178,14 @@ impl Write for TcpStream {
 
 impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.ev.io(Direction::Write, || (&self.ev.sock).write(buf))
+        self.ev
+            .io_stream(Direction::Write, buf.len(), || (&self.ev.sock).write(buf))
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.ev
-            .io(Direction::Write, || (&self.ev.sock).write_vectored(bufs))
+        let asked = bufs.iter().map(|b| b.len()).sum();
+        self.ev.io_stream(Direction::Write, asked, || {
+            (&self.ev.sock).write_vectored(bufs)
+        })
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

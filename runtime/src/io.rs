@@ -192,6 +192,34 @@ impl Registration {
     }
 
     /// Waits until `dir` is ready, up to `deadline`, without doing anything.
+    /// As [`io`](Self::io), for one read or write of `asked` bytes on a byte stream (TCP, Unix
+    /// stream): a transfer shorter than asked, but not empty, means the kernel's buffer ran dry
+    /// (read) or full (write) at that moment, so the direction's readiness is cleared without
+    /// the extra syscall that would only say `WouldBlock`. As tokio does. No event is lost: data
+    /// or room that comes after the syscall brings a new edge, whose tick makes the clear fail
+    /// if it was dispatched first, and which sets the bit again if it is dispatched later.
+    /// Not for datagrams (a short datagram says nothing about the queue) nor for `peek`.
+    pub fn io_stream(
+        &self,
+        dir: Direction,
+        deadline: Option<Instant>,
+        asked: usize,
+        mut op: impl FnMut() -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        loop {
+            let ev = self.source.poll_ready(dir, deadline)?;
+            match op() {
+                Ok(n) if n > 0 && n < asked => {
+                    self.source.clear_readiness(ev);
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.source.clear_readiness(ev),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
     pub fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
         self.source.poll_ready(dir, deadline).map(drop)
     }
