@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 /// A registered socket of type `S` (a std socket in non-blocking mode).
 pub(crate) struct Evented<S: AsRawFd> {
-    /// Declared before `sock` so it drops first: deregistering after the close could hit an
-    /// fd number another thread has just been given for a new socket, and silence that one.
+    /// Declared before `sock` so it drops first. Made with `Registration::new_owned`: the
+    /// socket's close takes the fd out of the poller (no `EPOLL_CTL_DEL`); a conversion that
+    /// keeps the fd open (`into_inner`) deregisters it explicitly.
     reg: Registration,
     pub(crate) sock: S,
     /// Timeouts in nanoseconds; 0 = none.
@@ -29,7 +30,7 @@ pub(crate) struct Evented<S: AsRawFd> {
 impl<S: AsRawFd> Evented<S> {
     /// Registers `sock`, which must already be in non-blocking mode.
     pub(crate) fn new(sock: S) -> io::Result<Evented<S>> {
-        let reg = Registration::new(sock.as_raw_fd())?;
+        let reg = Registration::new_owned(sock.as_raw_fd())?;
         Ok(Evented {
             reg,
             sock,
@@ -123,7 +124,7 @@ impl<S: AsRawFd> Evented<S> {
 
     /// Takes the std socket back out (deregistering it), in blocking mode as std expects.
     pub(crate) fn into_inner(self) -> S {
-        drop(self.reg);
+        self.reg.deregister(); // the fd stays open: out of the poller now
         self.sock
     }
 }

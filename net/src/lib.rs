@@ -12,6 +12,7 @@
 
 mod evented;
 pub mod http;
+mod nonblocking;
 mod server;
 mod tcp;
 mod udp;

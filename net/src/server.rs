@@ -107,10 +107,12 @@ impl StreamServer {
             match accepted {
                 Ok((stream, peer)) => {
                     backoff.reset();
-                    let _ = stream.set_nodelay(true);
                     let handler = self.handler.clone();
                     handlers.spawn(move || {
                         let _slot = slot;
+                        // Here, not in the accept loop: the loop only accepts and spawns, so a
+                        // burst of connections is spread over the workers sooner.
+                        let _ = stream.set_nodelay(true);
                         handler(stream, peer);
                     });
                 }

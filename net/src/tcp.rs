@@ -3,6 +3,7 @@
 use crate::evented::{
     common_socket_methods, each_addr, resolve, timeout_methods, ttl_methods, Evented,
 };
+use crate::nonblocking;
 use grove_runtime::io::Direction;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::fmt;
@@ -110,12 +111,11 @@ impl TcpStream {
 }
 
 fn connect_one(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
-    let sock = Socket::new(
+    let sock = nonblocking::socket(
         Domain::for_address(*addr),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
-    sock.set_nonblocking(true)?;
     let pending = match sock.connect(&SockAddr::from(*addr)) {
         Ok(()) => false,
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => true,
@@ -123,21 +123,20 @@ fn connect_one(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpSt
     };
     let stream = TcpStream::from_std_nonblocking(std::net::TcpStream::from(sock))?;
     if pending {
-        // Writable means the handshake ended; SO_ERROR says how. Until then peer_addr fails with
-        // ENOTCONN, which we treat as "would block" (a registration starts out optimistic).
+        // Until the handshake ends, peer_addr fails with ENOTCONN: then SO_ERROR says whether it
+        // failed, or it is still going ("would block": a registration starts out optimistic, so
+        // a handshake that is already over, as on loopback, costs no wait).
         let sock = &stream.ev.sock;
-        stream.ev.io_until(Direction::Write, deadline, || {
-            if let Some(e) = sock.take_error()? {
-                return Err(e);
-            }
-            match sock.peer_addr() {
+        stream
+            .ev
+            .io_until(Direction::Write, deadline, || match sock.peer_addr() {
                 Ok(_) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => match sock.take_error()? {
+                    Some(e) => Err(e),
+                    None => Err(io::ErrorKind::WouldBlock.into()),
+                },
                 Err(e) => Err(e),
-            }
-        })?;
+            })?;
     }
     Ok(stream)
 }
@@ -222,9 +221,13 @@ impl TcpListener {
     /// Waits for a connection. The new stream is non-blocking and registered, like every grove
     /// socket.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (s, a) = self.ev.io(Direction::Read, || self.ev.sock.accept())?;
-        s.set_nonblocking(true)?;
-        Ok((TcpStream::from_std_nonblocking(s)?, a))
+        let (s, a) = self
+            .ev
+            .io(Direction::Read, || nonblocking::accept(&self.ev.sock))?;
+        let a = a.as_socket().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP address")
+        })?;
+        Ok((TcpStream::from_std_nonblocking(s.into())?, a))
     }
 
     /// An endless iterator of accepted connections.

@@ -3,9 +3,9 @@
 //!
 //! # Design
 //!
-//! A socket is registered with the shared poller once, for its lifetime, edge-triggered, for
-//! both directions. Its [`IoSource`] holds a readiness word and two lists of parked waiters (read
-//! and write). A blocking operation tries the syscall first; on `WouldBlock` it clears the
+//! A socket is registered with the shared poller once, for its lifetime (from the first
+//! operation that would block: see [`Registration`]), edge-triggered, for both directions. Its
+//! [`IoSource`] holds a readiness word and two lists of parked waiters (read and write). A blocking operation tries the syscall first; on `WouldBlock` it clears the
 //! readiness it acted on and parks on its direction's list; the poller's event sets readiness
 //! and wakes exactly the waiters of the directions that became ready. Any worker (or plain thread)
 //! can resume any woken greenlet: no socket is bound to a worker.
@@ -35,6 +35,8 @@ use crate::park_state::Wake;
 use crate::sched::runtime;
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -153,24 +155,78 @@ pub(crate) fn event_bits(e: &mio::event::Event) -> u8 {
 
 /// An fd registered with the runtime's poller for as long as this lives (the way in for
 /// sockets, and for other libraries' fds).
+///
+/// The `epoll_ctl` that registers the fd waits until the first time an operation would block (or
+/// [`wait`](Self::wait) is called): a connection that is served without ever waiting (a request
+/// already in the buffer when it is accepted, answered, closed) costs no poller syscall at all.
+/// Registering late loses nothing: `EPOLL_CTL_ADD` checks the fd's readiness at once and queues
+/// an event if it is ready, and the readiness word is only cleared with its tick (see above).
 pub struct Registration {
     source: Arc<IoSource>,
-    token: usize,
+    /// Whether drop takes the fd out of the poller (`EPOLL_CTL_DEL`); see [`Self::new_owned`].
+    deregister_on_drop: bool,
+    /// The poller's token for this fd, or [`UNREGISTERED`]. Set once, under the source's waiter
+    /// lock (so two first waiters register once), read lock-free on every would-block.
+    token: AtomicUsize,
     fd: RawFd,
 }
 
+const UNREGISTERED: usize = usize::MAX;
+
 impl Registration {
     /// Registers `fd` (which must be non-blocking and stay open while registered) for both
-    /// directions, edge-triggered.
+    /// directions, edge-triggered, from the first operation that would block on.
     pub fn new(fd: RawFd) -> io::Result<Registration> {
-        Self::with_source(fd, IoSource::new(true))
+        Ok(Self::with_source(fd, IoSource::new(true)))
     }
 
-    fn with_source(fd: RawFd, source: IoSource) -> io::Result<Registration> {
-        let rt = runtime();
-        let source = Arc::new(source);
-        let token = rt.driver.register(fd, source.clone())?;
-        Ok(Registration { source, token, fd })
+    /// As [`new`](Self::new), for an fd that is closed right after the registration drops (a
+    /// socket type that owns its fd): the close takes it out of the poller, so the drop makes no
+    /// `EPOLL_CTL_DEL` (a syscall per connection saved, as may does). To keep the fd open, end
+    /// the registration with [`deregister`](Self::deregister) instead. If the fd was duplicated
+    /// (`dup`, `try_clone`), the kernel keeps the registration while a copy is open and may go on
+    /// reporting the copy's events to this one's freed token: a greenlet waiting on a later
+    /// registration given that token may then wake, retry its syscall and park again, nothing
+    /// worse (every wait re-checks with the syscall).
+    pub fn new_owned(fd: RawFd) -> io::Result<Registration> {
+        let mut r = Self::with_source(fd, IoSource::new(true));
+        r.deregister_on_drop = false;
+        Ok(r)
+    }
+
+    /// Ends the registration now, taking the fd out of the poller (it may stay open).
+    pub fn deregister(mut self) {
+        self.deregister_on_drop = true;
+    }
+
+    fn with_source(fd: RawFd, source: IoSource) -> Registration {
+        Registration {
+            source: Arc::new(source),
+            deregister_on_drop: true,
+            token: AtomicUsize::new(UNREGISTERED),
+            fd,
+        }
+    }
+
+    /// Registers the fd with the poller unless that is done already.
+    fn ensure_registered(&self) -> io::Result<()> {
+        // Acquire: pairs with the Release store below (a registration made on another thread).
+        if self.token.load(Acquire) != UNREGISTERED {
+            return Ok(());
+        }
+        let _first = self.source.waiters.lock();
+        if self.token.load(Relaxed) == UNREGISTERED {
+            let token = runtime().driver.register(self.fd, self.source.clone())?;
+            self.token.store(token, Release);
+        }
+        Ok(())
+    }
+
+    /// The readiness read before `op` was stale: register if needed, then clear it.
+    fn on_would_block(&self, ev: ReadyEvent) -> io::Result<()> {
+        self.ensure_registered()?;
+        self.source.clear_readiness(ev);
+        Ok(())
     }
 
     /// Runs `op` until it does not fail with `WouldBlock`, parking until `dir` is ready between
@@ -184,14 +240,13 @@ impl Registration {
         loop {
             let ev = self.source.poll_ready(dir, deadline)?;
             match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.source.clear_readiness(ev),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.on_would_block(ev)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
             }
         }
     }
 
-    /// Waits until `dir` is ready, up to `deadline`, without doing anything.
     /// As [`io`](Self::io), for one read or write of `asked` bytes on a byte stream (TCP, Unix
     /// stream): a transfer shorter than asked, but not empty, means the kernel's buffer ran dry
     /// (read) or full (write) at that moment, so the direction's readiness is cleared without
@@ -210,17 +265,24 @@ impl Registration {
             let ev = self.source.poll_ready(dir, deadline)?;
             match op() {
                 Ok(n) if n > 0 && n < asked => {
-                    self.source.clear_readiness(ev);
+                    // Unregistered, the word is never set again: leave it, and let the next
+                    // operation's `WouldBlock` register (a connection served in one exchange
+                    // never needs to).
+                    if self.token.load(Relaxed) != UNREGISTERED {
+                        self.source.clear_readiness(ev);
+                    }
                     return Ok(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.source.clear_readiness(ev),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.on_would_block(ev)?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 r => return r,
             }
         }
     }
 
+    /// Waits until `dir` is ready, up to `deadline`, without doing anything.
     pub fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
+        self.ensure_registered()?;
         self.source.poll_ready(dir, deadline).map(drop)
     }
 
@@ -232,7 +294,12 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        runtime().driver.deregister(self.fd, self.token);
+        let token = *self.token.get_mut();
+        if token != UNREGISTERED {
+            runtime()
+                .driver
+                .deregister(self.fd, token, self.deregister_on_drop);
+        }
     }
 }
 
@@ -261,6 +328,6 @@ fn wait_fd(fd: RawFd, dir: Direction, timeout: Option<std::time::Duration>) -> i
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     // Not optimistic: for a bare wait we need the kernel's word, which the edge-triggered
     // registration reports as its first event.
-    let reg = Registration::with_source(fd, IoSource::new(false))?;
+    let reg = Registration::with_source(fd, IoSource::new(false));
     reg.wait(dir, deadline)
 }
