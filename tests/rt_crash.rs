@@ -60,6 +60,39 @@ fn rt_stack_overflow_reports_greenlet_name_and_aborts() {
 }
 
 #[test]
+fn rt_stack_overflow_reported_on_a_stack_from_a_later_batch() {
+    // The first stacks a worker takes get their guards one by one; later batches get theirs in
+    // one `process_madvise` call. Hold a few hundred stacks, then overflow on a fresh one.
+    if role().is_some() {
+        let (tx, rx) = grove::sync::bounded::<()>(0);
+        let holders: Vec<_> = (0..300)
+            .map(|_| {
+                let rx = rx.clone();
+                grove::spawn(move || drop(rx.recv()))
+            })
+            .collect();
+        let h = grove::Builder::new()
+            .name("late-batch")
+            .spawn(|| overflow(0))
+            .unwrap();
+        let _ = h.join();
+        drop((tx, holders));
+        unreachable!("the overflow must abort the process");
+    }
+    let out = run_child(
+        "rt_stack_overflow_reported_on_a_stack_from_a_later_batch",
+        "overflow",
+        &[],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("greenlet 'late-batch' has overflowed its stack"),
+        "{err}"
+    );
+    assert_eq!(signal(&out), Some(libc::SIGABRT), "{err}");
+}
+
+#[test]
 fn rt_stack_overflow_of_unnamed_greenlet_on_small_stack() {
     if role().is_some() {
         let h = grove::Builder::new()

@@ -44,7 +44,7 @@
 
 use parking_lot::Mutex;
 use std::io;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 
 /// Bytes of guard below each stack. With `MADV_GUARD_INSTALL` they cost no memory and no mapping,
 /// so we take more than one page: a frame that skips a single page still lands in the guard.
@@ -363,6 +363,66 @@ fn install_guard(addr: usize, len: usize) -> io::Result<()> {
         return Err(out_of_mappings(io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Whether [`install_guards`] may batch: cleared for good the first time the kernel refuses.
+static BATCH_GUARDS: AtomicBool = AtomicBool::new(true);
+
+/// `PIDFD_SELF` (Linux 6.15+): "the calling thread" for pidfd-taking syscalls, with no fd to
+/// open, and none inherited by a forked child that would then advise its parent's memory.
+#[cfg(target_os = "linux")]
+const PIDFD_SELF: libc::c_int = -10000;
+
+/// Installs the guards of the not-yet-guarded slots among `stacks` with one `process_madvise`
+/// call, instead of one `madvise` each in [`Stack::ensure_guard`]: page-table changes are costly
+/// on a virtual machine and batching saves ~0.4 us per stack here (0.65 against 1.07 us, C
+/// loop over 100k stacks). Best effort: a slot it did not do keeps `guarded` false and gets its
+/// guard one by one at first use (installing a guard twice is harmless).
+pub fn install_guards(stacks: &mut [Stack]) {
+    #[cfg(target_os = "linux")]
+    {
+        if !guards_use_madvise() || !BATCH_GUARDS.load(Relaxed) {
+            return;
+        }
+        let mut iov: smallvec::SmallVec<[libc::iovec; 32]> = smallvec::SmallVec::new();
+        for s in stacks.iter().filter(|s| !s.guarded) {
+            iov.push(libc::iovec {
+                iov_base: s.guard_bottom as *mut libc::c_void,
+                iov_len: s.bottom - s.guard_bottom,
+            });
+        }
+        if iov.len() < 2 {
+            return;
+        }
+        // SAFETY: each iovec is the guard range of a slot we own, not in use (the slots were
+        // just taken from the pool); the kernel reads the iovec array, which outlives the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                PIDFD_SELF,
+                iov.as_ptr(),
+                iov.len(),
+                MADV_GUARD_INSTALL,
+                0,
+            )
+        };
+        if r < 0 {
+            BATCH_GUARDS.store(false, Relaxed); // older kernel: one by one from now on
+            return;
+        }
+        // The kernel advises the ranges in order; `r` bytes of them were done.
+        let mut done = r as usize;
+        for s in stacks.iter_mut().filter(|s| !s.guarded) {
+            let len = s.bottom - s.guard_bottom;
+            if done < len {
+                break;
+            }
+            done -= len;
+            s.guarded = true;
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stacks;
 }
 
 fn out_of_mappings(e: io::Error) -> io::Error {

@@ -125,6 +125,7 @@ impl Core {
             return Ok(s);
         }
         shared.stacks.take_into(cache, LOCAL_CACHE_MAX / 2)?;
+        crate::stack::install_guards(cache);
         Ok(cache
             .pop()
             .expect("grove: stack pool gave nothing without an error"))
