@@ -68,7 +68,9 @@ fn rt_stack_overflow_reported_on_a_stack_from_a_later_batch() {
         let holders: Vec<_> = (0..300)
             .map(|_| {
                 let rx = rx.clone();
-                grove::spawn(move || drop(rx.recv()))
+                grove::spawn(move || {
+                    let _ = rx.recv();
+                })
             })
             .collect();
         let h = grove::Builder::new()
