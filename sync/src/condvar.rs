@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 /// A condition variable for [`crate::Mutex`].
 #[derive(Default)]
 pub struct Condvar {
-    waiters: parking_lot::Mutex<WaitQueue<()>>,
+    waiters: crate::spin::SpinLock<WaitQueue<()>>,
 }
 
 impl Condvar {
     /// A condvar with no waiters.
     pub const fn new() -> Condvar {
         Condvar {
-            waiters: parking_lot::const_mutex(WaitQueue::new_const()),
+            waiters: crate::spin::SpinLock::new(WaitQueue::new_const()),
         }
     }
 

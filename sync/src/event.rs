@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct Event {
     flag: AtomicBool,
-    waiters: parking_lot::Mutex<WaitQueue<()>>,
+    waiters: crate::spin::SpinLock<WaitQueue<()>>,
 }
 
 impl Event {
@@ -20,7 +20,7 @@ impl Event {
     pub const fn new() -> Event {
         Event {
             flag: AtomicBool::new(false),
-            waiters: parking_lot::const_mutex(WaitQueue::new_const()),
+            waiters: crate::spin::SpinLock::new(WaitQueue::new_const()),
         }
     }
 
@@ -78,7 +78,7 @@ impl std::fmt::Debug for Event {
 
 /// A value that arrives once (gevent's `AsyncResult`): `get` waits for `set`.
 pub struct AsyncResult<T: Clone> {
-    state: parking_lot::Mutex<(Option<T>, WaitQueue<()>)>,
+    state: crate::spin::SpinLock<(Option<T>, WaitQueue<()>)>,
 }
 
 impl<T: Clone> Default for AsyncResult<T> {
@@ -91,7 +91,7 @@ impl<T: Clone> AsyncResult<T> {
     /// An empty result.
     pub const fn new() -> AsyncResult<T> {
         AsyncResult {
-            state: parking_lot::const_mutex((None, WaitQueue::new_const())),
+            state: crate::spin::SpinLock::new((None, WaitQueue::new_const())),
         }
     }
 

@@ -20,6 +20,7 @@ mod queue;
 mod queue_core;
 mod rwlock;
 mod semaphore;
+mod spin;
 mod wait_queue;
 
 pub use channel::{

@@ -26,7 +26,7 @@ const SPINS: usize = 64;
 /// A mutual-exclusion lock; `lock` parks a greenlet (blocks a plain thread) while it is held.
 pub struct Mutex<T: ?Sized> {
     state: AtomicU8,
-    queue: parking_lot::Mutex<WaitQueue<()>>,
+    queue: crate::spin::SpinLock<WaitQueue<()>>,
     data: UnsafeCell<T>,
 }
 
@@ -54,7 +54,7 @@ impl<T> Mutex<T> {
     pub const fn new(value: T) -> Mutex<T> {
         Mutex {
             state: AtomicU8::new(0),
-            queue: parking_lot::const_mutex(WaitQueue::new_const()),
+            queue: crate::spin::SpinLock::new(WaitQueue::new_const()),
             data: UnsafeCell::new(value),
         }
     }

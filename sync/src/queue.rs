@@ -143,7 +143,7 @@ pub struct JoinableQueue<T> {
 }
 
 struct Tasks {
-    unfinished: parking_lot::Mutex<usize>,
+    unfinished: crate::spin::SpinLock<usize>,
     all_done: Event,
 }
 
@@ -164,7 +164,7 @@ impl<T> JoinableQueue<T> {
         JoinableQueue {
             queue,
             tasks: Arc::new(Tasks {
-                unfinished: parking_lot::Mutex::new(0),
+                unfinished: crate::spin::SpinLock::new(0),
                 all_done,
             }),
         }

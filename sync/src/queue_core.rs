@@ -121,13 +121,13 @@ pub(crate) enum GetError {
 
 /// A buffer with blocking put and get.
 pub(crate) struct QueueCore<T, B> {
-    state: parking_lot::Mutex<State<T, B>>,
+    state: crate::spin::SpinLock<State<T, B>>,
 }
 
 impl<T, B: Buffer<T>> QueueCore<T, B> {
     pub(crate) fn new(cap: Option<usize>) -> Self {
         QueueCore {
-            state: parking_lot::Mutex::new(State {
+            state: crate::spin::SpinLock::new(State {
                 buf: B::default(),
                 cap,
                 senders: 1,
@@ -139,7 +139,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         }
     }
 
-    pub(crate) fn lock(&self) -> parking_lot::MutexGuard<'_, State<T, B>> {
+    pub(crate) fn lock(&self) -> crate::spin::SpinGuard<'_, State<T, B>> {
         self.state.lock()
     }
 

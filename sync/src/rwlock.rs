@@ -28,7 +28,7 @@ struct State {
 
 /// A reader-writer lock.
 pub struct RwLock<T: ?Sized> {
-    state: parking_lot::Mutex<State>,
+    state: crate::spin::SpinLock<State>,
     data: UnsafeCell<T>,
 }
 
@@ -63,7 +63,7 @@ impl<T> RwLock<T> {
     /// A new unlocked lock.
     pub const fn new(value: T) -> RwLock<T> {
         RwLock {
-            state: parking_lot::const_mutex(State {
+            state: crate::spin::SpinLock::new(State {
                 readers: 0,
                 writer: false,
                 waiters: WaitQueue::new_const(),

@@ -14,7 +14,7 @@ struct State {
 
 /// A counting semaphore.
 pub struct Semaphore {
-    state: parking_lot::Mutex<State>,
+    state: crate::spin::SpinLock<State>,
 }
 
 /// One permit of a [`Semaphore`], given back when dropped.
@@ -27,7 +27,7 @@ impl Semaphore {
     /// A semaphore with `permits` permits.
     pub const fn new(permits: usize) -> Semaphore {
         Semaphore {
-            state: parking_lot::const_mutex(State {
+            state: crate::spin::SpinLock::new(State {
                 permits,
                 waiters: WaitQueue::new_const(),
             }),

@@ -16,8 +16,8 @@
 //! already gone, a waker popped it and either handed over (then the park ended `Unparked`) or
 //! took the hand-off back. [`wait`] does this bookkeeping, also when the park unwinds.
 
+use crate::spin::{SpinGuard as MutexGuard, SpinLock as Mutex};
 use grove_runtime::{park, ParkId, Unparker, Wake};
-use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::time::Instant;
 
