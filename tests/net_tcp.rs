@@ -264,3 +264,23 @@ fn net_std_conversions_round_trip() {
         .unwrap();
     assert!(back.peer_addr().is_ok());
 }
+
+#[test]
+fn net_stream_server_gives_every_connection_nodelay() {
+    // The option comes from the listener where the kernel copies it (Linux), else per connection.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let server = StreamServer::bind("127.0.0.1:0", move |s: TcpStream, _| {
+        let _ = tx.lock().unwrap().send(s.nodelay().unwrap());
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.start();
+    let clients: Vec<_> = (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    for _ in 0..5 {
+        let on = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(on, "an accepted connection without TCP_NODELAY");
+    }
+    drop(clients);
+    handle.stop(Duration::from_secs(1));
+}

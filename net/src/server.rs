@@ -98,6 +98,7 @@ impl StreamServer {
     fn accept_loop(self, handlers: &Group) {
         let slots = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let mut backoff = Backoff::default();
+        let mut nodelay = NoDelay::on(&self.listener);
         loop {
             if let Some(s) = &slots {
                 s.acquire().forget(); // before accept: the rest wait in the backlog
@@ -108,11 +109,14 @@ impl StreamServer {
                 Ok((stream, peer)) => {
                     backoff.reset();
                     let handler = self.handler.clone();
+                    let set_nodelay = !nodelay.inherited_by(&stream);
                     handlers.spawn(move || {
                         let _slot = slot;
                         // Here, not in the accept loop: the loop only accepts and spawns, so a
                         // burst of connections is spread over the workers sooner.
-                        let _ = stream.set_nodelay(true);
+                        if set_nodelay {
+                            let _ = stream.set_nodelay(true);
+                        }
                         handler(stream, peer);
                     });
                 }
@@ -209,5 +213,30 @@ impl std::fmt::Debug for ServerHandle {
             .field("addr", &self.addr.as_ref().ok())
             .field("connections", &self.connections())
             .finish()
+    }
+}
+
+/// `TCP_NODELAY` for every accepted connection, with as few syscalls as the platform allows:
+/// Linux copies the option from a listener to the sockets it accepts, so it is set once on the
+/// listener, checked once on the first connection (one `getsockopt`), and from then on costs
+/// nothing per connection. Where the first check fails, each handler sets it itself.
+struct NoDelay {
+    /// `None` until the first connection says whether it inherited the option.
+    inherited: Option<bool>,
+}
+
+impl NoDelay {
+    fn on(listener: &TcpListener) -> NoDelay {
+        let set = socket2::SockRef::from(listener).set_nodelay(true).is_ok();
+        NoDelay {
+            inherited: if set { None } else { Some(false) },
+        }
+    }
+
+    /// Whether `stream` already has `TCP_NODELAY` from the listener.
+    fn inherited_by(&mut self, stream: &TcpStream) -> bool {
+        *self
+            .inherited
+            .get_or_insert_with(|| stream.nodelay().unwrap_or(false))
     }
 }
