@@ -142,9 +142,9 @@ impl Conn<'_> {
         if self.pos == self.end && self.fill(limits.idle_timeout)? == 0 {
             return Err(Stop::Quiet);
         }
-        let deadline = Instant::now()
-            .checked_add(limits.head_timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+        // Taken when the head turns out to be incomplete: a head that arrived whole (the usual
+        // case) costs no clock read.
+        let mut deadline = None;
         let head_len = loop {
             match parse_head(&self.buf[self.pos..self.end], req) {
                 Ok(Some(n)) => break n,
@@ -154,6 +154,11 @@ impl Conn<'_> {
             if self.buffered() > limits.max_head_bytes {
                 return Err(Stop::Status(431, "request header block too large"));
             }
+            let deadline = *deadline.get_or_insert_with(|| {
+                Instant::now()
+                    .checked_add(limits.head_timeout)
+                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365))
+            });
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Stop::Status(408, "request head took too long"));

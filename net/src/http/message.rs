@@ -1,5 +1,6 @@
 //! `Request` and `Response`: what a handler sees and returns.
 
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -108,7 +109,9 @@ pub(crate) enum Body {
 /// What a handler returns.
 pub struct Response {
     pub(crate) status: u16,
-    pub(crate) headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    /// Inline up to two (the common `Content-Type` and one more): a response allocates nothing
+    /// for its headers.
+    pub(crate) headers: SmallVec<[(Cow<'static, str>, Cow<'static, str>); 2]>,
     pub(crate) body: Body,
 }
 
@@ -117,7 +120,7 @@ impl Response {
     pub fn new(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
+            headers: SmallVec::new(),
             body: Body::Bytes(Vec::new()),
         }
     }
@@ -130,7 +133,7 @@ impl Response {
         };
         Response {
             status: 200,
-            headers: Vec::new(),
+            headers: SmallVec::new(),
             body,
         }
         .header("Content-Type", "text/plain; charset=utf-8")
