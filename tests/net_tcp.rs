@@ -284,3 +284,40 @@ fn net_stream_server_gives_every_connection_nodelay() {
     drop(clients);
     handle.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn net_closed_duplicate_does_not_leak_events_into_a_new_socket() {
+    // A socket registered with the poller and duplicated (`try_clone`): dropping the original
+    // while the copy lives must take it out of the poller, or the copy's events (its peer
+    // closing) would reach whichever socket gets the freed token next and make that one's reads
+    // spin instead of waiting.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    grove::spawn(move || {
+        let a_peer = TcpStream::connect(addr).unwrap();
+        let (a, _) = listener.accept().unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = [0u8; 16];
+        let e = (&a).read(&mut buf).unwrap_err(); // registers `a` with the poller
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        let a_copy = a.try_clone().unwrap();
+        drop(a);
+        let _c_peer = TcpStream::connect(addr).unwrap();
+        let (c, _) = listener.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let e = (&c).read(&mut buf).unwrap_err(); // registers `c`
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        drop(a_peer); // the copy's peer closes: an event for the copy's socket
+        let started = Instant::now();
+        let r = (&c).read(&mut buf);
+        let _ = done_tx.send((r.map_err(|e| e.kind()), started.elapsed()));
+        drop(a_copy);
+    });
+    let (r, took) = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the read on the new socket never returned (spinning on stale events?)");
+    assert_eq!(r, Err(std::io::ErrorKind::TimedOut));
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+}

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 
 /// A registered socket of type `S` (a std socket in non-blocking mode).
 pub(crate) struct Evented<S: AsRawFd> {
-    /// Declared before `sock` so it drops first. Made with `Registration::new_owned`: the
-    /// socket's close takes the fd out of the poller (no `EPOLL_CTL_DEL`); a conversion that
-    /// keeps the fd open (`into_inner`) deregisters it explicitly.
+    /// Declared before `sock` so it drops first: deregistering after the close could hit an
+    /// fd number another thread has just been given for a new socket, and silence that one.
+    /// (Leaving the deregistration to the close was tried and dropped: with a duplicated fd,
+    /// `try_clone`, the registration outlives the close and reports the copy's events, sticky
+    /// `READ_CLOSED`/`ERROR` included, to whichever socket gets the freed token next.)
     reg: Registration,
     pub(crate) sock: S,
     /// Timeouts in nanoseconds; 0 = none.
@@ -30,7 +32,7 @@ pub(crate) struct Evented<S: AsRawFd> {
 impl<S: AsRawFd> Evented<S> {
     /// Registers `sock`, which must already be in non-blocking mode.
     pub(crate) fn new(sock: S) -> io::Result<Evented<S>> {
-        let reg = Registration::new_owned(sock.as_raw_fd())?;
+        let reg = Registration::new(sock.as_raw_fd())?;
         Ok(Evented {
             reg,
             sock,

@@ -27,6 +27,9 @@ pub struct StreamServer {
     listener: TcpListener,
     handler: Handler,
     max_connections: Option<usize>,
+    /// The server made the listener (`bind`), so it may set `TCP_NODELAY` on it (see `NoDelay`);
+    /// a listener handed in by the caller is left as it is.
+    owns_listener: bool,
 }
 
 /// A server running in the background (from [`StreamServer::start`]).
@@ -43,10 +46,9 @@ impl StreamServer {
         A: ToSocketAddrs + Send,
         H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
     {
-        Ok(StreamServer::from_listener(
-            TcpListener::bind(addr)?,
-            handler,
-        ))
+        let mut server = StreamServer::from_listener(TcpListener::bind(addr)?, handler);
+        server.owns_listener = true;
+        Ok(server)
     }
 
     /// Serves on an existing listener.
@@ -58,6 +60,7 @@ impl StreamServer {
             listener,
             handler: Arc::new(handler),
             max_connections: None,
+            owns_listener: false,
         }
     }
 
@@ -98,7 +101,7 @@ impl StreamServer {
     fn accept_loop(self, handlers: &Group) {
         let slots = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let mut backoff = Backoff::default();
-        let mut nodelay = NoDelay::on(&self.listener);
+        let mut nodelay = NoDelay::new(&self.listener, self.owns_listener);
         loop {
             if let Some(s) = &slots {
                 s.acquire().forget(); // before accept: the rest wait in the backlog
@@ -217,17 +220,18 @@ impl std::fmt::Debug for ServerHandle {
 }
 
 /// `TCP_NODELAY` for every accepted connection, with as few syscalls as the platform allows:
-/// Linux copies the option from a listener to the sockets it accepts, so it is set once on the
-/// listener, checked once on the first connection (one `getsockopt`), and from then on costs
-/// nothing per connection. Where the first check fails, each handler sets it itself.
+/// Linux copies the option from a listener to the sockets it accepts, so on a listener the server
+/// made itself it is set once, checked once on the first connection (one `getsockopt`), and from
+/// then on costs nothing per connection. Where that check fails, or the listener is the caller's
+/// (`from_listener`: its other users must not see the option change), each handler sets it.
 struct NoDelay {
     /// `None` until the first connection says whether it inherited the option.
     inherited: Option<bool>,
 }
 
 impl NoDelay {
-    fn on(listener: &TcpListener) -> NoDelay {
-        let set = socket2::SockRef::from(listener).set_nodelay(true).is_ok();
+    fn new(listener: &TcpListener, may_set_on_listener: bool) -> NoDelay {
+        let set = may_set_on_listener && socket2::SockRef::from(listener).set_nodelay(true).is_ok();
         NoDelay {
             inherited: if set { None } else { Some(false) },
         }

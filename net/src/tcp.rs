@@ -123,19 +123,22 @@ fn connect_one(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpSt
     };
     let stream = TcpStream::from_std_nonblocking(std::net::TcpStream::from(sock))?;
     if pending {
-        // Until the handshake ends, peer_addr fails with ENOTCONN: then SO_ERROR says whether it
-        // failed, or it is still going ("would block": a registration starts out optimistic, so
+        // Until the handshake ends, peer_addr fails: then SO_ERROR says whether it failed, or
+        // it is still going ("would block": a registration starts out optimistic, so
         // a handshake that is already over, as on loopback, costs no wait).
         let sock = &stream.ev.sock;
         stream
             .ev
             .io_until(Direction::Write, deadline, || match sock.peer_addr() {
                 Ok(_) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => match sock.take_error()? {
-                    Some(e) => Err(e),
-                    None => Err(io::ErrorKind::WouldBlock.into()),
+                // ENOTCONN (Linux), or EINVAL (macOS, for a refused or pending connect).
+                Err(e) => match sock.take_error()? {
+                    Some(failed) => Err(failed),
+                    None if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::EINVAL)) => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    None => Err(e),
                 },
-                Err(e) => Err(e),
             })?;
     }
     Ok(stream)
@@ -156,10 +159,10 @@ impl Read for &TcpStream {
             .io_stream(Direction::Read, buf.len(), || (&self.ev.sock).read(buf))
     }
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        let asked = bufs.iter().map(|b| b.len()).sum();
-        self.ev.io_stream(Direction::Read, asked, || {
-            (&self.ev.sock).read_vectored(bufs)
-        })
+        // Plain `io`: a vectored transfer can be short with more to move (the kernel takes
+        // at most IOV_MAX buffers), so it says nothing about the socket buffer.
+        self.ev
+            .io(Direction::Read, || (&self.ev.sock).read_vectored(bufs))
     }
 }
 
@@ -181,10 +184,9 @@ impl Write for &TcpStream {
             .io_stream(Direction::Write, buf.len(), || (&self.ev.sock).write(buf))
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let asked = bufs.iter().map(|b| b.len()).sum();
-        self.ev.io_stream(Direction::Write, asked, || {
-            (&self.ev.sock).write_vectored(bufs)
-        })
+        // Plain `io`, as in `read_vectored`.
+        self.ev
+            .io(Direction::Write, || (&self.ev.sock).write_vectored(bufs))
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -267,15 +269,16 @@ impl Iterator for Incoming<'_> {
 macro_rules! std_conversions {
     ($grove:ident, $std:ty) => {
         impl From<$std> for $grove {
-            /// Adopts a std socket: puts it in non-blocking mode and registers it.
+            /// Adopts a std socket: puts it in non-blocking mode; it is registered with the
+            /// poller at its first operation that would block (which reports a failure).
             ///
             /// # Panics
-            /// If it cannot be registered with the poller (the fd is invalid).
+            /// If the socket cannot be put in non-blocking mode (the fd is invalid).
             fn from(s: $std) -> $grove {
                 s.set_nonblocking(true)
                     .and_then(|()| Evented::new(s))
                     .map(|ev| $grove { ev })
-                    .unwrap_or_else(|e| panic!("grove: cannot register a socket: {e}"))
+                    .unwrap_or_else(|e| panic!("grove: cannot adopt a socket: {e}"))
             }
         }
 

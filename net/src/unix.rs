@@ -102,8 +102,7 @@ impl Read for UnixStream {
 
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ev
-            .io_stream(Direction::Read, buf.len(), || (&self.ev.sock).read(buf))
+        self.ev.io(Direction::Read, || (&self.ev.sock).read(buf))
     }
 }
 
@@ -118,8 +117,7 @@ impl Write for UnixStream {
 
 impl Write for &UnixStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.ev
-            .io_stream(Direction::Write, buf.len(), || (&self.ev.sock).write(buf))
+        self.ev.io(Direction::Write, || (&self.ev.sock).write(buf))
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

@@ -193,10 +193,8 @@ impl Driver {
     }
 
     /// Undoes [`Driver::register`] (the fd is still open).
-    pub(crate) fn deregister(&self, fd: RawFd, token: usize, from_poller: bool) {
-        if from_poller {
-            let _ = self.registry.deregister(&mut SourceFd(&fd));
-        }
+    pub(crate) fn deregister(&self, fd: RawFd, token: usize) {
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
         self.release_token(token);
         self.registered.fetch_sub(1, Relaxed);
     }

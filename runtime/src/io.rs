@@ -5,9 +5,10 @@
 //!
 //! A socket is registered with the shared poller once, for its lifetime (from the first
 //! operation that would block: see [`Registration`]), edge-triggered, for both directions. Its
-//! [`IoSource`] holds a readiness word and two lists of parked waiters (read and write). A blocking operation tries the syscall first; on `WouldBlock` it clears the
-//! readiness it acted on and parks on its direction's list; the poller's event sets readiness
-//! and wakes exactly the waiters of the directions that became ready. Any worker (or plain thread)
+//! [`IoSource`] holds a readiness word and two lists of parked waiters (read and write). A
+//! blocking operation tries the syscall first; on `WouldBlock` it clears the readiness it acted
+//! on and parks on its direction's list; the poller's event sets readiness and wakes exactly the
+//! waiters of the directions that became ready. Any worker (or plain thread)
 //! can resume any woken greenlet: no socket is bound to a worker.
 //!
 //! # The readiness word, and why no event is lost
@@ -170,8 +171,6 @@ pub(crate) fn event_bits(e: &mio::event::Event) -> u8 {
 /// an event if it is ready, and the readiness word is only cleared with its tick (see above).
 pub struct Registration {
     source: Arc<IoSource>,
-    /// Whether drop takes the fd out of the poller (`EPOLL_CTL_DEL`); see [`Self::new_owned`].
-    deregister_on_drop: bool,
     /// The poller's token for this fd, or [`UNREGISTERED`]. Set once, under the source's waiter
     /// lock (so two first waiters register once), read lock-free on every would-block.
     token: AtomicUsize,
@@ -182,34 +181,21 @@ const UNREGISTERED: usize = usize::MAX;
 
 impl Registration {
     /// Registers `fd` (which must be non-blocking and stay open while registered) for both
-    /// directions, edge-triggered, from the first operation that would block on.
+    /// directions, edge-triggered, from the first operation that would block on. That is also
+    /// when a registration error (`ENOMEM`, `ENOSPC` from `fs.epoll.max_user_watches`) shows,
+    /// as the error of that operation; `new` itself does not fail today.
     pub fn new(fd: RawFd) -> io::Result<Registration> {
         Ok(Self::with_source(fd, IoSource::new(true)))
     }
 
-    /// As [`new`](Self::new), for an fd that is closed right after the registration drops (a
-    /// socket type that owns its fd): the close takes it out of the poller, so the drop makes no
-    /// `EPOLL_CTL_DEL` (a syscall per connection saved, as may does). To keep the fd open, end
-    /// the registration with [`deregister`](Self::deregister) instead. If the fd was duplicated
-    /// (`dup`, `try_clone`), the kernel keeps the registration while a copy is open and may go on
-    /// reporting the copy's events to this one's freed token: a greenlet waiting on a later
-    /// registration given that token may then wake, retry its syscall and park again, nothing
-    /// worse (every wait re-checks with the syscall).
-    pub fn new_owned(fd: RawFd) -> io::Result<Registration> {
-        let mut r = Self::with_source(fd, IoSource::new(true));
-        r.deregister_on_drop = false;
-        Ok(r)
-    }
-
     /// Ends the registration now, taking the fd out of the poller (it may stay open).
-    pub fn deregister(mut self) {
-        self.deregister_on_drop = true;
+    pub fn deregister(self) {
+        drop(self);
     }
 
     fn with_source(fd: RawFd, source: IoSource) -> Registration {
         Registration {
             source: Arc::new(source),
-            deregister_on_drop: true,
             token: AtomicUsize::new(UNREGISTERED),
             fd,
         }
@@ -254,13 +240,18 @@ impl Registration {
         }
     }
 
-    /// As [`io`](Self::io), for one read or write of `asked` bytes on a byte stream (TCP, Unix
-    /// stream): a transfer shorter than asked, but not empty, means the kernel's buffer ran dry
-    /// (read) or full (write) at that moment, so the direction's readiness is cleared without
-    /// the extra syscall that would only say `WouldBlock`. As tokio does. No event is lost: data
-    /// or room that comes after the syscall brings a new edge, whose tick makes the clear fail
-    /// if it was dispatched first, and which sets the bit again if it is dispatched later.
-    /// Not for datagrams (a short datagram says nothing about the queue) nor for `peek`.
+    /// As [`io`](Self::io), for one plain `read` or `write` of `asked` bytes on a TCP stream: a
+    /// transfer shorter than asked, but not empty, means the kernel's buffer ran dry (read) or
+    /// full (write) at that moment, so the direction's readiness is cleared without the extra
+    /// syscall that would only say `WouldBlock`. As tokio does. No event is lost: data or room
+    /// that comes after the syscall brings a new edge, whose tick makes the clear fail if it was
+    /// dispatched first, and which sets the bit again if it is dispatched later.
+    ///
+    /// Only where a short transfer does mean that: not for datagrams, `peek`, vectored calls
+    /// (the kernel takes at most `IOV_MAX` buffers) or Unix streams (a read stops at a message
+    /// that carries fds or other credentials, with more queued). One TCP case remains, shared
+    /// with tokio: a read stops short at an urgent (out-of-band) mark, and the in-band data
+    /// behind it then waits for the next event on the socket.
     pub fn io_stream(
         &self,
         dir: Direction,
@@ -303,9 +294,7 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let token = *self.token.get_mut();
         if token != UNREGISTERED {
-            runtime()
-                .driver
-                .deregister(self.fd, token, self.deregister_on_drop);
+            runtime().driver.deregister(self.fd, token);
         }
     }
 }

@@ -44,7 +44,7 @@
 
 use parking_lot::Mutex;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// Bytes of guard below each stack. With `MADV_GUARD_INSTALL` they cost no memory and no mapping,
 /// so we take more than one page: a frame that skips a single page still lands in the guard.
@@ -365,8 +365,9 @@ fn install_guard(addr: usize, len: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether [`install_guards`] may batch: cleared for good the first time the kernel refuses.
-static BATCH_GUARDS: AtomicBool = AtomicBool::new(true);
+/// Whether [`install_guards`] may batch: cleared for good when the kernel does not support it.
+#[cfg(target_os = "linux")]
+static BATCH_GUARDS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// `PIDFD_SELF` (Linux 6.15+): "the calling thread" for pidfd-taking syscalls, with no fd to
 /// open, and none inherited by a forked child that would then advise its parent's memory.
@@ -407,8 +408,14 @@ pub fn install_guards(stacks: &mut [Stack]) {
             )
         };
         if r < 0 {
-            BATCH_GUARDS.store(false, Relaxed); // older kernel: one by one from now on
-            return;
+            let unsupported = matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOSYS | libc::EINVAL | libc::EBADF | libc::EPERM)
+            );
+            if unsupported {
+                BATCH_GUARDS.store(false, Relaxed); // older kernel: one by one from now on
+            }
+            return; // the guards go in one by one at first use
         }
         // The kernel advises the ranges in order; `r` bytes of them were done.
         let mut done = r as usize;

@@ -95,11 +95,17 @@ impl<T: Clone> AsyncResult<T> {
         }
     }
 
-    /// Stores the value (replacing any earlier one) and wakes every waiter.
+    /// Stores the value (replacing any earlier one) and wakes every waiter. The value replaced
+    /// is dropped after the internal lock is released. (`get` clones the value under that lock,
+    /// a spinlock: `T::clone` should be cheap and must not block.)
     pub fn set(&self, value: T) {
-        let mut st = self.state.lock();
-        st.0 = Some(value);
-        st.1.wake_all();
+        let old = {
+            let mut st = self.state.lock();
+            let old = st.0.replace(value);
+            st.1.wake_all();
+            old
+        };
+        drop(old);
     }
 
     /// True once a value is set.

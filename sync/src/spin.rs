@@ -15,6 +15,7 @@
 
 use crossbeam_utils::Backoff;
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 
@@ -44,7 +45,10 @@ impl<T> SpinLock<T> {
         if self.locked.swap(true, Acquire) {
             self.lock_contended();
         }
-        SpinGuard { lock: self }
+        SpinGuard {
+            lock: self,
+            _borrow: PhantomData,
+        }
     }
 
     #[cold]
@@ -70,6 +74,8 @@ impl<T: Default> Default for SpinLock<T> {
 
 pub(crate) struct SpinGuard<'a, T> {
     lock: &'a SpinLock<T>,
+    /// A guard is as shareable as `&mut T` (so `Sync` only for `T: Sync`), not as `&SpinLock`.
+    _borrow: PhantomData<&'a mut T>,
 }
 
 impl<T> Deref for SpinGuard<'_, T> {

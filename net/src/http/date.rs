@@ -24,7 +24,6 @@ pub(crate) fn write_date_header(out: &mut Vec<u8>) {
     });
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` for `secs` since the Unix epoch.
 /// Whole seconds since the epoch. On Linux from the coarse clock (the vDSO's last tick, no
 /// counter read: a few nanoseconds where a precise read costs ~25 here), which is up to a tick
 /// (1-4 ms) behind: fine for a header with one-second resolution.
@@ -45,6 +44,7 @@ fn unix_seconds() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// `Sun, 06 Nov 1994 08:49:37 GMT` for `secs` since the Unix epoch.
 pub(crate) fn imf_fixdate(secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
