@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Draws the figures of docs/benchmarks.md (numbers copied from its tables, same runs).
+"""Draws the figures of docs/benchmarks.md (numbers copied from its second-session tables,
+same runs).
 
 Run: `pip install matplotlib && python3 docs/plots/make_plots.py` (writes PNGs next to it).
 """
@@ -32,11 +33,11 @@ def bars(ax, title, unit, values, log=False, lower_is_better=True):
 def runtime():
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     bars(axes[0], "yield_now, 2 greenlets, 1 worker", "ns per yield",
-         {"grove": 35.6, "may": 45.8, "tokio": 92.8})
+         {"grove": 34.8, "may": 44.6, "tokio": 101.9})
     bars(axes[1], "spawn+join, waves of 10k, 2 workers", "ns per greenlet",
-         {"grove": 134, "tokio": 558, "may": 12750, "std threads": 67900}, log=True)
+         {"grove": 83.4, "tokio": 522, "may": 13570, "std threads": 87486}, log=True)
     bars(axes[2], "100k sleepers (1-100 ms): wall", "ms",
-         {"grove": 286, "tokio": 164, "may": 700})
+         {"grove": 421, "tokio": 227, "may": 814})
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "runtime.png"), dpi=110)
 
@@ -44,20 +45,20 @@ def runtime():
 def sync():
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     bars(axes[0], "channel ping-pong, 1 worker", "ns per round trip",
-         {"grove": 220, "tokio": 220, "may": 351, "crossbeam": 821})
+         {"grove": 198, "tokio": 239, "may": 390, "crossbeam": 536})
     bars(axes[1], "MPMC 4x4, bounded(128)", "ns per message",
-         {"grove": 51.7, "may": 50.6, "crossbeam": 59.4, "tokio": 141})
+         {"grove": 36.5, "may": 45.6, "crossbeam": 23.0, "tokio": 137})
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "sync.png"), dpi=110)
 
 
 def net():
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    bars(axes[0], "hello responder, wrk -c256 (run 4, loaded)", "req/s",
-         {"grove": 53891, "may": 67879, "tokio": 65371, "std threads": 45001},
+    bars(axes[0], "hello responder, wrk -c256 (2nd session, quiet)", "req/s",
+         {"grove": 128887, "may": 94685, "tokio": 131794, "std threads": 80939},
          lower_is_better=False)
     bars(axes[1], "RSS per idle keep-alive connection", "bytes",
-         {"grove": 8878, "may": 11935, "tokio": 4991, "std threads": 13876})
+         {"grove": 8815, "may": 11935, "tokio": 4991, "std threads": 13876})
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "net.png"), dpi=110)
 
