@@ -162,7 +162,7 @@ fn run(shared: &'static Shared) {
     loop {
         deep_sleep_while_idle(shared);
         std::thread::sleep(interval);
-        shared.fire_due_timers();
+        shared.fire_timers_due_before(interval);
         // Every worker may be busy: look at the poller so ready sockets are not left waiting
         // for a worker to come by (Go's sysmon does the same).
         if shared.driver.poll_if_free() && shared.idle.all_parked() {

@@ -39,7 +39,7 @@ use parker::{Parker, Unpark};
 use std::sync::atomic::Ordering::{AcqRel, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
 use std::sync::OnceLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What other threads may touch of a worker.
 pub(crate) struct Remote {
@@ -218,10 +218,20 @@ impl Shared {
 
     /// Makes greenlets runnable whose timers are due; returns how many.
     pub(crate) fn fire_due_timers(&self) -> usize {
+        self.fire_timers_due_before(Duration::ZERO)
+    }
+
+    /// As [`fire_due_timers`](Self::fire_due_timers), for timers due at least `late` ago: the
+    /// monitor's share, the timers no worker came by to fire (every worker busy in one greenlet,
+    /// or blocked). Busy workers fire the rest within a few ticks; a timer the monitor fires goes
+    /// to the injector, behind whatever waits there (a burst of spawns from a plain thread,
+    /// say), so the monitor leaves the punctual ones alone.
+    pub(crate) fn fire_timers_due_before(&self, late: Duration) -> usize {
         if !self.timers.has_timers() {
             return 0;
         }
         let now = self.timers.nanos(Instant::now());
-        self.timers.fire_due(now)
+        let late = u64::try_from(late.as_nanos()).unwrap_or(u64::MAX);
+        self.timers.fire_due(now.saturating_sub(late))
     }
 }
