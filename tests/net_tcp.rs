@@ -321,3 +321,45 @@ fn net_closed_duplicate_does_not_leak_events_into_a_new_socket() {
     assert_eq!(r, Err(std::io::ErrorKind::TimedOut));
     assert!(took >= Duration::from_millis(250), "{took:?}");
 }
+
+#[cfg(any(target_os = "linux", target_os = "android"))] // the guard needs EPOLLPRI
+#[test]
+fn net_read_after_urgent_data_does_not_stall() {
+    // TCP urgent data: a read stops short at the urgent mark with in-band data behind it. That
+    // short read must not make the next read wait for an event that will not come.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ready_tx, ready_rx) = grove::sync::bounded::<()>(1);
+    let (go_tx, go_rx) = grove::sync::bounded::<()>(1);
+    let h = grove::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        // Register with the poller first (a read that times out), so that the reads below go
+        // through the readiness word.
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let e = (&s).read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        ready_tx.send(()).unwrap();
+        go_rx.recv().unwrap(); // everything is queued by now
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            match (&s).read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("read failed after {got:?}: {e}"),
+            }
+        }
+        got
+    });
+    let c = std::net::TcpStream::connect(addr).unwrap();
+    ready_rx.recv().unwrap();
+    let sock = socket2::SockRef::from(&c);
+    sock.send(b"abc").unwrap();
+    sock.send_out_of_band(b"!").unwrap();
+    sock.send(b"def").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    go_tx.send(()).unwrap();
+    let got = h.join().unwrap();
+    assert_eq!(got, b"abcdef");
+}

@@ -180,11 +180,10 @@ impl Driver {
                 }
             }
         };
-        if let Err(e) = self.registry.register(
-            &mut SourceFd(&fd),
-            Token(token),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self
+            .registry
+            .register(&mut SourceFd(&fd), Token(token), source_interest())
+        {
             self.release_token(token);
             return Err(e);
         }
@@ -308,4 +307,13 @@ impl DriverGuard<'_> {
         }
         self.driver.dispatch(&inner.events);
     }
+}
+
+/// What a source is registered for: both directions, and on Linux urgent TCP data too (see
+/// `io_readiness::PRIORITY`).
+fn source_interest() -> Interest {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    return Interest::READABLE | Interest::WRITABLE;
 }

@@ -30,7 +30,7 @@
 
 use crate::io_readiness::Readiness;
 pub use crate::io_readiness::{Direction, ReadyEvent, READABLE, WRITABLE};
-use crate::io_readiness::{ERROR, READ_CLOSED, WRITE_CLOSED};
+use crate::io_readiness::{ERROR, PRIORITY, READ_CLOSED, WRITE_CLOSED};
 use crate::park::{park, Unparker};
 use crate::park_state::Wake;
 use crate::sched::runtime;
@@ -158,6 +158,9 @@ pub(crate) fn event_bits(e: &mio::event::Event) -> u8 {
     if e.is_error() {
         b |= ERROR;
     }
+    if e.is_priority() {
+        b |= PRIORITY;
+    }
     b
 }
 
@@ -249,9 +252,10 @@ impl Registration {
     ///
     /// Only where a short transfer does mean that: not for datagrams, `peek`, vectored calls
     /// (the kernel takes at most `IOV_MAX` buffers) or Unix streams (a read stops at a message
-    /// that carries fds or other credentials, with more queued). One TCP case remains, shared
-    /// with tokio: a read stops short at an urgent (out-of-band) mark, and the in-band data
-    /// behind it then waits for the next event on the socket.
+    /// that carries fds or other credentials, with more queued). A TCP read also stops short at
+    /// an urgent (out-of-band) mark with in-band data behind it: on Linux the poller reports
+    /// urgent data (`PRIORITY`), and while that bit is set only a `WouldBlock` clears the readiness (tokio
+    /// has no such guard: there, the data behind the mark waits for the next event).
     pub fn io_stream(
         &self,
         dir: Direction,
@@ -266,7 +270,7 @@ impl Registration {
                     // Unregistered, the word is never set again: leave it, and let the next
                     // operation's `WouldBlock` register (a connection served in one exchange
                     // never needs to).
-                    if self.token.load(Relaxed) != UNREGISTERED {
+                    if self.token.load(Relaxed) != UNREGISTERED && !ev.urgent() {
                         self.source.clear_readiness(ev);
                     }
                     return Ok(n);

@@ -13,6 +13,10 @@ pub const WRITABLE: u8 = 2;
 pub(crate) const READ_CLOSED: u8 = 4;
 pub(crate) const WRITE_CLOSED: u8 = 8;
 pub(crate) const ERROR: u8 = 16;
+/// TCP urgent data arrived (`EPOLLPRI`): a read may stop short at its mark with in-band data
+/// behind it, so a short read proves nothing until a read says `WouldBlock` (which clears this
+/// with `READABLE`). See `Registration::io_stream`.
+pub(crate) const PRIORITY: u8 = 32;
 
 /// Which way an operation goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +46,13 @@ pub struct ReadyEvent {
 }
 
 /// `tick << 8 | bits`: the bits the poller reported, and how many events it reported.
+impl ReadyEvent {
+    /// Urgent data was pending when this readiness was read (see [`PRIORITY`]).
+    pub fn urgent(&self) -> bool {
+        self.word as u8 & PRIORITY != 0
+    }
+}
+
 pub struct Readiness(AtomicU64);
 
 impl Readiness {
@@ -74,7 +85,7 @@ impl Readiness {
     /// Clears what `ev` observed, unless an event came in since (then the caller retries).
     pub fn clear(&self, ev: ReadyEvent) {
         let clear = u64::from(match ev.dir {
-            Direction::Read => READABLE,
+            Direction::Read => READABLE | PRIORITY,
             Direction::Write => WRITABLE,
         });
         // Failure means a newer event arrived: keep its bits.
