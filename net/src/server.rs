@@ -46,9 +46,10 @@ impl StreamServer {
         A: ToSocketAddrs + Send,
         H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
     {
-        let mut server = StreamServer::from_listener(TcpListener::bind(addr)?, handler);
-        server.owns_listener = true;
-        Ok(server)
+        Ok(StreamServer::from_own_listener(
+            TcpListener::bind(addr)?,
+            handler,
+        ))
     }
 
     /// Serves on an existing listener.
@@ -61,6 +62,18 @@ impl StreamServer {
             handler: Arc::new(handler),
             max_connections: None,
             owns_listener: false,
+        }
+    }
+
+    /// Serves on a listener made for this server alone (by `bind`, or by the HTTP server's),
+    /// whose options the server may change (see `NoDelay`).
+    pub(crate) fn from_own_listener<H>(listener: TcpListener, handler: H) -> StreamServer
+    where
+        H: Fn(TcpStream, SocketAddr) + Send + Sync + 'static,
+    {
+        StreamServer {
+            owns_listener: true,
+            ..StreamServer::from_listener(listener, handler)
         }
     }
 

@@ -113,7 +113,7 @@ impl Server {
     fn into_stream_server(self) -> StreamServer {
         let handler = self.handler;
         let limits = Arc::new(self.limits);
-        let server = StreamServer::from_listener(self.listener, move |stream, peer| {
+        let server = StreamServer::from_own_listener(self.listener, move |stream, peer| {
             conn::serve(stream, peer, &*handler, &limits)
         });
         match self.max_connections {
