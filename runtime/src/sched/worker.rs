@@ -387,7 +387,7 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
         remote.run.end();
         match result {
             CoroutineResult::Yield(Suspend::Yield) => {
-                core.push(task);
+                requeue_yielded(shared, core, task);
                 return;
             }
             CoroutineResult::Yield(Suspend::Park { gen, unlock }) => {
@@ -415,6 +415,18 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                 return;
             }
         }
+    }
+}
+
+/// A greenlet that yielded goes behind this worker's other runnable greenlets: to the back of
+/// its deque, or, if it is pinned here, to its pinned inbox, which other workers do not steal
+/// from (the deque is stealable: a pinned greenlet put there could resume elsewhere, which
+/// `rt_pinned_greenlet_stays_on_one_worker` caught with four workers).
+fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
+    if task.header().home.load(Relaxed) == core.index {
+        core.remote(shared).pinned.push(task);
+    } else {
+        core.push(task);
     }
 }
 
