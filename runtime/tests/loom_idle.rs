@@ -32,11 +32,8 @@
 //! modelled, so such a model fails spuriously on loom.
 #![cfg(loom)]
 
-#[allow(unused_imports)]
-mod sync {
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize};
-    pub(crate) use loom::sync::{Condvar, Mutex};
-}
+#[path = "loom_support/sync.rs"]
+mod sync;
 
 #[allow(dead_code)]
 #[path = "../src/sched/idle.rs"]

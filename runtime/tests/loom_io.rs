@@ -30,11 +30,8 @@
 //! Without `--cfg loom` this file compiles to nothing.
 #![cfg(loom)]
 
-#[allow(unused_imports)]
-mod sync {
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize};
-    pub(crate) use loom::sync::{Condvar, Mutex};
-}
+#[path = "loom_support/sync.rs"]
+mod sync;
 
 #[allow(dead_code)]
 #[path = "../src/io_readiness.rs"]

@@ -17,11 +17,8 @@
 //! see `kill_vs_commit_never_parks_forever` below.
 #![cfg(loom)]
 
-#[allow(unused_imports)]
-mod sync {
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize};
-    pub(crate) use loom::sync::{Condvar, Mutex};
-}
+#[path = "loom_support/sync.rs"]
+mod sync;
 
 #[allow(dead_code)]
 #[path = "../src/park_state.rs"]
