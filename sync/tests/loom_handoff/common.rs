@@ -1,0 +1,377 @@
+// What the hand-off models share (included by `loom_handoff_locks.rs` and
+// `loom_handoff_channels.rs` with `include!`, so `crate::park_state` and the other items stay
+// crate-root names in both): the model runner, the greenlet and its park (the production
+// `park_state.rs`), wake-up tokens, the wait queue and `wait`, and cell helpers.
+//
+// `wait_queue.rs` is built on `grove_runtime::park` and cannot be included here. What can is
+// the park state machine every waiter's park goes through, the production file
+// `runtime/src/park_state.rs`, included verbatim with `#[path]` by each model file (its `sync`
+// module makes `crate::sync::AtomicU64` loom's). The rest, the thin queue and slot logic, is re-implemented
+// below line by line, each step naming the production line it mirrors (`wait_queue.rs:NN`,
+// `queue_core.rs:NN`, `semaphore.rs:NN`, `mutex.rs:NN`, `event.rs:NN`, and for the park itself
+// `runtime/src/park.rs:NN`, `runtime/src/sched/worker.rs:NN`, `runtime/src/cancel.rs:NN`,
+// `runtime/src/greenlet.rs:NN`). The objects' internal lock (`spin.rs`) is a loom `Mutex`.
+//
+// Each greenlet is a loom thread. Parked, it blocks on a loom `Notify` until a waker that won
+// against `PARKED` "schedules" it, so a lost wake-up shows as loom's "deadlock" failure. A park
+// with a deadline spawns a timer thread (`arm_timer`) that may fire at any point after
+// `prepare`; `kill` is a thread running `kill_task`'s two steps. Data handed over (a lock's
+// protected value, a channel slot) is a loom `UnsafeCell`, so loom also reports any access to it
+// that the hand-off does not order.
+//
+// Broken variants these models were checked to catch (each in a scratch copy): `wake_one`
+// ignoring a failed unpark, or not trying the next waiter after one; a sender dropping the value
+// it took back from a timed-out receiver's slot; `take_available` not putting a timed-out
+// putter's value back; no `Tidy` (a freed slot is written, a stale entry stays queued);
+// `Event::wait_until` not re-checking under the lock; `Event::set` storing the flag after the
+// unlock; `unlock_slow` not releasing when nobody woke; `QUEUED` set with `fetch_or`; a release
+// counting the permit even after handing it over; a killed waiter treated as handed over; and,
+// in `park_state.rs`, `wake` losing to `PREPARED`, `wake`'s CAS `Relaxed` (the hand-off is not
+// published: loom reports the data race), and `commit` ignoring an early wake.
+//
+// Not caught, and not checkable here: dropping the worker's kill check after `commit` (the
+// Dekker half; every kill here finds the park already prepared, and a model where it need not
+// hits loom's `SeqCst` limitation, see `runtime/tests/loom_park.rs`), and `take_wake` loading
+// `Relaxed` (the "scheduling" flag's Release/Acquire, like the real run queue, already orders
+// the hand-off).
+//
+
+/// Runs `f` under loom with at most `preemptions` preemptions, unless `LOOM_MAX_PREEMPTIONS`
+/// says otherwise (`None`: unbounded, loom's default).
+///
+/// Every model here is bounded: unbounded, each runs for minutes (the semaphore one, the
+/// smallest, ~1 min; the others >2 min). The bounds keep each model well under a minute on one
+/// core: 5 for the channel, semaphore-timeout and event-timeout models (3-7 s), 4 for the mutex
+/// and two-waiter event models (~15 s), 3 for the two-waiter kill model (~50 s; 2 takes 3 s).
+/// Lost wake-ups and lost hand-offs need only one or two preemptions to show: every deliberately
+/// broken variant tried while writing these models was caught well within these bounds.
+fn model<F>(preemptions: Option<usize>, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = preemptions;
+    }
+    b.check(f);
+}
+
+// ------------------------------------------------------------------------------------------------
+// The park, as a greenlet goes through it (park_state.rs is production code; the rest mirrors
+// runtime/src/park.rs, sched/worker.rs, cancel.rs and greenlet.rs).
+// ------------------------------------------------------------------------------------------------
+
+/// One greenlet: its park word (production code), kill flag, and "run queue entry".
+struct Green {
+    park: ParkState,
+    /// `Header::kill`.
+    kill: AtomicBool,
+    /// Set by a waker that won against `PARKED` (`runtime().schedule`); the greenlet's thread
+    /// waits for it on `run` while parked.
+    scheduled: AtomicBool,
+    run: Notify,
+    /// Armed timers (spawned threads), joined at the end of the model.
+    timers: std::sync::Mutex<Vec<thread::JoinHandle<()>>>,
+}
+
+/// A wake-up token (`Unparker`, park.rs:45-48).
+struct Token {
+    g: Arc<Green>,
+    gen: u64,
+}
+
+/// `ParkId` (park.rs:165-168).
+type ParkId = (usize, u64);
+
+impl Token {
+    /// `Unparker::unpark` (park.rs:67-68).
+    fn unpark(&self) -> bool {
+        self.g.wake(self.gen, Wake::Unparked)
+    }
+
+    /// `Unparker::park_id` (park.rs:114-123).
+    fn park_id(&self) -> ParkId {
+        (Arc::as_ptr(&self.g) as usize, self.gen)
+    }
+}
+
+/// Where a park stands once the greenlet has switched away (see [`Green::begin`]); the second
+/// half is [`Green::commit`] then [`Green::resume`].
+#[derive(Clone, Copy)]
+struct Parking {
+    gen: u64,
+}
+
+impl Green {
+    fn new() -> Arc<Green> {
+        Arc::new(Green {
+            park: ParkState::new(),
+            kill: AtomicBool::new(false),
+            scheduled: AtomicBool::new(false),
+            run: Notify::new(),
+            timers: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// `Unparker::wake_with` for a greenlet (park.rs:76-85). True if this call ended the park.
+    fn wake(&self, gen: u64, why: Wake) -> bool {
+        match self.park.wake(gen, why) {
+            WakeOutcome::Lost => false,
+            WakeOutcome::WonEarly => true,
+            WakeOutcome::WonParked => {
+                // park.rs:82 `runtime().schedule(task, hint)`: a run-queue push (Release).
+                self.scheduled.store(true, Release);
+                self.run.notify();
+                true
+            }
+        }
+    }
+
+    /// `kill_task` (greenlet.rs:324-335): the flag, then whatever park is current.
+    fn kill(&self) {
+        self.kill.store(true, SeqCst); // greenlet.rs:331
+        if let Some(gen) = self.park.current_park() {
+            self.wake(gen, Wake::Killed); // greenlet.rs:332-333
+        }
+    }
+
+    /// The first half of `park_greenlet` (park.rs:240-267), up to and including the switch, and
+    /// the worker's unlock step (worker.rs:386). `timed`: the park has a deadline. `Err` is how
+    /// the park ended without parking: `Killed` (an unwind at the entry check), or `Unparked`
+    /// (`register` found nothing to wait for).
+    fn begin<G>(
+        me: &Arc<Green>,
+        timed: bool,
+        register: impl FnOnce(Token) -> Option<G>,
+    ) -> Result<Parking, Wake> {
+        // park.rs:240, `check_interrupts_greenlet` (cancel.rs:126, 138-139): unwind if killed.
+        if me.kill.load(Relaxed) && me.kill.load(Acquire) && me.kill.swap(false, AcqRel) {
+            return Err(Wake::Killed);
+        }
+        let gen = me.park.prepare(); // park.rs:242
+        if timed {
+            // park.rs:249 `arm_timer(d, token.clone())`: the timer may fire any time from now.
+            let g = me.clone();
+            let t = thread::spawn(move || {
+                g.wake(gen, Wake::TimedOut);
+            });
+            me.timers.lock().unwrap().push(t);
+        }
+        let token = Token { g: me.clone(), gen };
+        let Some(unlock) = register(token) else {
+            // park.rs:250-255.
+            let _ = me.park.wake(gen, Wake::Unparked);
+            let _ = me.park.take_wake(gen);
+            return Err(Wake::Unparked);
+        };
+        // park.rs:267 switches away; the worker runs the unlock step (worker.rs:386). The worker
+        // may be preempted for any length of time before its commit, in `finish`.
+        drop(unlock);
+        Ok(Parking { gen })
+    }
+
+    /// The worker's commit and kill check (worker.rs:387-394). True if the greenlet must run
+    /// again at once (woken before it finished parking, or killed); false if it is parked.
+    fn commit(&self, p: Parking) -> bool {
+        let gen = p.gen;
+        if !self.park.commit(gen) {
+            true // worker.rs:388: woken before it finished parking
+        } else {
+            // worker.rs:391: the Dekker pair with `kill`.
+            self.kill.load(SeqCst) && self.park.wake(gen, Wake::Killed) == WakeOutcome::WonParked
+        }
+    }
+
+    /// After [`Green::commit`]: wait until scheduled if parked, then resume (park.rs:268-275).
+    fn resume(&self, p: Parking, run_now: bool) -> Wake {
+        let gen = p.gen;
+        if !run_now {
+            // worker.rs:394: parked. Runs again once a waker schedules it. (loom's `Notify` may
+            // wake spuriously: hence the flag.)
+            while !self.scheduled.load(Acquire) {
+                self.run.wait();
+            }
+            self.scheduled.store(false, Relaxed);
+        }
+        let why = self
+            .park
+            .take_wake(gen)
+            .expect("grove: greenlet resumed from a park nobody ended"); // park.rs:268-271
+                                                                         // park.rs:272-274 cancels the timer unless it fired; a timer thread that still fires
+                                                                         // later carries a stale generation, and `wake` says `Lost`: the same as a late cancel.
+        if why == Wake::Killed {
+            self.kill.store(false, Relaxed); // cancel.rs:175
+        }
+        why
+    }
+
+    /// Joins the timer threads this greenlet armed.
+    fn join_timers(&self) {
+        let timers: Vec<_> = self.timers.lock().unwrap().drain(..).collect();
+        for t in timers {
+            t.join().unwrap();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// wait_queue.rs
+// ------------------------------------------------------------------------------------------------
+
+/// `Waiter<E>` (wait_queue.rs:25-28).
+struct Waiter<E> {
+    token: Token,
+    data: E,
+}
+
+/// `WaitQueue<E>` (wait_queue.rs:31-114).
+struct WaitQueue<E> {
+    q: VecDeque<Waiter<E>>,
+}
+
+impl<E> WaitQueue<E> {
+    fn new() -> WaitQueue<E> {
+        WaitQueue { q: VecDeque::new() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    /// wait_queue.rs:60-62.
+    fn push(&mut self, token: Token, data: E) {
+        self.q.push_back(Waiter { token, data });
+    }
+
+    /// wait_queue.rs:65-74.
+    fn remove(&mut self, id: ParkId) -> bool {
+        match self.q.iter().rposition(|w| w.token.park_id() == id) {
+            Some(i) => {
+                self.q.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// wait_queue.rs:85-87.
+    fn pop_front(&mut self) -> Option<Waiter<E>> {
+        self.q.pop_front()
+    }
+
+    /// wait_queue.rs:92-105.
+    fn wake_one(&mut self, mut give: impl FnMut(&E), mut take_back: impl FnMut(&E)) -> Option<E> {
+        while let Some(w) = self.q.pop_front() {
+            give(&w.data); // wait_queue.rs:98
+            if w.token.unpark() {
+                return Some(w.data); // wait_queue.rs:99-101
+            }
+            take_back(&w.data); // wait_queue.rs:102
+        }
+        None
+    }
+
+    /// wait_queue.rs:108-113.
+    fn wake_all(&mut self) -> usize {
+        self.q.drain(..).filter(|w| w.token.unpark()).count()
+    }
+}
+
+/// `Waited` (wait_queue.rs:118-123).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Waited {
+    HandedOver,
+    TimedOut,
+}
+
+/// A `wait` whose greenlet has queued its token and switched away: what `Tidy` holds.
+#[derive(Clone, Copy)]
+struct Queued {
+    park: Parking,
+    id: ParkId,
+}
+
+/// `wait` (wait_queue.rs:130-160), first half: register under the lock and switch away.
+/// `Err` if the park ended before the switch (killed at the entry check: an unwind, with no
+/// entry queued, which `Tidy` with `token: None` leaves alone).
+fn wait_begin<S, E>(
+    guard: MutexGuard<'_, S>,
+    queue: fn(&mut S) -> &mut WaitQueue<E>,
+    data: E,
+    me: &Arc<Green>,
+    timed: bool,
+) -> Result<Queued, Waited> {
+    let mut guard = guard;
+    let mut id = None; // wait_queue.rs:139-143 `Tidy { token: None }`
+    let begun = Green::begin(me, timed, |token| {
+        id = Some(token.park_id()); // wait_queue.rs:146
+        queue(&mut guard).push(token, data); // wait_queue.rs:147
+        Some(guard) // wait_queue.rs:149: the unlock step
+    });
+    match begun {
+        Ok(park) => Ok(Queued {
+            park,
+            id: id.unwrap(),
+        }),
+        Err(Wake::Unparked) => unreachable!("wait's register always parks"),
+        Err(_) => Err(Waited::TimedOut),
+    }
+}
+
+/// `wait`, second half: resume, and `Tidy` (wait_queue.rs:153-175). `committed`: the worker
+/// already ran its commit, with this result (see [`Green::commit`]); `None`: do it now.
+fn wait_end<S, E>(
+    lock: &Mutex<S>,
+    queue: fn(&mut S) -> &mut WaitQueue<E>,
+    me: &Green,
+    q: Queued,
+    committed: Option<bool>,
+) -> Waited {
+    let mut tidy = Some(q.id);
+    let run_now = committed.unwrap_or_else(|| me.commit(q.park));
+    let waited = match me.resume(q.park, run_now) {
+        Wake::Unparked => {
+            tidy = None; // wait_queue.rs:155: the waker popped our entry
+            Waited::HandedOver
+        }
+        // wait_queue.rs:158 (a `Killed` park unwinds instead; `Tidy` runs the same way).
+        Wake::TimedOut | Wake::Killed => Waited::TimedOut,
+    };
+    // `Tidy::drop` (wait_queue.rs:170-174).
+    if let Some(id) = tidy {
+        let mut state = lock.lock().unwrap();
+        queue(&mut state).remove(id);
+    }
+    waited
+}
+
+/// `wait` (wait_queue.rs:130-160).
+fn wait<S, E>(
+    lock: &Mutex<S>,
+    guard: MutexGuard<'_, S>,
+    queue: fn(&mut S) -> &mut WaitQueue<E>,
+    data: E,
+    me: &Arc<Green>,
+    timed: bool,
+) -> Waited {
+    match wait_begin(guard, queue, data, me, timed) {
+        Ok(q) => wait_end(lock, queue, me, q, None),
+        Err(w) => w,
+    }
+}
+
+/// Reads a loom cell. Loom fails the model on any access not ordered by happens-before.
+fn get(cell: &UnsafeCell<u32>) -> u32 {
+    // SAFETY: the pointer is valid while `with` runs; races are loom's to report.
+    cell.with(|p| unsafe { *p })
+}
+
+/// Writes a loom cell (see [`get`]).
+fn set(cell: &UnsafeCell<u32>, v: u32) {
+    // SAFETY: the pointer is valid while `with_mut` runs; races are loom's to report.
+    cell.with_mut(|p| unsafe { *p = v })
+}
