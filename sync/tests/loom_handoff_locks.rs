@@ -23,13 +23,7 @@ mod sync;
 #[path = "../../runtime/src/park_state.rs"]
 mod park_state;
 
-use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicBool, AtomicU8};
-use loom::sync::{Arc, Mutex, MutexGuard, Notify};
-use loom::thread;
-use park_state::{ParkState, Wake, WakeOutcome};
-use std::collections::VecDeque;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use loom::sync::atomic::AtomicU8;
 
 include!("loom_handoff/common.rs");
 

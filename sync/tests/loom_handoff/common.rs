@@ -36,6 +36,14 @@
 // the hand-off).
 //
 
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::AtomicBool;
+use loom::sync::{Arc, Mutex, MutexGuard, Notify};
+use loom::thread;
+use park_state::{ParkState, Wake, WakeOutcome};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+
 /// Runs `f` under loom with at most `preemptions` preemptions, unless `LOOM_MAX_PREEMPTIONS`
 /// says otherwise (`None`: unbounded, loom's default).
 ///
