@@ -298,8 +298,9 @@ struct Shared {
     done: AtomicU64,
     stop: AtomicBool,
     deadline: Option<Instant>,
-    /// Progress lines wanted (not `-q`, not `-t`, enough requests): only then is `done` kept.
-    show_progress: bool,
+    /// How progress is shown (none with `-q`, `-t` or few requests: only then is `done` not
+    /// kept). Decided once: asking whether stderr is a terminal is a syscall.
+    progress: Progress,
     tally: Mutex<(Tally, Histogram<u64>)>,
 }
 
@@ -398,7 +399,7 @@ fn client(sh: Arc<Shared>) {
                 conn = None;
             }
         }
-        if sh.show_progress {
+        if sh.progress != Progress::Off {
             let done = sh.done.fetch_add(1, Relaxed) + 1;
             progress(&sh, done);
         }
@@ -421,9 +422,19 @@ fn merge(into: &mut Tally, t: Tally) {
     into.server = into.server.take().or(t.server);
 }
 
+/// How `grove-ab` reports progress on stderr.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Off,
+    /// A line every 10% of the requests, as `ab` prints.
+    Lines,
+    /// A live bar, when stderr is a terminal.
+    Bar,
+}
+
 fn progress(sh: &Shared, done: u64) {
-    let step = sh.opts.requests / 10;
-    if std::io::stderr().is_terminal() {
+    let step = (sh.opts.requests / 10).max(1);
+    if sh.progress == Progress::Bar {
         if done % (sh.opts.requests / 100).max(1) == 0 || done == sh.opts.requests {
             let pct = done * 100 / sh.opts.requests;
             let bar = "#".repeat((pct / 2) as usize);
@@ -470,7 +481,13 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     let hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
     let deadline = cfg.time_limit.map(|t| Instant::now() + t);
     let concurrency = cfg.concurrency;
-    let show_progress = !cfg.quiet && cfg.requests >= 150 && deadline.is_none();
+    let progress = if cfg.quiet || cfg.requests < 150 || deadline.is_some() {
+        Progress::Off
+    } else if std::io::stderr().is_terminal() {
+        Progress::Bar
+    } else {
+        Progress::Lines
+    };
     let sh = Arc::new(Shared {
         opts: cfg,
         target,
@@ -479,7 +496,7 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         done: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         deadline,
-        show_progress,
+        progress,
         tally: Mutex::new((Tally::default(), hist)),
     });
     let start = Instant::now();

@@ -209,6 +209,31 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
     server.stop(Duration::from_secs(1));
 }
 
+/// A closing response goes out whole even when the client sent more than the request: unread
+/// input turns the close into a reset, which must not swallow the reply (the server holds the
+/// reply's tail back to send it with the FIN, so it must send the FIN before it closes).
+#[test]
+fn http_closing_response_arrives_whole_despite_unread_input() {
+    let (addr, server) = start(
+        Server::bind("127.0.0.1:0", |_req| {
+            grove::sleep(Duration::from_millis(50)); // let all the extra input arrive first
+            Response::text("x".repeat(3000))
+        })
+        .unwrap(),
+    );
+    for _ in 0..3 {
+        let mut s = connect(addr);
+        let mut out = b"GET / HTTP/1.0\r\n\r\n".to_vec();
+        out.extend(std::iter::repeat_n(b'\n', 32 * 1024)); // the stray extra input
+        s.write_all(&out).unwrap();
+        let (status, h, body) = read_response(&mut s);
+        assert_eq!(status, 200);
+        assert_eq!(header(&h, "connection"), Some("close"));
+        assert_eq!(body, "x".repeat(3000).as_bytes());
+    }
+    server.stop(Duration::from_secs(1));
+}
+
 fn status_of(addr: SocketAddr, raw: &[u8]) -> u16 {
     let mut s = connect(addr);
     s.write_all(raw).unwrap();

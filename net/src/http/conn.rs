@@ -374,7 +374,11 @@ impl Conn<'_> {
         if !no_body {
             self.out.extend_from_slice(bytes);
         }
-        (&mut self.stream).write_all(&self.out)
+        if keep_alive {
+            (&mut self.stream).write_all(&self.out)
+        } else {
+            self.stream.write_all_then_shutdown(&self.out)
+        }
     }
 
     fn connection_header(&mut self, keep_alive: bool, minor: u8) {
