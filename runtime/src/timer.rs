@@ -12,7 +12,7 @@
 //! millions of socket timeouts keeps the heap near its live size at O(1) amortised cost.
 //!
 //! Who fires them: the worker asleep in the poller uses the earliest deadline as its
-//! `epoll_wait` timeout; busy workers check every 61 ticks; and the monitor thread checks while
+//! `epoll_wait` timeout; busy workers check every 8 ticks; and the monitor thread checks while
 //! workers are busy, so a timer fires on time even when the worker that armed it is blocked.
 //!
 //! Rejected: a `BTreeMap` (what this was first: ~800 instructions per insert+remove at 100k

@@ -36,9 +36,19 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 const GLOBAL_CHECK_INTERVAL: u32 = 61;
 /// Ticks between checks for due timers while the worker is busy (a power of two). A check is one
 /// clock read (~25 ns here), made only while a timer is armed; it bounds how late a due timer
-/// waits behind busy greenlets to 8 ticks instead of 61. (In the 200-connection 10 ms-handler
+/// waits behind busy greenlets to 8 ticks instead of 61 (where it was first). (In the 200-connection 10 ms-handler
 /// test the sleeps still overran by ~0.6 ms: there the wait is the burst of wake-ups itself.)
 const TIMER_CHECK_INTERVAL: u32 = 8;
+/// Ticks between non-blocking polls of the poller while the worker is busy and no worker sleeps
+/// in it (a power of two, a multiple of [`TIMER_CHECK_INTERVAL`]; skipped while another worker
+/// holds the poller, since that one collects readiness itself). Busy workers are the only
+/// ones who see I/O readiness then, so this bounds how long a woken socket waits behind running
+/// greenlets. It was 61 (Go's and tokio's figure): with 200 connections whose handlers sleep
+/// 10 ms, every burst of timer wake-ups then waited for readiness that nobody collected, and
+/// keep-alive throughput went from 16.9-17.6k to 18.3-18.8k req/s at 16 (`slow_handler`,
+/// alternating builds). A poll that finds nothing is one `epoll_wait` (~1 µs here); at 16 ticks
+/// that is under 0.5% of a CPU-bound server's time.
+const DRIVER_POLL_INTERVAL: u32 = 16;
 /// Consecutive greenlets taken from `runnext` before the deque gets a turn.
 const MAX_RUNNEXT_STREAK: u32 = 16;
 /// Rounds over all victims a searching worker makes before it goes to sleep.
@@ -61,6 +71,8 @@ pub(crate) struct Core {
     current: Cell<*const Header>,
     /// Ticks left before the global queues get their turn.
     global_countdown: Cell<u32>,
+    /// Greenlets run so far (wrapping), for the timer and poller checks.
+    ticks: Cell<u32>,
 }
 
 // A core is built on the thread that starts the runtime and then moved, once, to its worker
@@ -83,6 +95,7 @@ impl Core {
             cells: LocalCells::new(),
             current: Cell::new(std::ptr::null()),
             global_countdown: Cell::new(GLOBAL_CHECK_INTERVAL),
+            ticks: Cell::new(0),
         }
     }
 
@@ -197,12 +210,13 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
                     }
                 }
                 run_task(shared, &core, task);
-                let countdown = core.global_countdown.get();
-                if countdown == GLOBAL_CHECK_INTERVAL {
+                let ticks = core.ticks.get().wrapping_add(1);
+                core.ticks.set(ticks);
+                if ticks & (TIMER_CHECK_INTERVAL - 1) == 0 {
                     shared.fire_due_timers();
-                    let _ = shared.driver.poll_if_free();
-                } else if countdown & (TIMER_CHECK_INTERVAL - 1) == 0 {
-                    shared.fire_due_timers();
+                    if ticks & (DRIVER_POLL_INTERVAL - 1) == 0 {
+                        let _ = shared.driver.poll_if_free();
+                    }
                 }
             }
             None => {
