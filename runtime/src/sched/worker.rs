@@ -39,16 +39,19 @@ const GLOBAL_CHECK_INTERVAL: u32 = 61;
 /// waits behind busy greenlets to 8 ticks instead of 61 (where it was first). (In the 200-connection 10 ms-handler
 /// test the sleeps still overran by ~0.6 ms: there the wait is the burst of wake-ups itself.)
 const TIMER_CHECK_INTERVAL: u32 = 8;
-/// Ticks between non-blocking polls of the poller while the worker is busy and no worker sleeps
-/// in it (a power of two, a multiple of [`TIMER_CHECK_INTERVAL`]; skipped while another worker
-/// holds the poller, since that one collects readiness itself). Busy workers are the only
-/// ones who see I/O readiness then, so this bounds how long a woken socket waits behind running
-/// greenlets. It was 61 (Go's and tokio's figure): with 200 connections whose handlers sleep
-/// 10 ms, every burst of timer wake-ups then waited for readiness that nobody collected, and
-/// keep-alive throughput went from 16.9-17.6k to 18.3-18.8k req/s at 16 (`slow_handler`,
-/// alternating builds). A poll that finds nothing is one `epoll_wait` (~1 µs here); at 16 ticks
-/// that is under 0.5% of a CPU-bound server's time.
+/// Ticks between non-blocking polls of the poller by a busy worker while *every* worker is
+/// awake (a power of two, a multiple of [`TIMER_CHECK_INTERVAL`]). Then nobody else collects
+/// readiness, so this bounds how long a woken socket waits behind running greenlets: at 61 (Go's
+/// and tokio's figure), 200 keep-alive connections with 10 ms handlers lost ~5% of their rate
+/// waiting for it (`slow_handler`: 16.9-17.6k req/s at 61, 18.3-19.0k at 16, alternating
+/// builds). While some worker sleeps, the busy one polls only every
+/// [`DRIVER_POLL_INTERVAL_IDLE`] ticks: each poll that finds a batch wakes the sleeper to share
+/// it, and on two cores shared with the load generator those wake-ups cost more than they bring
+/// (polling every 16 ticks regardless took wrk's 256-connection hello world from 122-125k to
+/// 92-100k req/s, with 0.08-0.10 voluntary context switches per request instead of 0.055).
 const DRIVER_POLL_INTERVAL: u32 = 16;
+/// Ticks between those polls while some worker sleeps (a power of two).
+const DRIVER_POLL_INTERVAL_IDLE: u32 = 64;
 /// Consecutive greenlets taken from `runnext` before the deque gets a turn.
 const MAX_RUNNEXT_STREAK: u32 = 16;
 /// Rounds over all victims a searching worker makes before it goes to sleep.
@@ -214,7 +217,10 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
                 core.ticks.set(ticks);
                 if ticks & (TIMER_CHECK_INTERVAL - 1) == 0 {
                     shared.fire_due_timers();
-                    if ticks & (DRIVER_POLL_INTERVAL - 1) == 0 {
+                    if ticks & (DRIVER_POLL_INTERVAL - 1) == 0
+                        && (ticks & (DRIVER_POLL_INTERVAL_IDLE - 1) == 0
+                            || shared.idle.num_unparked() == shared.remotes.len())
+                    {
                         let _ = shared.driver.poll_if_free();
                     }
                 }
