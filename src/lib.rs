@@ -48,7 +48,7 @@ pub mod io {
 /// The runtime's building blocks, for libraries that add their own blocking calls: the park
 /// primitive every blocking call goes through, and its wake-up token.
 pub mod rt {
-    pub use grove_runtime::{park, Config, ConfigError, Unparker, Wake};
+    pub use grove_runtime::{coop, park, Config, ConfigError, Unparker, Wake};
 }
 
 #[doc(hidden)]

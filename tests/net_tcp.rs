@@ -363,3 +363,84 @@ fn net_read_after_urgent_data_does_not_stall() {
     let got = h.join().unwrap();
     assert_eq!(got, b"abcdef");
 }
+
+/// 64 KiB already queued on one end of a Unix stream pair: every one-byte read of it is ready at
+/// once, so a greenlet reading it never parks.
+fn always_ready_stream() -> UnixStream {
+    let (a, mut b) = UnixStream::pair().unwrap();
+    b.write_all(&[7u8; 64 * 1024]).unwrap();
+    std::mem::forget(b); // keep the writing end open (and the data queued) for the test's life
+    a
+}
+
+#[test]
+fn net_always_ready_reader_lets_others_run_on_one_worker() {
+    if common::role().is_some() {
+        let mut s = always_ready_stream();
+        // Spawned from a greenlet, both go to the back of the one worker's queue, in order.
+        let seen = grove::spawn(move || {
+            let reads = Arc::new(AtomicUsize::new(0));
+            let r = reads.clone();
+            let reader = grove::spawn(move || {
+                let mut b = [0u8; 1];
+                for _ in 0..64 * 1024 {
+                    s.read_exact(&mut b).unwrap();
+                    r.fetch_add(1, SeqCst);
+                }
+            });
+            let other = grove::spawn(move || reads.load(SeqCst)); // queued behind the reader
+            let seen = other.join().unwrap();
+            reader.join().unwrap();
+            seen
+        })
+        .join()
+        .unwrap();
+        assert!(
+            (1..=grove::rt::coop::BUDGET as usize).contains(&seen),
+            "the other greenlet ran after {seen} reads"
+        );
+        return;
+    }
+    let out = common::run_child(
+        "net_always_ready_reader_lets_others_run_on_one_worker",
+        "reader",
+        &[("GROVE_WORKERS", "1"), ("GROVE_MAX_BLOCKING_MS", "0")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+#[test]
+fn net_kill_reaches_a_greenlet_whose_reads_never_block() {
+    if common::role().is_some() {
+        let mut s = always_ready_stream();
+        let reads = Arc::new(AtomicUsize::new(0));
+        let r = reads.clone();
+        let reader = grove::spawn(move || {
+            let mut b = [0u8; 1];
+            for _ in 0..64 * 1024 {
+                s.read_exact(&mut b).unwrap();
+                r.fetch_add(1, SeqCst);
+            }
+        });
+        while reads.load(SeqCst) < 10 {
+            std::thread::yield_now();
+        }
+        reader.kill();
+        let e = reader
+            .join()
+            .expect_err("the reader should have been killed");
+        assert!(common::is_killed(&e));
+        let n = reads.load(SeqCst);
+        assert!(
+            n < 64 * 1024,
+            "read everything ({n}) before the kill landed"
+        );
+        return;
+    }
+    let out = common::run_child(
+        "net_kill_reaches_a_greenlet_whose_reads_never_block",
+        "reader",
+        &[("GROVE_WORKERS", "1"), ("GROVE_MAX_BLOCKING_MS", "0")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}

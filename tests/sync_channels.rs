@@ -725,3 +725,42 @@ fn sync_rendezvous_pairs_every_sender_with_one_receiver() {
     assert_exactly_once(got, SENDERS, "rendezvous pairing");
     assert_eq!(rx.recv(), Err(RecvError));
 }
+
+/// A receiver whose channel always holds a value never parks; the cooperative budget still
+/// makes it give way to the greenlet queued behind it (one worker: nobody could steal it).
+#[test]
+fn sync_always_ready_receiver_lets_others_run_on_one_worker() {
+    if role().is_some() {
+        let (tx, rx) = grove::sync::unbounded::<u32>();
+        for i in 0..10_000 {
+            tx.send(i).unwrap();
+        }
+        let seen = grove::spawn(move || {
+            let got = Arc::new(AtomicUsize::new(0));
+            let g = got.clone();
+            let receiver = grove::spawn(move || {
+                for _ in 0..10_000 {
+                    rx.recv().unwrap();
+                    g.fetch_add(1, SeqCst);
+                }
+            });
+            let other = grove::spawn(move || got.load(SeqCst)); // queued behind the receiver
+            let seen = other.join().unwrap();
+            receiver.join().unwrap();
+            seen
+        })
+        .join()
+        .unwrap();
+        assert!(
+            (1..=grove::rt::coop::BUDGET as usize).contains(&seen),
+            "the other greenlet ran after {seen} receives"
+        );
+        return;
+    }
+    let out = run_child(
+        "sync_always_ready_receiver_lets_others_run_on_one_worker",
+        "receiver",
+        &[("GROVE_WORKERS", "1"), ("GROVE_MAX_BLOCKING_MS", "0")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

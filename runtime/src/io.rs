@@ -102,6 +102,7 @@ impl IoSource {
         dir: Direction,
         deadline: Option<Instant>,
     ) -> io::Result<ReadyEvent> {
+        crate::coop::charge();
         loop {
             if let Some(ev) = self.readiness.ready(dir) {
                 return Ok(ev);

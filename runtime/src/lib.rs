@@ -16,6 +16,7 @@
 mod blocking;
 mod cancel;
 pub mod config;
+pub mod coop;
 mod diag;
 mod driver;
 mod greenlet;

@@ -265,6 +265,7 @@ where
     // while this frame is suspended and so alive, and never after it resumes.
     let step: *mut (dyn FnMut() + 'static) = unsafe { std::mem::transmute(step) };
     suspend(h, Suspend::Park { gen, unlock: step });
+    crate::coop::refill(h);
     let why = h
         .park
         .take_wake(gen)
@@ -350,6 +351,7 @@ pub fn yield_now() {
     let h = unsafe { &*h };
     cancel::check_interrupts_greenlet(h);
     suspend(h, Suspend::Yield);
+    crate::coop::refill(h);
 }
 
 /// Sleeps for `d`: parks the greenlet (blocks a plain thread). `sleep(Duration::ZERO)` yields.

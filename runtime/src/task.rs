@@ -80,6 +80,8 @@ pub(crate) struct Local {
     pub(crate) scopes: Vec<(std::time::Instant, u64)>,
     /// Greenlet-local storage.
     pub(crate) locals: crate::local::LocalMap,
+    /// Ready operations left before the greenlet must yield (see `coop`).
+    pub(crate) budget: u32,
 }
 
 /// The type-independent front of every task.
@@ -193,6 +195,7 @@ impl TaskRef {
                     yielder: std::ptr::null(),
                     scopes: Vec::new(),
                     locals: Default::default(),
+                    budget: crate::coop::BUDGET,
                 }),
                 sched: UnsafeCell::new(SchedSlot {
                     stack: opts.stack,

@@ -150,6 +150,9 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<(), PutError<T>> {
+        if block {
+            grove_runtime::coop::charge(); // as in `get`
+        }
         let mut st = self.state.lock();
         if st.receivers == 0 {
             return Err(PutError::Disconnected(v));
@@ -185,6 +188,10 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
 
     /// Gets a value, waiting while empty until `deadline` (`block` false: not at all).
     pub(crate) fn get(&self, block: bool, deadline: Option<Instant>) -> Result<T, GetError> {
+        if block {
+            // A receiver that always finds a value never parks: it yields now and then instead.
+            grove_runtime::coop::charge();
+        }
         loop {
             let mut st = self.state.lock();
             if let Some(v) = take_available(&mut st) {
