@@ -373,21 +373,25 @@ fn always_ready_stream() -> UnixStream {
     a
 }
 
+/// Reads the 64 KiB of [`always_ready_stream`] one byte at a time, counting into `reads`.
+fn spawn_one_byte_reader(mut s: UnixStream, reads: Arc<AtomicUsize>) -> grove::JoinHandle<()> {
+    grove::spawn(move || {
+        let mut b = [0u8; 1];
+        for _ in 0..64 * 1024 {
+            s.read_exact(&mut b).unwrap();
+            reads.fetch_add(1, SeqCst);
+        }
+    })
+}
+
 #[test]
 fn net_always_ready_reader_lets_others_run_on_one_worker() {
     if common::role().is_some() {
-        let mut s = always_ready_stream();
+        let s = always_ready_stream();
         // Spawned from a greenlet, both go to the back of the one worker's queue, in order.
         let seen = grove::spawn(move || {
             let reads = Arc::new(AtomicUsize::new(0));
-            let r = reads.clone();
-            let reader = grove::spawn(move || {
-                let mut b = [0u8; 1];
-                for _ in 0..64 * 1024 {
-                    s.read_exact(&mut b).unwrap();
-                    r.fetch_add(1, SeqCst);
-                }
-            });
+            let reader = spawn_one_byte_reader(s, reads.clone());
             let other = grove::spawn(move || reads.load(SeqCst)); // queued behind the reader
             let seen = other.join().unwrap();
             reader.join().unwrap();
@@ -412,16 +416,8 @@ fn net_always_ready_reader_lets_others_run_on_one_worker() {
 #[test]
 fn net_kill_reaches_a_greenlet_whose_reads_never_block() {
     if common::role().is_some() {
-        let mut s = always_ready_stream();
         let reads = Arc::new(AtomicUsize::new(0));
-        let r = reads.clone();
-        let reader = grove::spawn(move || {
-            let mut b = [0u8; 1];
-            for _ in 0..64 * 1024 {
-                s.read_exact(&mut b).unwrap();
-                r.fetch_add(1, SeqCst);
-            }
-        });
+        let reader = spawn_one_byte_reader(always_ready_stream(), reads.clone());
         while reads.load(SeqCst) < 10 {
             std::thread::yield_now();
         }
