@@ -298,8 +298,8 @@ struct Shared {
     done: AtomicU64,
     stop: AtomicBool,
     deadline: Option<Instant>,
-    /// How progress is shown (none with `-q`, `-t` or few requests: only then is `done` not
-    /// kept). Decided once: asking whether stderr is a terminal is a syscall.
+    /// How progress is shown, decided once (asking whether stderr is a terminal is a syscall):
+    /// off with `-q`, `-t` or few requests, and only when it is on is `done` counted.
     progress: Progress,
     tally: Mutex<(Tally, Histogram<u64>)>,
 }

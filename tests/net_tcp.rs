@@ -373,9 +373,24 @@ fn always_ready_stream() -> UnixStream {
     a
 }
 
-/// Reads the 64 KiB of [`always_ready_stream`] one byte at a time, counting into `reads`.
-fn spawn_one_byte_reader(mut s: UnixStream, reads: Arc<AtomicUsize>) -> grove::JoinHandle<()> {
+/// Writes `bye` to its stream when dropped: a destructor that does I/O.
+struct ByeOnDrop(UnixStream);
+
+impl Drop for ByeOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.write_all(b"bye");
+    }
+}
+
+/// Reads the 64 KiB of [`always_ready_stream`] one byte at a time, counting into `reads`; says
+/// "bye" on `bye` as its stack unwinds or it ends.
+fn spawn_one_byte_reader(
+    mut s: UnixStream,
+    reads: Arc<AtomicUsize>,
+    bye: UnixStream,
+) -> grove::JoinHandle<()> {
     grove::spawn(move || {
+        let _bye = ByeOnDrop(bye);
         let mut b = [0u8; 1];
         for _ in 0..64 * 1024 {
             s.read_exact(&mut b).unwrap();
@@ -391,7 +406,8 @@ fn net_always_ready_reader_lets_others_run_on_one_worker() {
         // Spawned from a greenlet, both go to the back of the one worker's queue, in order.
         let seen = grove::spawn(move || {
             let reads = Arc::new(AtomicUsize::new(0));
-            let reader = spawn_one_byte_reader(s, reads.clone());
+            let (bye, _heard) = UnixStream::pair().unwrap();
+            let reader = spawn_one_byte_reader(s, reads.clone(), bye);
             let other = grove::spawn(move || reads.load(SeqCst)); // queued behind the reader
             let seen = other.join().unwrap();
             reader.join().unwrap();
@@ -417,7 +433,8 @@ fn net_always_ready_reader_lets_others_run_on_one_worker() {
 fn net_kill_reaches_a_greenlet_whose_reads_never_block() {
     if common::role().is_some() {
         let reads = Arc::new(AtomicUsize::new(0));
-        let reader = spawn_one_byte_reader(always_ready_stream(), reads.clone());
+        let (bye, mut heard) = UnixStream::pair().unwrap();
+        let reader = spawn_one_byte_reader(always_ready_stream(), reads.clone(), bye);
         while reads.load(SeqCst) < 10 {
             std::thread::yield_now();
         }
@@ -431,6 +448,11 @@ fn net_kill_reaches_a_greenlet_whose_reads_never_block() {
             n < 64 * 1024,
             "read everything ({n}) before the kill landed"
         );
+        // The kill unwound from the budget's yield, and the destructor's write (which spends
+        // budget too) went through.
+        let mut got = [0u8; 3];
+        heard.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"bye");
         return;
     }
     let out = common::run_child(

@@ -43,16 +43,20 @@ pub fn charge() {
     // SAFETY: a non-null current task is the greenlet running this code; only it touches its
     // own local part, and no reference to that part is held across this call.
     let local = unsafe { (*h).local() };
-    local.budget -= 1;
-    if local.budget == 0 {
-        spent();
+    if local.budget > 1 {
+        local.budget -= 1;
+        return;
     }
+    // Refilled before the yield, not only after it: the yield may unwind (a pending `kill`),
+    // and the destructors that run then may do I/O and charge again.
+    local.budget = BUDGET;
+    spent();
 }
 
 #[cold]
 #[inline(never)]
 fn spent() {
-    crate::yield_now(); // refills the budget through `refill`
+    crate::yield_now();
 }
 
 /// The greenlet `h` gave way (parked or yielded): a full budget again.

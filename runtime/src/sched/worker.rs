@@ -36,8 +36,9 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 const GLOBAL_CHECK_INTERVAL: u32 = 61;
 /// Ticks between checks for due timers while the worker is busy (a power of two). A check is one
 /// clock read (~25 ns here), made only while a timer is armed; it bounds how late a due timer
-/// waits behind busy greenlets to 8 ticks instead of 61 (where it was first). (In the 200-connection 10 ms-handler
-/// test the sleeps still overran by ~0.6 ms: there the wait is the burst of wake-ups itself.)
+/// waits behind busy greenlets to 8 ticks instead of 61 (where it was first). (In the
+/// 200-connection 10 ms-handler test the sleeps still overran by ~0.6 ms: there the wait is the
+/// burst of wake-ups itself.)
 const TIMER_CHECK_INTERVAL: u32 = 8;
 /// Ticks between non-blocking polls of the poller by a busy worker while *every* worker is
 /// awake (a power of two, a multiple of [`TIMER_CHECK_INTERVAL`]). Then nobody else collects
