@@ -210,8 +210,8 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
 }
 
 /// A closing response goes out whole even when the client sent more than the request: unread
-/// input turns the close into a reset, which must not swallow the reply (the server holds the
-/// reply's tail back to send it with the FIN, so it must send the FIN before it closes).
+/// input turns the close into a reset, which must not swallow the reply's tail (held back to
+/// go with the FIN, so the FIN must go before the close).
 #[test]
 fn http_closing_response_arrives_whole_despite_unread_input() {
     let (addr, server) = start(
@@ -231,6 +231,28 @@ fn http_closing_response_arrives_whole_despite_unread_input() {
         assert_eq!(header(&h, "connection"), Some("close"));
         assert_eq!(body, "x".repeat(3000).as_bytes());
     }
+    server.stop(Duration::from_secs(1));
+}
+
+/// A client that uploads a body over the limit, all of it, before reading the reply (as many
+/// do) still gets its 413: the server reads the rest away before it closes, instead of
+/// resetting the connection under the client's writes.
+#[test]
+fn http_error_reply_reaches_a_client_that_sends_its_whole_body_first() {
+    let (addr, server) = echo_server(); // max_body_bytes(1000)
+    let mut s = connect(addr);
+    let body = vec![b'x'; 4 << 20];
+    let head = format!(
+        "POST /big HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body)
+        .expect("the server reset the connection under the upload");
+    let (status, h, _) = read_response(&mut s);
+    assert_eq!(status, 413);
+    assert_eq!(header(&h, "connection"), Some("close"));
+    drop(s);
     server.stop(Duration::from_secs(1));
 }
 

@@ -308,6 +308,44 @@ fn rt_greenlet_local_is_per_greenlet_and_dropped_at_end() {
     COUNTER.with(|c| assert_eq!(c.get(), 99));
 }
 
+grove::greenlet_local! {
+    /// Made from another local, by an initialiser that blocks.
+    static ANSWER: u32 = BASE.with(|b| *b + 1);
+    static BASE: u32 = {
+        grove::sleep(Duration::from_millis(1));
+        41
+    };
+    /// Uses another local as it is dropped.
+    static FAREWELL: UsesLocalOnDrop = UsesLocalOnDrop;
+    static FAREWELLS_SEEN: Cell<u32> = Cell::new(0);
+}
+
+static LOCAL_USED_IN_DROP: AtomicUsize = AtomicUsize::new(0);
+
+struct UsesLocalOnDrop;
+impl Drop for UsesLocalOnDrop {
+    fn drop(&mut self) {
+        FAREWELLS_SEEN.with(|c| c.set(c.get() + 1));
+        LOCAL_USED_IN_DROP.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn rt_greenlet_local_initialisers_and_destructors_may_use_other_locals() {
+    let before = LOCAL_USED_IN_DROP.load(SeqCst);
+    let h = grove::spawn(|| {
+        FAREWELL.with(|_| ());
+        ANSWER.with(|a| *a)
+    });
+    assert_eq!(h.join().unwrap(), 42);
+    assert_eq!(LOCAL_USED_IN_DROP.load(SeqCst) - before, 1);
+    // On a plain thread too (its map was borrowed across the initialiser: "already borrowed").
+    assert_eq!(
+        std::thread::spawn(|| ANSWER.with(|a| *a)).join().unwrap(),
+        42
+    );
+}
+
 #[test]
 fn rt_pinned_greenlet_stays_on_one_worker() {
     let h = grove::Builder::new()

@@ -148,9 +148,13 @@ impl TcpStream {
     /// Writes all of `buf` as the last bytes this side sends, then shuts the write half. On
     /// Linux the bytes go with `MSG_MORE`, so the kernel holds the tail back and the shutdown
     /// sends it in one segment with the FIN: one packet fewer per connection for a server that
-    /// answers and closes. (The shutdown is what sends them even if unread input then makes
-    /// the close a reset: a close alone would drop a held-back tail.)
-    pub(crate) fn write_all_then_shutdown(&self, mut buf: &[u8]) -> io::Result<()> {
+    /// answers and closes. The shutdown pushes out a tail that a close alone would drop when
+    /// unread input turns the close into a reset; it cannot save data the reset finds still
+    /// queued (a reply larger than the peer's window): the HTTP server lingers after error
+    /// replies for that.
+    pub(crate) fn write_all_then_shutdown(&self, buf: &[u8]) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        let mut buf = buf;
         #[cfg(target_os = "linux")]
         while !buf.is_empty() {
             let fd = self.ev.sock.as_raw_fd();

@@ -108,8 +108,9 @@ fn with_scopes<R>(f: impl FnOnce(&mut Vec<(Instant, u64)>) -> R) -> R {
     if h.is_null() {
         with_thread_ctx(|c| f(&mut c.scopes.borrow_mut()))
     } else {
-        // SAFETY: the running greenlet alone touches its own local part.
-        f(unsafe { &mut (*h).local().scopes })
+        // SAFETY: the running greenlet alone touches its own local part, and `f` (this module's
+        // push, pop and retain) does nothing that touches the scopes again.
+        f(unsafe { &mut (*(*h).local_ptr()).scopes })
     }
 }
 
@@ -122,7 +123,7 @@ fn earliest_scope(scopes: &[(Instant, u64)]) -> Option<(Instant, u64)> {
 #[inline]
 pub(crate) fn check_interrupts_greenlet(h: &Header) -> Option<(Instant, u64)> {
     // SAFETY: the running greenlet alone touches its own local part.
-    let no_scopes = unsafe { h.local().scopes.is_empty() };
+    let no_scopes = unsafe { (*h.local_ptr()).scopes.is_empty() };
     if no_scopes && !h.kill.load(Relaxed) {
         return None; // the common case, inline: nothing pending, nothing to honour
     }
@@ -139,7 +140,7 @@ fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
         resume_unwind(Box::new(Killed));
     }
     // SAFETY: the running greenlet alone touches its own local part.
-    expire_if_due(earliest_scope(unsafe { &h.local().scopes }))
+    expire_if_due(earliest_scope(unsafe { &(*h.local_ptr()).scopes }))
 }
 
 /// Entry check of every thread park.

@@ -40,28 +40,35 @@ pub fn charge() {
     if h.is_null() {
         return;
     }
-    // SAFETY: a non-null current task is the greenlet running this code; only it touches its
-    // own local part, and no reference to that part is held across this call.
-    let local = unsafe { (*h).local() };
-    if local.budget > 1 {
-        local.budget -= 1;
+    // SAFETY: a non-null current task is the greenlet running this code, which alone touches
+    // its own local part; this borrows the `budget` field only, and ends before anything else
+    // runs.
+    let budget = unsafe { &mut (*(*h).local_ptr()).budget };
+    if *budget > 1 {
+        *budget -= 1;
         return;
     }
     // Refilled before the yield, not only after it: the yield may unwind (a pending `kill`),
     // and the destructors that run then may do I/O and charge again.
-    local.budget = BUDGET;
+    *budget = BUDGET;
     spent();
 }
 
 #[cold]
 #[inline(never)]
 fn spent() {
-    crate::yield_now();
+    // Never switch away in the middle of an unwind: "this thread is panicking" is the worker
+    // thread's state, and the greenlet resumed next would inherit it (and with it, skip its
+    // own cancellation checks).
+    if !std::thread::panicking() {
+        crate::yield_now();
+    }
 }
 
 /// The greenlet `h` gave way (parked or yielded): a full budget again.
 #[inline]
 pub(crate) fn refill(h: &Header) {
-    // SAFETY: called by the running greenlet `h` itself, which alone touches its local part.
-    unsafe { h.local().budget = BUDGET };
+    // SAFETY: called by the running greenlet `h` itself, which alone touches its local part;
+    // this writes the `budget` field only.
+    unsafe { (*h.local_ptr()).budget = BUDGET };
 }

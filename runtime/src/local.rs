@@ -20,6 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 pub(crate) struct LocalMap(Vec<(usize, Box<dyn Any + Send>)>);
 
 impl LocalMap {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Drops every value, newest first.
     pub(crate) fn clear(&mut self) {
         while let Some(entry) = self.0.pop() {
@@ -27,15 +31,20 @@ impl LocalMap {
         }
     }
 
-    fn get_or_insert(
-        &mut self,
-        key: usize,
-        init: impl FnOnce() -> Box<dyn Any + Send>,
-    ) -> *const (dyn Any + Send) {
-        if let Some((_, v)) = self.0.iter().find(|(k, _)| *k == key) {
-            return &**v;
+    fn get(&self, key: usize) -> Option<*const (dyn Any + Send)> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| &**v as *const (dyn Any + Send))
+    }
+
+    /// Stores `value` for `key`, unless an initialiser that ran meanwhile (re-entrantly, for the
+    /// same key) stored one first: then that one stays and `value` is dropped.
+    fn insert(&mut self, key: usize, value: Box<dyn Any + Send>) -> *const (dyn Any + Send) {
+        if let Some(v) = self.get(key) {
+            return v;
         }
-        self.0.push((key, init()));
+        self.0.push((key, value));
         &*self.0.last().expect("grove: local just pushed").1
     }
 }
@@ -45,10 +54,33 @@ thread_local! {
 }
 
 /// A plain thread's value for `key` (through a non-inlined accessor, like every runtime
-/// thread-local: see docs/tls.md).
+/// thread-local: see docs/tls.md). The initialiser runs with no borrow of the map held, so it
+/// may use other locals.
 #[inline(never)]
 fn thread_value(key: usize, make: impl FnOnce() -> Box<dyn Any + Send>) -> *const (dyn Any + Send) {
-    THREAD_LOCALS.with(|m| m.borrow_mut().get_or_insert(key, make))
+    if let Some(v) = THREAD_LOCALS.with(|m| m.borrow().get(key)) {
+        return v;
+    }
+    let value = make();
+    THREAD_LOCALS.with(|m| m.borrow_mut().insert(key, value))
+}
+
+/// The running greenlet `h`'s value for `key`; the initialiser runs with no borrow of the map
+/// held (it may use other locals, do I/O, park).
+fn greenlet_value(
+    h: &crate::task::Header,
+    key: usize,
+    make: impl FnOnce() -> Box<dyn Any + Send>,
+) -> *const (dyn Any + Send) {
+    let map = h.local_ptr();
+    // SAFETY: the running greenlet alone touches its own local part; this borrows the `locals`
+    // field only, and the borrow ends before `make` runs.
+    if let Some(v) = unsafe { (*map).locals.get(key) } {
+        return v;
+    }
+    let value = make();
+    // SAFETY: as above; `make` has returned, so nothing else borrows the field.
+    unsafe { (*map).locals.insert(key, value) }
 }
 
 static NEXT_KEY: AtomicUsize = AtomicUsize::new(1);
@@ -89,8 +121,9 @@ impl<T: Send + 'static> LocalKey<T> {
         let ptr = if h.is_null() {
             thread_value(key, make)
         } else {
-            // SAFETY: the running greenlet alone touches its own local part; the borrow ends here.
-            unsafe { (*h).local().locals.get_or_insert(key, make) }
+            // SAFETY: a non-null current task is the greenlet running this code, alive while it
+            // runs.
+            greenlet_value(unsafe { &*h }, key, make)
         };
         // SAFETY: values are boxed, so they stay put when the map grows, and are dropped only
         // when the greenlet (thread) ends, which cannot happen while `f` runs in it.

@@ -332,7 +332,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// Switches from the running greenlet `h` to its worker.
 fn suspend(h: &Header, why: Suspend) {
     // SAFETY: only the running greenlet reads its own yielder, set when its coroutine started.
-    let yielder = unsafe { h.local().yielder };
+    let yielder = unsafe { (*h.local_ptr()).yielder };
     assert!(!yielder.is_null(), "grove: greenlet has no yielder");
     // SAFETY: the yielder lives at the base of this greenlet's stack for as long as it runs.
     unsafe { (*yielder).suspend(why) };

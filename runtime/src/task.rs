@@ -367,15 +367,14 @@ impl Header {
         self.sched.get()
     }
 
-    /// The owner-only part.
-    ///
-    /// # Safety
-    /// Only the greenlet itself (while it runs) or the worker resuming it may call this, and not
-    /// while another reference from it is live.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn local(&self) -> &mut Local {
-        // SAFETY: exclusivity is the caller's promise.
-        unsafe { &mut *self.local.get() }
+    /// The owner-only part, as a raw pointer. Only the greenlet itself (while it runs) or the
+    /// worker resuming it may dereference it, and always one field at a time
+    /// (`(*p).budget`, `(*p).scopes.is_empty()`), never as a `&mut Local`: the fields are used
+    /// re-entrantly (a greenlet-local's initialiser or destructor may do I/O, which spends the
+    /// budget and reads the scopes), and a reference to the whole part would overlap the
+    /// borrow of the field in use.
+    pub(crate) fn local_ptr(&self) -> *mut Local {
+        self.local.get()
     }
 }
 
@@ -447,8 +446,17 @@ where
     // Greenlet-local values die with the greenlet, on its own stack, before it reports done. A
     // destructor that panics has had its message printed; the greenlet's own result stands.
     // SAFETY: as above.
-    let locals = unsafe { &mut (*cell.header.local.get()).locals };
-    let _ = catch_unwind(AssertUnwindSafe(|| locals.clear()));
+    let locals = cell.header.local_ptr();
+    let _ = catch_unwind(AssertUnwindSafe(|| loop {
+        // Taken out before the values drop: a destructor may use greenlet-locals itself (and
+        // may make new ones, dropped on the next round).
+        // SAFETY: as above; the borrow of the field ends with the `take`.
+        let mut map = std::mem::take(unsafe { &mut (*locals).locals });
+        if map.is_empty() {
+            break;
+        }
+        map.clear();
+    }));
     // SAFETY: as above; nobody reads the result before `complete` publishes it.
     unsafe { *cell.result.get() = Some(r) };
 }

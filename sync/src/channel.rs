@@ -371,6 +371,8 @@ impl<'a> Select<'a> {
     }
 
     fn ready_until(&mut self, at: Option<Instant>) -> Result<usize, ReadyTimeoutError> {
+        // A select over channels that are always ready never parks: spend the budget, as `recv`.
+        grove_runtime::coop::charge();
         loop {
             if let Some(i) = self.first_ready() {
                 return Ok(i);

@@ -122,11 +122,14 @@ pub(crate) enum GetError {
 /// A buffer with blocking put and get.
 pub(crate) struct QueueCore<T, B> {
     state: crate::spin::SpinLock<State<T, B>>,
+    /// `State::cap.is_some()`, readable without the lock (the capacity never changes).
+    bounded: bool,
 }
 
 impl<T, B: Buffer<T>> QueueCore<T, B> {
     pub(crate) fn new(cap: Option<usize>) -> Self {
         QueueCore {
+            bounded: cap.is_some(),
             state: crate::spin::SpinLock::new(State {
                 buf: B::default(),
                 cap,
@@ -150,8 +153,10 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<(), PutError<T>> {
-        if block {
-            grove_runtime::coop::charge(); // as in `get`
+        if block && self.bounded {
+            // As in `get`. Not for an unbounded queue: there a send never waits, and std,
+            // crossbeam and gevent users count on it never switching (or being cancelled).
+            grove_runtime::coop::charge();
         }
         let mut st = self.state.lock();
         if st.receivers == 0 {

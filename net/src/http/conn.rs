@@ -22,6 +22,13 @@ use std::time::{Duration, Instant};
 
 /// Most headers a request may have.
 const MAX_HEADERS: usize = 100;
+/// How long a connection closed by an error response keeps reading what the client still
+/// sends (see `Conn::linger`).
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// How much of it, at most (a client uploading a body too large for `max_body_bytes` sends
+/// on until it sees the error: reading it away is cheaper than the reset that would lose the
+/// reply).
+const LINGER_BYTES: usize = 64 << 20;
 
 /// Headers parsed with a stack array; more take the heap path. Kept small on purpose: the array
 /// is 32 bytes a header, and a 100-header array alone (3.2 KiB) pushed every connection's
@@ -74,7 +81,9 @@ where
             Ok(()) => {}
             Err(Stop::Quiet) => return,
             Err(Stop::Status(status, why)) => {
-                let _ = conn.write_error(status, why);
+                if conn.write_error(status, why).is_ok() {
+                    conn.linger();
+                }
                 return;
             }
         }
@@ -296,7 +305,27 @@ impl Conn<'_> {
             .extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
         self.content_length(body.len());
         self.out.extend_from_slice(body.as_bytes());
-        (&mut self.stream).write_all(&self.out)
+        self.stream.write_all_then_shutdown(&self.out)
+    }
+
+    /// After an error response, whose request may not have been read to its end (a body too
+    /// large, a malformed head): reads and discards what the client still sends, until it
+    /// closes, for at most [`LINGER_TIME`] and [`LINGER_BYTES`], before the connection closes.
+    /// Closing with unread input sends a reset, and a client still sending could then lose the
+    /// response before reading it (nginx's `lingering_close`, Apache's lingering close).
+    fn linger(&mut self) {
+        let deadline = Instant::now() + LINGER_TIME;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match (&mut self.stream).read(&mut self.buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n,
+            }
+        }
     }
 
     fn status_line(&mut self, status: u16, minor: u8) {
@@ -406,6 +435,8 @@ impl Conn<'_> {
                     w.write_all(&c)?;
                 }
             }
+            // The FIN ends the body; sent before the close, as in `write_bytes`.
+            w.shutdown(std::net::Shutdown::Write)?;
             return Err(io::ErrorKind::ConnectionAborted.into()); // close after it
         }
         self.connection_header(keep_alive, minor);

@@ -53,6 +53,15 @@ const TIMER_CHECK_INTERVAL: u32 = 8;
 const DRIVER_POLL_INTERVAL: u32 = 16;
 /// Ticks between those polls while some worker sleeps (a power of two).
 const DRIVER_POLL_INTERVAL_IDLE: u32 = 64;
+// The run loop tests the poll intervals only on timer ticks, and the idle one only on poll ticks.
+// (`%`, not `is_multiple_of`, which is newer than the crate's rust-version.)
+#[allow(unknown_lints, clippy::manual_is_multiple_of)]
+const _: () = assert!(
+    DRIVER_POLL_INTERVAL % TIMER_CHECK_INTERVAL == 0
+        && DRIVER_POLL_INTERVAL_IDLE % DRIVER_POLL_INTERVAL == 0
+        && DRIVER_POLL_INTERVAL_IDLE.is_power_of_two()
+        && TIMER_CHECK_INTERVAL.is_power_of_two()
+);
 /// Consecutive greenlets taken from `runnext` before the deque gets a turn.
 const MAX_RUNNEXT_STREAK: u32 = 16;
 /// Rounds over all victims a searching worker makes before it goes to sleep.
