@@ -223,7 +223,7 @@ fn check_worker(
     }
     let held = now - w.since;
     if held >= interval && !remote.blocked.swap(true, Relaxed) {
-        let queued = !remote.stealer.is_empty() || !remote.runnext.load(Acquire).is_null();
+        let queued = !remote.stealer.is_empty() || !remote.runnext.looks_empty();
         if queued {
             shared.notify_work();
         }

@@ -23,6 +23,7 @@
 pub(crate) mod context;
 pub mod idle;
 pub mod parker;
+pub(crate) mod runnext;
 pub(crate) mod worker;
 
 use crate::blocking::BlockingPool;
@@ -36,8 +37,9 @@ use crossbeam_deque::{Injector, Stealer};
 use crossbeam_utils::CachePadded;
 use idle::Idle;
 use parker::{Parker, Unpark};
-use std::sync::atomic::Ordering::{AcqRel, Relaxed};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
+use runnext::RunNext;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -45,7 +47,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Remote {
     pub(crate) stealer: Stealer<TaskRef>,
     /// The greenlet to run next (a `TaskRef::into_raw`, or null).
-    pub(crate) runnext: AtomicPtr<Header>,
+    pub(crate) runnext: RunNext<Header>,
     /// Greenlets pinned to this worker.
     pub(crate) pinned: Injector<TaskRef>,
     pub(crate) parker: Parker,
@@ -92,6 +94,8 @@ fn start() -> &'static Shared {
         std::process::exit(2);
     });
     crate::diag::install_panic_hook();
+    // Before any worker exists: the workers' `runnext` protocol reads the answer.
+    crate::asym_fence::init();
     crate::overflow::install_handler();
     let n = config.workers;
     let cores: Vec<_> = (0..n).map(worker::Core::new).collect();
@@ -100,7 +104,7 @@ fn start() -> &'static Shared {
         .map(|c| {
             CachePadded::new(Remote {
                 stealer: c.stealer(),
-                runnext: AtomicPtr::new(std::ptr::null_mut()),
+                runnext: RunNext::new(),
                 pinned: Injector::new(),
                 parker: Parker::new(),
                 run: RunInfo::default(),
@@ -191,9 +195,7 @@ impl Shared {
         let core = unsafe { &*core };
         match hint {
             Hint::Next => {
-                let slot = &self.remotes[core.index()].runnext;
-                // AcqRel: pairs with the swap in `take_runnext`/`steal_runnext`.
-                let prev = slot.swap(task.into_raw(), AcqRel);
+                let prev = self.remotes[core.index()].runnext.replace(task.into_raw());
                 if !prev.is_null() {
                     // SAFETY: the slot held a pointer from `into_raw`, now ours.
                     core.push(unsafe { TaskRef::from_raw(prev) });

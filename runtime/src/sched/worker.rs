@@ -30,7 +30,7 @@ use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use std::cell::{Cell, UnsafeCell};
 use std::io;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 
 /// Ticks between checks of the global queues.
 const GLOBAL_CHECK_INTERVAL: u32 = 61;
@@ -254,7 +254,7 @@ fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
             return Some(t);
         }
     }
-    if !remote.runnext.load(Relaxed).is_null() {
+    if !remote.runnext.looks_empty() {
         if let Some(t) = take_runnext(core, remote) {
             return Some(t);
         }
@@ -275,12 +275,11 @@ fn take_global(shared: &Shared, core: &Core) -> Option<TaskRef> {
 
 fn take_runnext(core: &Core, remote: &Remote) -> Option<TaskRef> {
     let streak = core.runnext_streak.get();
-    // AcqRel: pairs with the swap that stored it in `Shared::schedule`.
-    let p = remote.runnext.swap(std::ptr::null_mut(), AcqRel);
+    let p = remote.runnext.take();
     if p.is_null() {
         return None;
     }
-    // SAFETY: the slot held a pointer from `into_raw`; the swap made it ours.
+    // SAFETY: the slot held a pointer from `into_raw`; taking it made it ours.
     let t = unsafe { TaskRef::from_raw(p) };
     if streak < MAX_RUNNEXT_STREAK {
         core.runnext_streak.set(streak + 1);
@@ -352,9 +351,9 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
     }
     if remote.blocked.load(Relaxed) {
         // The victim has held one greenlet for long: whatever it queued to run next would wait.
-        let p = remote.runnext.swap(std::ptr::null_mut(), AcqRel);
+        let p = remote.runnext.steal();
         if !p.is_null() {
-            // SAFETY: the slot held a pointer from `into_raw`; the swap made it ours.
+            // SAFETY: the slot held a pointer from `into_raw`; the steal made it ours.
             return Some(unsafe { TaskRef::from_raw(p) });
         }
     }
@@ -364,7 +363,7 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
 fn has_work(shared: &Shared, core: &Core) -> bool {
     let remote = core.remote(shared);
     !core.local.is_empty()
-        || !remote.runnext.load(Acquire).is_null()
+        || !remote.runnext.looks_empty()
         || !remote.pinned.is_empty()
         || !shared.injector.is_empty()
         || shared.remotes.iter().any(|r| !r.stealer.is_empty())

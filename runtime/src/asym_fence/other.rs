@@ -1,0 +1,9 @@
+//! Systems without `membarrier`: no asymmetric fence; callers fall back to read-modify-writes.
+
+pub(super) fn register() -> bool {
+    false
+}
+
+pub(super) fn heavy() {
+    unreachable!("grove: asymmetric fence used where the system has none");
+}
