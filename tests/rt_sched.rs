@@ -348,3 +348,21 @@ fn rt_guard_pages_cost_no_mapping_per_greenlet() {
         stderr(&out)
     );
 }
+
+#[test]
+fn rt_runnext_steals_race_the_owner_without_losing_a_greenlet() {
+    if role().is_some() {
+        let (trips, steals) =
+            common::pairs_beside_hogs(8, 2, Duration::from_millis(800), Duration::from_secs(20));
+        println!("{trips} round trips, {steals} runnext steals");
+        assert!(trips > 0, "the pairs made no progress");
+        assert!(steals > 0, "no greenlet was ever taken from a runnext slot");
+        return;
+    }
+    let out = run_child(
+        "rt_runnext_steals_race_the_owner_without_losing_a_greenlet",
+        "race",
+        &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "0")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -140,3 +140,20 @@ fn rt_stress_kill_timeout_join_mix() {
     println!("mix: {} rounds", done.load(SeqCst));
     assert!(done.load(SeqCst) > 1000);
 }
+
+#[test]
+#[ignore = "stress: ~10 s of runnext steals racing their owners"]
+fn rt_stress_runnext_steals_race_the_owner() {
+    let workers = grove::workers();
+    let (trips, steals) = common::pairs_beside_hogs(
+        16,
+        workers,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+    );
+    println!("{trips} round trips, {steals} runnext steals ({workers} workers)");
+    assert!(trips > 0, "the pairs made no progress");
+    if workers > 1 {
+        assert!(steals > 0, "no greenlet was ever taken from a runnext slot");
+    }
+}

@@ -60,6 +60,13 @@ pub mod debug {
         runtime().blocking.threads()
     }
 
+    /// Greenlets other workers have taken from a blocked worker's `runnext` slot so far.
+    pub fn runnext_steals() -> u64 {
+        runtime()
+            .runnext_steals
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Workers awake right now (0 when the whole runtime sleeps).
     pub fn awake_workers() -> Option<usize> {
         try_runtime().map(|rt| rt.idle.num_unparked())

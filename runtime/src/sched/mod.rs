@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) blocking: BlockingPool,
     pub(crate) monitor: MonitorShared,
     next_id: AtomicU64,
+    /// Greenlets taken from a blocked worker's `runnext` (a test counter; rare path).
+    pub(crate) runnext_steals: AtomicU64,
 }
 
 static RUNTIME: OnceLock<&'static Shared> = OnceLock::new();
@@ -131,6 +133,7 @@ fn start() -> &'static Shared {
         driver,
         monitor: MonitorShared::new(),
         next_id: AtomicU64::new(1),
+        runnext_steals: AtomicU64::new(0),
     }));
     for core in cores {
         let name = format!("grove-worker-{}", core.index());

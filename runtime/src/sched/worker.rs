@@ -353,6 +353,7 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
         // The victim has held one greenlet for long: whatever it queued to run next would wait.
         let p = remote.runnext.steal();
         if !p.is_null() {
+            shared.runnext_steals.fetch_add(1, Relaxed);
             // SAFETY: the slot held a pointer from `into_raw`; the steal made it ours.
             return Some(unsafe { TaskRef::from_raw(p) });
         }
