@@ -23,7 +23,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub use grove_runtime::{
-    current, greenlet_local, sleep, sleep_until, spawn, spawn_blocking, timeout, workers,
+    current, greenlet_local, kill_all, sleep, sleep_until, spawn, spawn_blocking, timeout, workers,
     yield_now, Builder, Current, Elapsed, Greenlet, GreenletId, JoinHandle, Killed, LocalKey,
 };
 

@@ -245,3 +245,42 @@ fn rt_timeout_error_converts_to_io_timed_out() {
         .into();
     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
 }
+
+#[test]
+fn rt_kill_all_kills_parked_running_and_unstarted_greenlets() {
+    let (tx, rx) = grove::sync::unbounded::<()>();
+    let spinning = Arc::new(AtomicBool::new(true));
+    let mut handles = Vec::new();
+    // Parked on a channel (a wait-queue park), parked in a sleep (a timed park), busy without
+    // a blocking call (the kill lands at its next one), and some that may not have started.
+    for _ in 0..50 {
+        let rx = rx.clone();
+        handles.push(grove::spawn(move || {
+            let _ = rx.recv();
+        }));
+        handles.push(grove::spawn(|| grove::sleep(Duration::from_secs(3600))));
+    }
+    let s = spinning.clone();
+    handles.push(grove::spawn(move || {
+        while s.load(SeqCst) {
+            std::hint::spin_loop();
+        }
+        grove::yield_now();
+    }));
+    for _ in 0..50 {
+        handles.push(grove::spawn(|| grove::sleep(Duration::from_secs(3600))));
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let greenlets: Vec<grove::Greenlet> = handles.iter().map(|h| h.greenlet()).collect();
+    let t = Instant::now();
+    grove::kill_all(&greenlets);
+    spinning.store(false, SeqCst);
+    for h in handles {
+        assert!(
+            is_killed(&h.join().unwrap_err()),
+            "a greenlet survived kill_all"
+        );
+    }
+    assert!(t.elapsed() < Duration::from_secs(10));
+    drop(tx);
+}

@@ -38,10 +38,11 @@ mod timer;
 pub use cancel::{timeout, Elapsed, Killed};
 pub use config::{Config, ConfigError};
 pub use greenlet::{
-    block_in_pool, current, spawn, spawn_blocking, workers, Builder, Current, Greenlet, JoinHandle,
+    block_in_pool, current, kill_all, spawn, spawn_blocking, workers, Builder, Current, Greenlet,
+    JoinHandle,
 };
 pub use local::LocalKey;
-pub use park::{park, sleep, sleep_until, yield_now, ParkId, Unparker};
+pub use park::{park, park_borrowed, sleep, sleep_until, yield_now, ParkId, Unparker};
 pub use park_state::Wake;
 pub use task::GreenletId;
 

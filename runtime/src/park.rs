@@ -38,6 +38,7 @@ use crate::sched::{runtime, Hint};
 use crate::task::{Header, Suspend, TaskRef};
 use crate::timer::TimerKey;
 use std::cell::RefCell;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,9 +49,18 @@ pub struct Unparker {
 }
 
 enum Target {
+    /// A greenlet, kept alive by this token's own reference.
     Greenlet(TaskRef),
+    /// A greenlet this token does not keep alive (see [`park_borrowed`]).
+    Borrowed(NonNull<Header>),
     Thread(Arc<ThreadParker>),
 }
+
+// SAFETY: a borrowed token reaches only the header's park state (atomics) and, when it wins,
+// the park's own reference; `park_borrowed`'s contract keeps the header alive while it is used.
+unsafe impl Send for Target {}
+// SAFETY: as above; `&Unparker` only reads.
+unsafe impl Sync for Target {}
 
 impl Unparker {
     /// The token for park `gen` of `task` (for `kill`, which finds the park by itself).
@@ -74,37 +84,26 @@ impl Unparker {
     }
 
     pub(crate) fn wake_with(self, why: Wake, hint: Hint) -> bool {
-        match self.target {
-            Target::Greenlet(task) => match task.header().park.wake(self.gen, why) {
-                WakeOutcome::Lost => false,
-                WakeOutcome::WonEarly => true,
-                WakeOutcome::WonParked => {
-                    runtime().schedule(task, hint);
-                    true
-                }
-            },
-            Target::Thread(ref t) => t.wake(self.gen, why),
-        }
+        self.wake_by_ref(why, hint)
     }
 
     pub(crate) fn wake_by_ref(&self, why: Wake, hint: Hint) -> bool {
-        match &self.target {
-            Target::Greenlet(task) => match task.header().park.wake(self.gen, why) {
-                WakeOutcome::Lost => false,
-                WakeOutcome::WonEarly => true,
-                WakeOutcome::WonParked => {
-                    runtime().schedule(task.clone(), hint);
-                    true
-                }
-            },
-            Target::Thread(t) => t.wake(self.gen, why),
-        }
+        let h = match &self.target {
+            Target::Greenlet(task) => task.header(),
+            // SAFETY: a borrowed token is only used while its greenlet is alive
+            // (`park_borrowed`'s contract).
+            Target::Borrowed(h) => unsafe { h.as_ref() },
+            Target::Thread(t) => return t.wake(self.gen, why),
+        };
+        wake_greenlet(h, self.gen, why, hint)
     }
 
     /// True while the park this token was made for has not ended.
     pub fn is_waiting(&self) -> bool {
         match &self.target {
             Target::Greenlet(task) => task.header().park.is_waiting(self.gen),
+            // SAFETY: as in `wake_by_ref`.
+            Target::Borrowed(h) => unsafe { h.as_ref() }.park.is_waiting(self.gen),
             Target::Thread(t) => t.state.is_waiting(self.gen),
         }
     }
@@ -114,6 +113,7 @@ impl Unparker {
     pub fn park_id(&self) -> ParkId {
         let target = match &self.target {
             Target::Greenlet(t) => t.header() as *const _ as usize,
+            Target::Borrowed(h) => h.as_ptr() as usize,
             Target::Thread(t) => Arc::as_ptr(t) as usize,
         };
         ParkId {
@@ -124,12 +124,7 @@ impl Unparker {
 
     /// True if both tokens wake the same park.
     pub fn same_park(&self, other: &Unparker) -> bool {
-        self.gen == other.gen
-            && match (&self.target, &other.target) {
-                (Target::Greenlet(a), Target::Greenlet(b)) => a.ptr_eq(b),
-                (Target::Thread(a), Target::Thread(b)) => Arc::ptr_eq(a, b),
-                _ => false,
-            }
+        self.park_id() == other.park_id()
     }
 }
 
@@ -138,6 +133,7 @@ impl Clone for Unparker {
         Unparker {
             target: match &self.target {
                 Target::Greenlet(t) => Target::Greenlet(t.clone()),
+                Target::Borrowed(h) => Target::Borrowed(*h),
                 Target::Thread(t) => Target::Thread(t.clone()),
             },
             gen: self.gen,
@@ -148,13 +144,31 @@ impl Clone for Unparker {
 impl std::fmt::Debug for Unparker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.target {
-            Target::Greenlet(_) => "greenlet",
+            Target::Greenlet(_) | Target::Borrowed(_) => "greenlet",
             Target::Thread(_) => "thread",
         };
         f.debug_struct("Unparker")
             .field("target", &kind)
             .field("gen", &self.gen)
             .finish()
+    }
+}
+
+/// Ends park `gen` of the greenlet `h` for `why`. On a win against a committed park, the
+/// park's reference (given to it by the worker that committed it) becomes ours, and we schedule
+/// the greenlet with it; `h` may be gone once `schedule` has it.
+pub(crate) fn wake_greenlet(h: &Header, gen: u64, why: Wake, hint: Hint) -> bool {
+    match h.park.wake(gen, why) {
+        WakeOutcome::Lost => false,
+        WakeOutcome::WonEarly => true,
+        WakeOutcome::WonParked => {
+            // SAFETY: the worker forgot its reference when this park committed (`run_task`),
+            // and only the waker that ends a committed park (this one: its CAS won) takes it
+            // back, once.
+            let task = unsafe { TaskRef::from_raw(h as *const Header as *mut Header) };
+            runtime().schedule(task, hint);
+            true
+        }
     }
 }
 
@@ -229,10 +243,36 @@ where
         return park_thread(register, deadline);
     }
     // SAFETY: a non-null current task is the greenlet running this code, alive while it runs.
-    park_greenlet(unsafe { &*h }, register, deadline)
+    park_greenlet(unsafe { &*h }, register, deadline, true)
 }
 
-fn park_greenlet<R, U>(h: &Header, register: R, deadline: Option<Instant>) -> Wake
+/// [`park`], with a token that does not keep the greenlet alive: no reference count to raise
+/// and drop, which is two locked instructions per wait. For a wait queue under a lock.
+///
+/// # Safety
+///
+/// The token, and every clone of it, may be used (woken, cloned, dropped, asked
+/// [`Unparker::is_waiting`]) only while the parked greenlet cannot have finished. It suffices
+/// that (a) every use happens under one lock, (b) `register` is called with that lock held and
+/// puts the token where only holders of the lock reach it, (c) the unlock step releases it, and
+/// (d) whenever the park ends other than by that token, the caller takes the lock and removes
+/// the token before the greenlet goes on (also when the park unwinds). grove-sync's wait queues
+/// keep those rules (`wait_queue::wait`).
+#[doc(hidden)]
+pub unsafe fn park_borrowed<R, U>(register: R, deadline: Option<Instant>) -> Wake
+where
+    R: FnOnce(Unparker) -> Option<U>,
+    U: FnOnce(),
+{
+    let h = current_task();
+    if h.is_null() {
+        return park_thread(register, deadline);
+    }
+    // SAFETY: as in `park`.
+    park_greenlet(unsafe { &*h }, register, deadline, false)
+}
+
+fn park_greenlet<R, U>(h: &Header, register: R, deadline: Option<Instant>, counted: bool) -> Wake
 where
     R: FnOnce(Unparker) -> Option<U>,
     U: FnOnce(),
@@ -240,13 +280,20 @@ where
     let scope = cancel::check_interrupts_greenlet(h);
     let effective = earliest(deadline, scope.map(|s| s.0));
     let gen = h.park.prepare();
-    // SAFETY: `h` is the running greenlet's header, alive.
-    let me = unsafe { TaskRef::clone_from_header(h) };
-    let token = Unparker {
-        target: Target::Greenlet(me),
-        gen,
+    let target = if counted {
+        // SAFETY: `h` is the running greenlet's header, alive.
+        Target::Greenlet(unsafe { TaskRef::clone_from_header(h) })
+    } else {
+        Target::Borrowed(NonNull::from(h))
     };
-    let timer = effective.map(|d| runtime().arm_timer(d, token.clone()));
+    let token = Unparker { target, gen };
+    // The timer may fire after the park has ended any other way: its token keeps the greenlet
+    // alive.
+    let timer = effective.map(|d| {
+        // SAFETY: as above.
+        let me = unsafe { TaskRef::clone_from_header(h) };
+        runtime().arm_timer(d, Unparker::for_greenlet(me, gen))
+    });
     let Some(unlock) = register(token) else {
         // Nothing to wait for: end the park ourselves (a racing waker may have ended it first).
         let _ = h.park.wake(gen, Wake::Unparked);

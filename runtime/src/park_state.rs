@@ -45,13 +45,31 @@
 //! `PARKED` goes on to resume the greenlet on another worker, so that worker sees the stack as
 //! the switch left it.
 //!
+//! # `kill`
+//!
 //! `kill` is the one waker that does not hold a token: it sets the greenlet's kill flag and then
-//! wakes whatever park is current. It and [`ParkState::commit`] form a Dekker pair (flag store
-//! then state load, against state CAS then flag load, all `SeqCst`), so either `kill` sees the
-//! park and wakes it, or the committing side sees the flag and wakes itself.
+//! wakes whatever park is current. The flag and this word form a Dekker pair:
+//!
+//! ```text
+//!   owner                                   kill
+//!   prepare: store PREPARED                 store flag
+//!   ... switch, unlock step ...
+//!   light fence  ------ pairs with ------>  heavy fence (`asym_fence`)
+//!   load flag: set? wake own park           load word: PREPARED/PARKED? wake that park
+//!   commit
+//! ```
+//!
+//! Each side stores, fences, then loads what the other stored, so at least one sees the other:
+//! either `kill` finds the park and wakes it, or the owner finds the flag and wakes its own park
+//! before committing (its commit then fails and the greenlet runs again at once, to unwind). The
+//! owner's fence is free where `membarrier` exists: `kill` pays for both with one
+//! `membarrier` call ([`ParkState::commit_unless_killed`], [`ParkState::park_to_kill`]). The
+//! owner checks *before* it commits because after a successful commit the greenlet belongs to
+//! its park: a waker may resume it elsewhere, and it may finish and be freed, at once.
 
-use crate::sync::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use crate::asym_fence;
+use crate::sync::{AtomicBool, AtomicU64};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 const ST_BITS: u32 = 3;
 const ST_MASK: u64 = (1 << ST_BITS) - 1;
@@ -129,15 +147,28 @@ impl ParkState {
     /// Owner, after it has switched away (or, on a plain thread, before it blocks): move
     /// `PREPARED` to `PARKED`. False if a waker got in first; then the owner must run again.
     pub fn commit(&self, gen: u64) -> bool {
-        // SeqCst: one side of the Dekker pair with `kill` (see the module docs).
+        // AcqRel: see the module docs ("Orderings").
         self.0
             .compare_exchange(
                 gen << ST_BITS | PREPARED,
                 gen << ST_BITS | PARKED,
-                SeqCst,
+                AcqRel,
                 Acquire,
             )
             .is_ok()
+    }
+
+    /// Owner of a greenlet, after the unlock step: the owner's half of the Dekker pair with
+    /// `kill` (module docs), then [`commit`](Self::commit). A pending kill ends the park here, so
+    /// the commit fails and the greenlet runs again. `kill_flag` is the greenlet's kill flag.
+    pub fn commit_unless_killed(&self, gen: u64, kill_flag: &AtomicBool) -> bool {
+        // Pairs with the heavy fence in `kill`: the PREPARED store (in `prepare`) is ordered
+        // before the flag load below.
+        asym_fence::light();
+        if kill_flag.load(Relaxed) {
+            let _ = self.wake(gen, Wake::Killed);
+        }
+        self.commit(gen)
     }
 
     /// Waker: try to end park `gen` for `why`.
@@ -164,10 +195,12 @@ impl ParkState {
         }
     }
 
-    /// `kill`'s side of the Dekker pair: the generation of the park in progress, if any.
-    /// The caller set the kill flag (SeqCst) just before.
-    pub fn current_park(&self) -> Option<u64> {
-        let cur = self.0.load(SeqCst);
+    /// `kill`'s side of the Dekker pair: the generation of the park in progress, if any. The
+    /// caller stored the kill flag and then called `asym_fence::heavy()` (once for a batch of
+    /// kills), which pairs with the owner's light fence in
+    /// [`commit_unless_killed`](Self::commit_unless_killed).
+    pub fn park_to_kill(&self) -> Option<u64> {
+        let cur = self.0.load(Acquire);
         matches!(cur & ST_MASK, PREPARED | PARKED).then_some(cur >> ST_BITS)
     }
 

@@ -246,10 +246,6 @@ impl TaskRef {
         TaskRef(NonNull::from(h))
     }
 
-    pub(crate) fn ptr_eq(&self, other: &TaskRef) -> bool {
-        self.0 == other.0
-    }
-
     /// Builds the coroutine for this task's closure on `stack`.
     pub(crate) fn make_coroutine(&self, stack: Stack) -> Coro {
         // SAFETY: the vtable belongs to this cell's concrete type; we hold a count.

@@ -33,6 +33,9 @@
 #[path = "loom_support/sync.rs"]
 mod sync;
 
+#[path = "loom_support/asym_fence.rs"]
+mod asym_fence;
+
 #[allow(dead_code)]
 #[path = "../src/io_readiness.rs"]
 mod io_readiness;

@@ -20,6 +20,9 @@
 #[path = "loom_support/sync.rs"]
 mod sync;
 
+#[path = "loom_support/asym_fence.rs"]
+mod asym_fence;
+
 #[allow(dead_code)]
 #[path = "../src/park_state.rs"]
 mod park_state;
@@ -29,7 +32,7 @@ use loom::sync::atomic::{AtomicBool, AtomicU64};
 use loom::sync::Arc;
 use loom::thread;
 use park_state::{ParkState, Wake, WakeOutcome};
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// Test bookkeeping (how many times the greenlet was resumed, ...). Deliberately a *std* atomic:
 /// it is not part of the protocol, and as a loom atomic every access would multiply the
@@ -248,49 +251,51 @@ fn late_timer_never_ends_the_next_park() {
     });
 }
 
-/// 1(d). The kill Dekker pair, as the worker runs it (`run_task`): `kill` stores the flag and wakes
-/// the current park; the worker commits, then loads the flag and wakes the park itself. The
-/// greenlet must end up woken (never parked forever) and resumed exactly once.
+/// 1(d). The kill Dekker pair, as the runtime runs it. `kill` (`greenlet::kill_tasks`) stores the
+/// flag, fences (heavy), and wakes the park in progress, if any. The greenlet checks the flag on
+/// entry to `park` (`cancel::check_interrupts_greenlet`: a pending kill is delivered there, no
+/// park), then prepares; its worker, after the unlock step, fences (light), loads the flag and
+/// wakes its own park if set, then commits (`ParkState::commit_unless_killed`). `kill` may run
+/// at any point, before `prepare` included. The greenlet must never stay parked with a kill
+/// pending, and is resumed exactly once if it parked.
 ///
-/// `prepare` runs before `kill` starts. A model where `kill` may also run before `prepare` cannot
-/// be checked by loom: loom treats `SeqCst` loads as `AcqRel`, so `current_park`'s SeqCst load may
-/// return the pre-`prepare` word even after the worker's SeqCst commit and flag load have run,
-/// which the C++20 model forbids (that load would be coherence-ordered before the SeqCst commit,
-/// hence before it in the single order S, while the flag load read `false` and so precedes the
-/// flag store in S: a cycle). Loom reports that false alarm on the very first interleaving.
+/// (The fences are `SeqCst` fences here, see `loom_support/asym_fence.rs`; with `SeqCst`
+/// *accesses* instead, as this pair was first written, loom could not check a kill before
+/// `prepare`: it treats `SeqCst` accesses as `AcqRel`.)
 #[test]
 fn kill_vs_commit_never_parks_forever() {
     loom::model(|| {
         let st = Arc::new(ParkState::new());
         let kill = Arc::new(AtomicBool::new(false));
         let resumed = counter();
-        let gen = st.prepare(); // before `kill` runs
 
         let killer = {
             let (st, kill, resumed) = (st.clone(), kill.clone(), resumed.clone());
             thread::spawn(move || {
-                kill.store(true, SeqCst);
-                if let Some(g) = st.current_park() {
+                kill.store(true, Release);
+                asym_fence::heavy();
+                if let Some(g) = st.park_to_kill() {
                     if st.wake(g, Wake::Killed) == WakeOutcome::WonParked {
-                        resumed.fetch_add(1, Relaxed); // wake_with(.., Hint::Back) schedules it
+                        resumed.fetch_add(1, Relaxed); // wake_greenlet schedules it
                     }
                 }
             })
         };
 
-        // The worker, after the switch.
-        let must_resume = if !st.commit(gen) {
-            true
-        } else {
-            kill.load(SeqCst) && st.wake(gen, Wake::Killed) == WakeOutcome::WonParked
-        };
-        if must_resume {
-            resumed.fetch_add(1, Relaxed);
+        // The greenlet entering `park`: a kill seen here is delivered at once, without a park.
+        if kill.load(Relaxed) {
+            killer.join().unwrap();
+            return;
+        }
+        let gen = st.prepare();
+        // Its worker, after the switch and the unlock step.
+        if !st.commit_unless_killed(gen, &kill) {
+            resumed.fetch_add(1, Relaxed); // woken before the commit: runs again at once
         }
 
         killer.join().unwrap();
         assert!(!st.is_waiting(gen), "killed greenlet left parked forever");
-        assert_eq!(resumed.load(Relaxed), 1);
+        assert_eq!(resumed.load(Relaxed), 1, "resumed other than exactly once");
         assert_eq!(st.take_wake(gen), Some(Wake::Killed));
     });
 }

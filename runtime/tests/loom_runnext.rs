@@ -1,11 +1,9 @@
 //! Loom models of a worker's `runnext` slot (`src/sched/runnext.rs`): the owner exchanges it with
 //! plain accesses between compiler fences, thieves steal it behind a `membarrier`.
 //!
-//! The production file is included verbatim with `#[path]`. Its `crate::asym_fence` is the stub
-//! below: both fences are `SeqCst` fences, which is what `membarrier` gives the pair in effect
-//! (a full barrier in the owner's instruction stream somewhere during the thief's call, and one
-//! in the thief around it). Loom models `SeqCst` fences (not `SeqCst` accesses), so the Dekker
-//! argument of the module docs is what it checks here.
+//! The production file is included verbatim with `#[path]`. Its `crate::asym_fence` is
+//! `loom_support/asym_fence.rs`: both fences as `SeqCst` fences, so the Dekker argument of the
+//! module docs is what loom checks here.
 //!
 //! Run with:
 //!
@@ -20,22 +18,8 @@
 #[path = "loom_support/sync.rs"]
 mod sync;
 
-/// The asymmetric fences, as symmetric `SeqCst` fences.
-mod asym_fence {
-    use std::sync::atomic::Ordering::SeqCst;
-
-    pub(crate) fn available() -> bool {
-        true
-    }
-
-    pub(crate) fn light() {
-        loom::sync::atomic::fence(SeqCst);
-    }
-
-    pub(crate) fn heavy() {
-        loom::sync::atomic::fence(SeqCst);
-    }
-}
+#[path = "loom_support/asym_fence.rs"]
+mod asym_fence;
 
 #[allow(dead_code)]
 #[path = "../src/sched/runnext.rs"]

@@ -17,7 +17,7 @@
 //! took the hand-off back. [`wait`] does this bookkeeping, also when the park unwinds.
 
 use crate::spin::{SpinGuard as MutexGuard, SpinLock as Mutex};
-use grove_runtime::{park, ParkId, Unparker, Wake};
+use grove_runtime::{park_borrowed, ParkId, Unparker, Wake};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -141,15 +141,22 @@ pub(crate) fn wait<S, E>(
         queue,
         token: None,
     };
-    let woke = park(
-        |token| {
-            tidy.token = Some(token.park_id());
-            queue(&mut guard).push(token, data);
-            then();
-            Some(move || drop(guard))
-        },
-        deadline,
-    );
+    // SAFETY: `park_borrowed`'s rules hold: the token goes into `queue` with the lock held, every
+    // waker reaches it (to wake, clone or drop it) only under that lock, the unlock step releases
+    // the lock after the switch, and a park that ends other than by that token leaves `tidy` set,
+    // whose drop (on return or unwind, before the caller goes on) takes the lock and removes the
+    // token.
+    let woke = unsafe {
+        park_borrowed(
+            |token| {
+                tidy.token = Some(token.park_id());
+                queue(&mut guard).push(token, data);
+                then();
+                Some(move || drop(guard))
+            },
+            deadline,
+        )
+    };
     match woke {
         Wake::Unparked => {
             tidy.token = None; // the waker popped our entry

@@ -19,6 +19,9 @@
 #[path = "../../runtime/tests/loom_support/sync.rs"]
 mod sync;
 
+#[path = "../../runtime/tests/loom_support/asym_fence.rs"]
+mod asym_fence;
+
 #[allow(dead_code)]
 #[path = "../../runtime/src/park_state.rs"]
 mod park_state;

@@ -5,5 +5,5 @@ pub(super) fn register() -> bool {
 }
 
 pub(super) fn heavy() {
-    unreachable!("grove: asymmetric fence used where the system has none");
+    unreachable!("grove: membarrier used where the system has none");
 }

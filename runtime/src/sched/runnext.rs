@@ -34,8 +34,8 @@
 //! lands before, the owner's later load of `thief` sees `true` (the thief's store preceded the
 //! fence) and the owner uses a real swap, which is safe against the thief's swap. Either way the
 //! two never exchange the slot with plain accesses at the same time, and no greenlet is taken
-//! twice or lost. Where the kernel has no `membarrier` (or a sandbox forbids it), both sides always
-//! use `swap`, as before.
+//! twice or lost. Where the kernel has no `membarrier` (or a sandbox forbids it), both fences are
+//! `fence(SeqCst)`: a symmetric Dekker pair, where the owner's fence costs about what the swap did.
 //!
 //! The monitor and the owner's idle check read the slot with plain loads, which is fine: a read
 //! only decides whether to look further.
@@ -72,10 +72,6 @@ impl<T> RunNext<T> {
     /// Owner only: puts `new` (may be null) in the slot and returns what was there.
     #[inline]
     pub(crate) fn replace(&self, new: *mut T) -> *mut T {
-        if !asym_fence::available() {
-            // AcqRel: pairs with the thief's swap.
-            return self.slot.swap(new, AcqRel);
-        }
         self.owner_busy.store(true, Relaxed);
         // Pairs with the thief's heavy fence (module docs).
         asym_fence::light();
@@ -83,6 +79,7 @@ impl<T> RunNext<T> {
         // seen whole (the slot it emptied included).
         if self.thief.load(Acquire) {
             self.owner_busy.store(false, Release);
+            // AcqRel: pairs with the thief's swap.
             return self.slot.swap(new, AcqRel);
         }
         // Only the owner stores non-null values, and no thief is exchanging now: plain accesses.
@@ -107,9 +104,6 @@ impl<T> RunNext<T> {
 
     /// Another thread: takes the slot's content, or null (empty, or another thief is at it).
     pub(crate) fn steal(&self) -> *mut T {
-        if !asym_fence::available() {
-            return self.slot.swap(std::ptr::null_mut(), AcqRel);
-        }
         // Acquire: pairs with the previous thief's Release store of `false`.
         if self.thief.swap(true, Acquire) {
             return std::ptr::null_mut();

@@ -22,7 +22,6 @@
 
 use super::context::set_current_core;
 use super::{Remote, Shared};
-use crate::park_state::{Wake, WakeOutcome};
 use crate::stack::{Stack, CREDIT_BATCH, LOCAL_CACHE_MAX};
 use crate::task::{Header, SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
 use crate::task_alloc::LocalCells;
@@ -30,7 +29,7 @@ use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use std::cell::{Cell, UnsafeCell};
 use std::io;
-use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Ticks between checks of the global queues.
 const GLOBAL_CHECK_INTERVAL: u32 = 61;
@@ -422,16 +421,16 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
             }
             CoroutineResult::Yield(Suspend::Park { gen, unlock }) => {
                 // SAFETY: `unlock` lives on the parked greenlet's stack, untouched until it is
-                // resumed, which cannot happen before `commit` below.
+                // resumed, which cannot happen before the commit below.
                 unsafe { (*unlock)() };
-                if !h.park.commit(gen) {
-                    continue; // woken before it finished parking: run it again at once
+                if !h.park.commit_unless_killed(gen, &h.kill) {
+                    continue; // woken (or killed) before it finished parking: run it again
                 }
-                // SeqCst: the other half of the Dekker pair with `kill` (see park_state).
-                if h.kill.load(SeqCst) && h.park.wake(gen, Wake::Killed) == WakeOutcome::WonParked {
-                    continue;
-                }
-                return; // parked: its tokens keep it alive; we let go of it
+                // Parked: our reference now belongs to the park, and the waker that ends it
+                // takes it back (`Unparker::wake_with`). From here on the greenlet may run, and
+                // finish, on another worker: nothing here touches it again.
+                std::mem::forget(task);
+                return;
             }
             CoroutineResult::Return(()) => {
                 // SAFETY: finished; nothing refers to the coroutine any more.

@@ -29,11 +29,10 @@
 // in `park_state.rs`, `wake` losing to `PREPARED`, `wake`'s CAS `Relaxed` (the hand-off is not
 // published: loom reports the data race), and `commit` ignoring an early wake.
 //
-// Not caught, and not checkable here: dropping the worker's kill check after `commit` (the
-// Dekker half; every kill here finds the park already prepared, and a model where it need not
-// hits loom's `SeqCst` limitation, see `runtime/tests/loom_park.rs`), and `take_wake` loading
-// `Relaxed` (the "scheduling" flag's Release/Acquire, like the real run queue, already orders
-// the hand-off).
+// Not caught here: dropping the worker's kill check before `commit` (the Dekker half; every
+// kill here finds the park already prepared; `runtime/tests/loom_park.rs` models a kill at any
+// point and catches it), and `take_wake` loading `Relaxed` (the "scheduling" flag's
+// Release/Acquire, like the real run queue, already orders the hand-off).
 //
 
 use loom::cell::UnsafeCell;
@@ -42,7 +41,7 @@ use loom::sync::{Arc, Mutex, MutexGuard, Notify};
 use loom::thread;
 use park_state::{ParkState, Wake, WakeOutcome};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Runs `f` under loom with at most `preemptions` preemptions, unless `LOOM_MAX_PREEMPTIONS`
 /// says otherwise (`None`: unbounded, loom's default).
@@ -135,11 +134,12 @@ impl Green {
         }
     }
 
-    /// `kill_task` (greenlet.rs:324-335): the flag, then whatever park is current.
+    /// `greenlet::kill_tasks`: the flag, the heavy fence, then whatever park is current.
     fn kill(&self) {
-        self.kill.store(true, SeqCst); // greenlet.rs:331
-        if let Some(gen) = self.park.current_park() {
-            self.wake(gen, Wake::Killed); // greenlet.rs:332-333
+        self.kill.store(true, Release);
+        crate::asym_fence::heavy();
+        if let Some(gen) = self.park.park_to_kill() {
+            self.wake(gen, Wake::Killed);
         }
     }
 
@@ -178,16 +178,11 @@ impl Green {
         Ok(Parking { gen })
     }
 
-    /// The worker's commit and kill check (worker.rs:387-394). True if the greenlet must run
-    /// again at once (woken before it finished parking, or killed); false if it is parked.
+    /// The worker's kill check and commit (`run_task`, `ParkState::commit_unless_killed`). True
+    /// if the greenlet must run again at once (woken or killed before it finished parking);
+    /// false if it is parked.
     fn commit(&self, p: Parking) -> bool {
-        let gen = p.gen;
-        if !self.park.commit(gen) {
-            true // worker.rs:388: woken before it finished parking
-        } else {
-            // worker.rs:391: the Dekker pair with `kill`.
-            self.kill.load(SeqCst) && self.park.wake(gen, Wake::Killed) == WakeOutcome::WonParked
-        }
+        !self.park.commit_unless_killed(p.gen, &self.kill)
     }
 
     /// After [`Green::commit`]: wait until scheduled if parked, then resume (park.rs:268-275).
