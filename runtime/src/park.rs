@@ -20,6 +20,14 @@
 //! fully switched out: no waker ever resumes a greenlet whose stack is still in use. Timers and
 //! `kill` do not take the object's lock; the park state's compare-exchanges settle those races.
 //!
+//! # Who keeps a parked greenlet alive
+//!
+//! The worker that commits a park gives its reference to the park, and the waker that ends a
+//! committed park ([`wake_greenlet`]) takes it back to schedule the greenlet. A token from
+//! [`park`] holds a reference of its own as well, since its holder may keep it past the park's
+//! end; a token from [`park_borrowed`] holds none, which saves two locked instructions per wait,
+//! under the rules its safety section states.
+//!
 //! On a plain OS thread the same call blocks the thread: the unlock step runs at once, and the
 //! thread sleeps on its own mutex and condvar until the park state says a waker won.
 //!
