@@ -298,6 +298,9 @@ struct Shared {
     done: AtomicU64,
     stop: AtomicBool,
     deadline: Option<Instant>,
+    /// The body length of the first response of the whole run, which every later one is
+    /// compared with as `ab` does ("Failed requests (Length)"); `UNSET_LEN` until then.
+    doc_len: AtomicU64,
     /// How progress is shown, decided once (asking whether stderr is a terminal is a syscall):
     /// off with `-q`, `-t` or few requests, and only when it is on is `done` counted.
     progress: Progress,
@@ -314,7 +317,39 @@ impl Shared {
         let first = self.next.fetch_add(TICKET_BATCH, Relaxed);
         self.opts.requests.saturating_sub(first).min(TICKET_BATCH)
     }
+
+    /// The timeout for the operations of a request starting at `now`: `-s`, cut short by the
+    /// `-t` deadline (at least a millisecond: a zero timeout means none to grove's sockets).
+    fn op_timeout(&self, now: Instant) -> Duration {
+        match self.deadline {
+            Some(d) => self
+                .opts
+                .timeout
+                .min(d.saturating_duration_since(now))
+                .max(Duration::from_millis(1)),
+            None => self.opts.timeout,
+        }
+    }
+
+    /// Records the first response's body length, or compares `len` with it.
+    fn same_length_as_first(&self, len: usize) -> bool {
+        let len = len as u64;
+        let first = self.doc_len.load(Relaxed);
+        if first != UNSET_LEN {
+            return first == len;
+        }
+        match self
+            .doc_len
+            .compare_exchange(UNSET_LEN, len, Relaxed, Relaxed)
+        {
+            Ok(_) => true,
+            Err(first) => first == len,
+        }
+    }
 }
+
+/// `Shared::doc_len` before any response.
+const UNSET_LEN: u64 = u64::MAX;
 
 /// Requests up to this size are written as one segment (below any MSS, even a 1,500-byte MTU's),
 /// so they need no `TCP_NODELAY` (one syscall per connection saved).
@@ -343,9 +378,10 @@ fn client(sh: Arc<Shared>) {
             break;
         }
         tickets -= 1;
+        let timeout = sh.op_timeout(start);
         let fresh = conn.is_none();
         if fresh {
-            match TcpStream::connect_timeout(&sh.target.addr, sh.opts.timeout) {
+            match TcpStream::connect_timeout(&sh.target.addr, timeout) {
                 Ok(s) => {
                     // A request that fits one segment goes out at once whatever Nagle says (it
                     // is written whole, with nothing unacknowledged in flight); only a larger one
@@ -353,16 +389,25 @@ fn client(sh: Arc<Shared>) {
                     if sh.request.len() > NAGLE_SAFE_REQUEST {
                         let _ = s.set_nodelay(true);
                     }
-                    let _ = s.set_read_timeout(Some(sh.opts.timeout));
-                    let _ = s.set_write_timeout(Some(sh.opts.timeout));
+                    let _ = s.set_read_timeout(Some(timeout));
+                    let _ = s.set_write_timeout(Some(timeout));
                     conn = Some(s);
                     buf.clear();
                 }
                 Err(_) => {
+                    if sh.deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
                     t.failed_connect += 1;
                     continue;
                 }
             }
+        } else if sh.deadline.is_some() {
+            // With `-t` every operation ends by the deadline: a stalled server must not stretch
+            // the run by up to `-s`. (grove's socket timeouts are plain stores, no syscall.)
+            let s = conn.as_ref().expect("checked above");
+            let _ = s.set_read_timeout(Some(timeout));
+            let _ = s.set_write_timeout(Some(timeout));
         }
         let s = conn.as_ref().expect("connected above");
         let r = (&*s)
@@ -378,10 +423,8 @@ fn client(sh: Arc<Shared>) {
                 if !(200..300).contains(&reply.status) {
                     t.non_2xx += 1;
                 }
-                match t.doc_len {
-                    None => t.doc_len = Some(reply.body_len),
-                    Some(l) if l != reply.body_len => t.failed_length += 1,
-                    Some(_) => {}
+                if !sh.same_length_as_first(reply.body_len) {
+                    t.failed_length += 1;
                 }
                 if t.server.is_none() {
                     t.server = reply.server;
@@ -395,8 +438,11 @@ fn client(sh: Arc<Shared>) {
                 }
             }
             Err(_) => {
-                t.failed_receive += 1;
                 conn = None;
+                if sh.deadline.is_some_and(|d| Instant::now() >= d) {
+                    break; // cut off by `-t`, as ab stops: neither complete nor failed
+                }
+                t.failed_receive += 1;
             }
         }
         if sh.progress != Progress::Off {
@@ -418,7 +464,6 @@ fn merge(into: &mut Tally, t: Tally) {
     into.keep_alive_requests += t.keep_alive_requests;
     into.bytes += t.bytes;
     into.body_bytes += t.body_bytes;
-    into.doc_len = into.doc_len.or(t.doc_len);
     into.server = into.server.take().or(t.server);
 }
 
@@ -479,7 +524,8 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     }
     let request = build_request(&cfg, &target);
     let hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
-    let deadline = cfg.time_limit.map(|t| Instant::now() + t);
+    // A limit too far away to represent is no limit (`-t 18446744073709551615` must not panic).
+    let deadline = cfg.time_limit.and_then(|t| Instant::now().checked_add(t));
     let concurrency = cfg.concurrency;
     let progress = if cfg.quiet || cfg.requests < 150 || deadline.is_some() {
         Progress::Off
@@ -496,6 +542,7 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         done: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         deadline,
+        doc_len: AtomicU64::new(UNSET_LEN),
         progress,
         tally: Mutex::new((Tally::default(), hist)),
     });
@@ -512,10 +559,14 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     }
     let elapsed = start.elapsed();
     let mut g = sh.tally.lock().expect("tally lock");
-    let (tally, hist) = std::mem::replace(
+    let (mut tally, hist) = std::mem::replace(
         &mut *g,
         (Tally::default(), Histogram::new(3).expect("histogram")),
     );
+    tally.doc_len = match sh.doc_len.load(Relaxed) {
+        UNSET_LEN => None,
+        len => Some(len as usize),
+    };
     Ok(Report {
         tally,
         hist,

@@ -88,3 +88,182 @@ fn http_grove_ab_errors_are_one_line_and_non_zero() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A loopback listener that accepts and holds connections without ever answering, for at most
+/// `hold` (then the thread ends and drops them).
+fn stalled_server(hold: Duration) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + hold;
+        let mut held = Vec::new();
+        while std::time::Instant::now() < end {
+            match l.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn http_grove_ab_sends_the_method_headers_and_body_it_is_given() {
+    type Seen = (String, Option<String>, Option<String>, Vec<u8>);
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>> = Default::default();
+    let record = seen.clone();
+    let server = Server::bind("127.0.0.1:0", move |req| {
+        record.lock().unwrap().push((
+            req.method().to_string(),
+            req.header("x-grove-test").map(str::to_string),
+            req.header("content-type").map(str::to_string),
+            req.body().to_vec(),
+        ));
+        Response::text("ok")
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.start();
+    let body_file = std::env::temp_dir().join(format!("grove-ab-body-{}", std::process::id()));
+    std::fs::write(&body_file, b"{\"answer\": 42}").unwrap();
+    let url = format!("http://{addr}/submit");
+    let out = grove_ab(&[
+        "-n",
+        "5",
+        "-c",
+        "1",
+        "-q",
+        "-m",
+        "PUT",
+        "-H",
+        "X-Grove-Test: yes",
+        "-p",
+        body_file.to_str().unwrap(),
+        "-T",
+        "application/json",
+        &url,
+    ]);
+    let _ = std::fs::remove_file(&body_file);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(field(&text, "Complete requests:"), "5");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 5);
+    for (method, test_header, content_type, body) in seen.iter() {
+        assert_eq!(method, "PUT");
+        assert_eq!(test_header.as_deref(), Some("yes"));
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        assert_eq!(body, b"{\"answer\": 42}");
+    }
+    handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_grove_ab_timeout_fails_requests_to_a_stalled_server() {
+    let addr = stalled_server(Duration::from_secs(20));
+    let t = std::time::Instant::now();
+    let out = grove_ab(&[
+        "-n",
+        "2",
+        "-c",
+        "2",
+        "-s",
+        "1",
+        "-q",
+        &format!("http://{addr}/"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(field(&text, "Complete requests:"), "0");
+    assert!(field(&text, "Failed requests:").starts_with('2'), "{text}");
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "-s 1 took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn http_grove_ab_time_limit_ends_the_run_even_while_requests_stall() {
+    let addr = stalled_server(Duration::from_secs(40));
+    let t = std::time::Instant::now();
+    // -s 30 would hold a stalled request for 30 s: -t 1 must end the run near 1 s anyway, and
+    // the requests it cuts off are neither complete nor failed (as ab).
+    let out = grove_ab(&[
+        "-t",
+        "1",
+        "-s",
+        "30",
+        "-c",
+        "2",
+        "-q",
+        &format!("http://{addr}/"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "-t 1 took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(field(&text, "Complete requests:"), "0");
+    assert_eq!(field(&text, "Failed requests:"), "0");
+    // A limit too large to represent is no limit, not a panic.
+    let out = grove_ab(&["-t", "18446744073709551615", "-n", "50", "-c", "2", "-q"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(field(&text, "Complete requests:"), "50");
+}
+
+#[test]
+fn http_grove_ab_compares_every_length_with_the_runs_first_response() {
+    // The first connection the server sees gets a 1-byte body, every other one 2 bytes: with
+    // keep-alive and two clients, one client's responses all differ from the run's first
+    // response, though each client's own responses agree with each other.
+    let first_peer = std::sync::Mutex::new(None);
+    let counts: std::sync::Arc<[std::sync::atomic::AtomicU64; 2]> = Default::default();
+    let c = counts.clone();
+    let server = Server::bind("127.0.0.1:0", move |req| {
+        let mut f = first_peer.lock().unwrap();
+        let peer = req.peer_addr();
+        let short = *f.get_or_insert(peer) == peer;
+        c[usize::from(!short)].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Response::text(if short { "a" } else { "bb" })
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.start();
+    let out = grove_ab(&[
+        "-n",
+        "40",
+        "-c",
+        "2",
+        "-k",
+        "-q",
+        &format!("http://{addr}/"),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(field(&text, "Complete requests:"), "40");
+    let failed: u64 = field(&text, "Failed requests:").parse().unwrap();
+    let (short, long) = (
+        counts[0].load(std::sync::atomic::Ordering::SeqCst),
+        counts[1].load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert!(
+        long > 0 && short > 0,
+        "one connection served everything: {short}/{long}"
+    );
+    // The run's first response was one of the two lengths; every response of the other counts.
+    assert!(
+        failed == short || failed == long,
+        "failed {failed}, lengths {short}/{long}\n{text}"
+    );
+    assert!(text.contains(&format!("Length: {failed}")), "{text}");
+    handle.stop(Duration::from_secs(1));
+}

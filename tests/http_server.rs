@@ -370,3 +370,28 @@ fn http_max_connections_bounds_handlers() {
     assert!(peak.load(SeqCst) <= 4, "peak {}", peak.load(SeqCst));
     server.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn http_serve_forever_serves_from_a_plain_thread_and_headers_lists_them_in_order() {
+    let server = Server::bind("127.0.0.1:0", |req| {
+        let listed: Vec<String> = req
+            .headers()
+            .filter(|(name, _)| name.to_ascii_lowercase().starts_with("x-"))
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        Response::text(listed.join(","))
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    // serve_forever blocks its caller for good: a plain thread the test leaves behind.
+    std::thread::spawn(move || server.serve_forever());
+    let mut s = connect(addr);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nX-One: 1\r\nX-Two: second\r\nX-One: again\r\n\r\n")
+        .unwrap();
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(status, 200);
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "X-One=1,X-Two=second,X-One=again"
+    );
+}

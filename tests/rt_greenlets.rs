@@ -371,3 +371,30 @@ fn rt_pinned_greenlet_stays_on_one_worker() {
         n.join().unwrap();
     }
 }
+
+#[test]
+fn rt_join_handle_methods_answer_in_the_contracts_path_form() {
+    use grove::JoinHandle;
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    let h: JoinHandle<()> = grove::Builder::new()
+        .name("paths")
+        .spawn(move || {
+            while !r.load(SeqCst) {
+                grove::sleep(Duration::from_millis(1));
+            }
+        })
+        .unwrap();
+    assert_eq!(JoinHandle::name(&h), Some("paths"));
+    assert_eq!(JoinHandle::id(&h), h.greenlet().id());
+    assert!(!JoinHandle::is_finished(&h));
+    JoinHandle::kill(&h);
+    let t = Instant::now();
+    while !JoinHandle::is_finished(&h) {
+        assert!(t.elapsed() < Duration::from_secs(10), "kill did not end it");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let err = h.join().unwrap_err();
+    assert!(err.downcast_ref::<grove::Killed>().is_some());
+    release.store(true, SeqCst);
+}

@@ -230,10 +230,31 @@ impl<T> JoinHandle<T> {
     pub fn greenlet(&self) -> Greenlet {
         self.greenlet.clone()
     }
+
+    /// True once the greenlet has finished (as [`Greenlet::is_finished`]).
+    pub fn is_finished(&self) -> bool {
+        self.greenlet.is_finished()
+    }
+
+    /// Kills the greenlet (gevent's `kill`; see [`Greenlet::kill`]).
+    pub fn kill(&self) {
+        self.greenlet.kill();
+    }
+
+    /// The greenlet's id.
+    pub fn id(&self) -> GreenletId {
+        self.greenlet.id()
+    }
+
+    /// The greenlet's name, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.greenlet.name()
+    }
 }
 
-/// A `JoinHandle` is a [`Greenlet`] reference plus the right to its result: `kill`,
-/// `is_finished`, `wait_timeout`, `id` and `name` come from there.
+/// A `JoinHandle` is a [`Greenlet`] reference plus the right to its result: `wait` and
+/// `wait_timeout` come from there (and `kill`, `is_finished`, `id` and `name` are also inherent
+/// methods, so the contract's path forms such as `JoinHandle::kill(&h)` resolve).
 impl<T> std::ops::Deref for JoinHandle<T> {
     type Target = Greenlet;
     fn deref(&self) -> &Greenlet {

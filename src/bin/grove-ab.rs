@@ -86,9 +86,11 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("grove-ab: {e}");
+            // One line, as the contract asks; `-h` prints the usage.
             if e.starts_with("unknown option") || e.contains("needs") {
-                eprintln!("{USAGE}");
+                eprintln!("grove-ab: {e} (grove-ab -h for usage)");
+            } else {
+                eprintln!("grove-ab: {e}");
             }
             ExitCode::FAILURE
         }
