@@ -89,6 +89,18 @@ fn http_grove_ab_errors_are_one_line_and_non_zero() {
     }
 }
 
+/// Runs grove-ab, which must succeed, and returns its report.
+fn report(args: &[&str]) -> String {
+    let out = grove_ab(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// A loopback listener that accepts and holds connections without ever answering, for at most
 /// `hold` (then the thread ends and drops them).
 fn stalled_server(hold: Duration) -> std::net::SocketAddr {
@@ -128,7 +140,7 @@ fn http_grove_ab_sends_the_method_headers_and_body_it_is_given() {
     let body_file = std::env::temp_dir().join(format!("grove-ab-body-{}", std::process::id()));
     std::fs::write(&body_file, b"{\"answer\": 42}").unwrap();
     let url = format!("http://{addr}/submit");
-    let out = grove_ab(&[
+    let text = report(&[
         "-n",
         "5",
         "-c",
@@ -145,8 +157,6 @@ fn http_grove_ab_sends_the_method_headers_and_body_it_is_given() {
         &url,
     ]);
     let _ = std::fs::remove_file(&body_file);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
     assert_eq!(field(&text, "Complete requests:"), "5");
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 5);
@@ -159,64 +169,34 @@ fn http_grove_ab_sends_the_method_headers_and_body_it_is_given() {
     handle.stop(Duration::from_secs(1));
 }
 
+/// Runs grove-ab with `flags` against a server that never answers; it must end within `limit`.
+fn against_a_stalled_server(flags: &str, limit: Duration) -> String {
+    let addr = stalled_server(limit + Duration::from_secs(30));
+    let url = format!("http://{addr}/");
+    let mut args: Vec<&str> = flags.split(' ').collect();
+    args.push(&url);
+    let t = std::time::Instant::now();
+    let text = report(&args);
+    assert!(t.elapsed() < limit, "{flags} took {:?}", t.elapsed());
+    text
+}
+
 #[test]
 fn http_grove_ab_timeout_fails_requests_to_a_stalled_server() {
-    let addr = stalled_server(Duration::from_secs(20));
-    let t = std::time::Instant::now();
-    let out = grove_ab(&[
-        "-n",
-        "2",
-        "-c",
-        "2",
-        "-s",
-        "1",
-        "-q",
-        &format!("http://{addr}/"),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    let text = against_a_stalled_server("-n 2 -c 2 -s 1 -q", Duration::from_secs(15));
     assert_eq!(field(&text, "Complete requests:"), "0");
-    assert!(field(&text, "Failed requests:").starts_with('2'), "{text}");
-    assert!(
-        t.elapsed() < Duration::from_secs(15),
-        "-s 1 took {:?}",
-        t.elapsed()
-    );
+    assert_eq!(field(&text, "Failed requests:"), "2");
 }
 
 #[test]
 fn http_grove_ab_time_limit_ends_the_run_even_while_requests_stall() {
-    let addr = stalled_server(Duration::from_secs(40));
-    let t = std::time::Instant::now();
     // -s 30 would hold a stalled request for 30 s: -t 1 must end the run near 1 s anyway, and
     // the requests it cuts off are neither complete nor failed (as ab).
-    let out = grove_ab(&[
-        "-t",
-        "1",
-        "-s",
-        "30",
-        "-c",
-        "2",
-        "-q",
-        &format!("http://{addr}/"),
-    ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
-    assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "-t 1 took {:?}",
-        t.elapsed()
-    );
+    let text = against_a_stalled_server("-t 1 -s 30 -c 2 -q", Duration::from_secs(10));
     assert_eq!(field(&text, "Complete requests:"), "0");
     assert_eq!(field(&text, "Failed requests:"), "0");
     // A limit too large to represent is no limit, not a panic.
-    let out = grove_ab(&["-t", "18446744073709551615", "-n", "50", "-c", "2", "-q"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = report(&["-t", "18446744073709551615", "-n", "50", "-c", "2", "-q"]);
     assert_eq!(field(&text, "Complete requests:"), "50");
 }
 
@@ -238,7 +218,7 @@ fn http_grove_ab_compares_every_length_with_the_runs_first_response() {
     .unwrap();
     let addr = server.local_addr().unwrap();
     let handle = server.start();
-    let out = grove_ab(&[
+    let text = report(&[
         "-n",
         "40",
         "-c",
@@ -247,8 +227,6 @@ fn http_grove_ab_compares_every_length_with_the_runs_first_response() {
         "-q",
         &format!("http://{addr}/"),
     ]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
     assert_eq!(field(&text, "Complete requests:"), "40");
     let failed: u64 = field(&text, "Failed requests:").parse().unwrap();
     let (short, long) = (
