@@ -11,6 +11,7 @@ use crate::stack::{self, Stack};
 use crate::task::{GreenletId, TaskOpts, TaskRef};
 use std::io;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Release;
 use std::sync::Arc;
 use std::thread;
@@ -355,8 +356,8 @@ fn kill_tasks(tasks: &[&TaskRef]) {
     for t in tasks {
         let h = t.header();
         if let Some(gen) = h.park.park_to_kill() {
-            // `h` stays alive: the caller's handle holds a reference.
-            crate::park::wake_greenlet(h, gen, Wake::Killed, Hint::Back);
+            // SAFETY: `h` stays alive: the caller's handle holds a reference.
+            unsafe { crate::park::wake_greenlet(NonNull::from(h), gen, Wake::Killed, Hint::Back) };
         }
     }
 }

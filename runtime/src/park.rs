@@ -71,7 +71,8 @@ unsafe impl Send for Target {}
 unsafe impl Sync for Target {}
 
 impl Unparker {
-    /// The token for park `gen` of `task` (for `kill`, which finds the park by itself).
+    /// A counted token for park `gen` of `task` (what a timer holds: it may fire long after the
+    /// park ended, so it keeps the header alive itself).
     pub(crate) fn for_greenlet(task: TaskRef, gen: u64) -> Unparker {
         Unparker {
             target: Target::Greenlet(task),
@@ -97,13 +98,13 @@ impl Unparker {
 
     pub(crate) fn wake_by_ref(&self, why: Wake, hint: Hint) -> bool {
         let h = match &self.target {
-            Target::Greenlet(task) => task.header(),
-            // SAFETY: a borrowed token is only used while its greenlet is alive
-            // (`park_borrowed`'s contract).
-            Target::Borrowed(h) => unsafe { h.as_ref() },
+            Target::Greenlet(task) => NonNull::from(task.header()),
+            Target::Borrowed(h) => *h,
             Target::Thread(t) => return t.wake(self.gen, why),
         };
-        wake_greenlet(h, self.gen, why, hint)
+        // SAFETY: a counted token keeps its header alive; a borrowed one is only used while its
+        // greenlet is alive (`park_borrowed`'s contract).
+        unsafe { wake_greenlet(h, self.gen, why, hint) }
     }
 
     /// True while the park this token was made for has not ended.
@@ -164,16 +165,30 @@ impl std::fmt::Debug for Unparker {
 
 /// Ends park `gen` of the greenlet `h` for `why`. On a win against a committed park, the
 /// park's reference (given to it by the worker that committed it) becomes ours, and we schedule
-/// the greenlet with it; `h` may be gone once `schedule` has it.
-pub(crate) fn wake_greenlet(h: &Header, gen: u64, why: Wake, hint: Hint) -> bool {
-    match h.park.wake(gen, why) {
+/// the greenlet with it.
+///
+/// `h` is a pointer, not a reference, on purpose: once `schedule` has the greenlet it may run,
+/// finish and be freed on another worker before this function returns (with a borrowed token
+/// nothing else holds it), and a reference argument would claim it stays valid for the whole
+/// call.
+///
+/// # Safety
+///
+/// `h` points to a live greenlet header at least until its park state's compare-exchange below
+/// (what a counted token, a borrowed token under its queue's lock, or a kill caller's handle
+/// each guarantee).
+pub(crate) unsafe fn wake_greenlet(h: NonNull<Header>, gen: u64, why: Wake, hint: Hint) -> bool {
+    // SAFETY: the caller keeps the header alive until this compare-exchange; the reference
+    // ends with the statement.
+    let outcome = unsafe { h.as_ref() }.park.wake(gen, why);
+    match outcome {
         WakeOutcome::Lost => false,
         WakeOutcome::WonEarly => true,
         WakeOutcome::WonParked => {
             // SAFETY: the worker forgot its reference when this park committed (`run_task`),
             // and only the waker that ends a committed park (this one: its CAS won) takes it
-            // back, once.
-            let task = unsafe { TaskRef::from_raw(h as *const Header as *mut Header) };
+            // back, once; until we hand it to `schedule`, that reference keeps `h` alive.
+            let task = unsafe { TaskRef::from_raw(h.as_ptr()) };
             runtime().schedule(task, hint);
             true
         }

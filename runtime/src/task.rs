@@ -378,9 +378,12 @@ impl Drop for Header {
     fn drop(&mut self) {
         if let Some(coro) = self.sched.get_mut().coro.take() {
             if coro.started() && !coro.done() {
-                // Still suspended: nothing can ever wake it again. Unwinding it here would run its
-                // destructors on whatever thread dropped the last token, so leak it instead, stack
-                // and all (like a goroutine blocked forever). Its stack memory stays reserved,
+                // Still suspended. Not reached for a parked greenlet (a committed park holds a
+                // count until a waker takes it back, so a greenlet parked forever leaks its
+                // header with its stack, like a goroutine blocked forever), nor for a yielded
+                // one (the run queue holding it is never dropped): a defensive branch. Unwinding
+                // here would run its destructors on whatever thread dropped the last reference,
+                // so leak the coroutine instead, stack and all; its stack memory stays reserved,
                 // which also keeps any waiter records that point into it valid.
                 std::mem::forget(coro);
             }

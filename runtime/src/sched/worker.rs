@@ -427,7 +427,7 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                     continue; // woken (or killed) before it finished parking: run it again
                 }
                 // Parked: our reference now belongs to the park, and the waker that ends it
-                // takes it back (`Unparker::wake_with`). From here on the greenlet may run, and
+                // takes it back (`park::wake_greenlet`, for every waker and `kill`). From here on the greenlet may run, and
                 // finish, on another worker: nothing here touches it again.
                 std::mem::forget(task);
                 return;

@@ -7,7 +7,9 @@
 // the park state machine every waiter's park goes through, the production file
 // `runtime/src/park_state.rs`, included verbatim with `#[path]` by each model file (its `sync`
 // module makes `crate::sync::AtomicU64` loom's). The rest, the thin queue and slot logic, is re-implemented
-// below line by line, each step naming the production line it mirrors (`wait_queue.rs:NN`,
+// below line by line, each step naming the production line it mirrors (line numbers as of commit
+// 56acf76: later commits moved the lines, not the logic, except 8b3273f, which changed who holds
+// a parked greenlet's reference, see `Green::left_wait`) (`wait_queue.rs:NN`,
 // `queue_core.rs:NN`, `semaphore.rs:NN`, `mutex.rs:NN`, `event.rs:NN`, and for the park itself
 // `runtime/src/park.rs:NN`, `runtime/src/sched/worker.rs:NN`, `runtime/src/cancel.rs:NN`,
 // `runtime/src/greenlet.rs:NN`). The objects' internal lock (`spin.rs`) is a loom `Mutex`.
@@ -36,7 +38,7 @@
 //
 
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::AtomicBool;
+use loom::sync::atomic::{AtomicBool, AtomicU64};
 use loom::sync::{Arc, Mutex, MutexGuard, Notify};
 use loom::thread;
 use park_state::{ParkState, Wake, WakeOutcome};
@@ -77,6 +79,11 @@ struct Green {
     /// waits for it on `run` while parked.
     scheduled: AtomicBool,
     run: Notify,
+    /// The generation of the last `wait` this greenlet has returned from. From then on the
+    /// greenlet may finish and production may free its header, which a queue token does not
+    /// keep alive (`park_borrowed`: "every use under the queue's lock"), so a queue token of
+    /// that park or an older one must never be used again: [`Token::unpark`] checks it.
+    left_wait: AtomicU64,
     /// Armed timers (spawned threads), joined at the end of the model.
     timers: std::sync::Mutex<Vec<thread::JoinHandle<()>>>,
 }
@@ -93,6 +100,11 @@ type ParkId = (usize, u64);
 impl Token {
     /// `Unparker::unpark` (park.rs:67-68).
     fn unpark(&self) -> bool {
+        assert!(
+            self.g.left_wait.load(Acquire) < self.gen,
+            "grove-model: a queue token used after its greenlet left the wait (its header may \
+             be freed by then: borrowed tokens are only valid under the queue's lock)"
+        );
         self.g.wake(self.gen, Wake::Unparked)
     }
 
@@ -116,6 +128,7 @@ impl Green {
             kill: AtomicBool::new(false),
             scheduled: AtomicBool::new(false),
             run: Notify::new(),
+            left_wait: AtomicU64::new(0),
             timers: std::sync::Mutex::new(Vec::new()),
         })
     }
@@ -349,6 +362,8 @@ fn wait_end<S, E>(
         let mut state = lock.lock().unwrap();
         queue(&mut state).remove(id);
     }
+    // Leaving the wait: from here the header may go (see `Green::left_wait`).
+    me.left_wait.store(q.park.gen, Release);
     waited
 }
 
