@@ -6,11 +6,17 @@
 //! `ErrorKind::TimedOut` (std gives `WouldBlock` on Unix for its timeouts; grove always gives
 //! `TimedOut`). On a plain thread the same call blocks the thread. A socket the user puts in
 //! non-blocking mode (`set_nonblocking(true)`) never waits: it returns `WouldBlock` as std does.
+//!
+//! The timeouts and the non-blocking mode live in a `Settings` shared by every handle that
+//! `try_clone` made from the same socket, as std keeps them on the socket itself (`SO_RCVTIMEO`,
+//! `O_NONBLOCK` on the shared file description): set on one handle, they apply to all. Each
+//! handle keeps its own fd and its own registration with the poller.
 
 use grove_runtime::io::{Direction, Registration};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A registered socket of type `S` (a std socket in non-blocking mode).
@@ -22,6 +28,13 @@ pub(crate) struct Evented<S: AsRawFd> {
     /// `READ_CLOSED`/`ERROR` included, to whichever socket gets the freed token next.)
     reg: Registration,
     pub(crate) sock: S,
+    /// Shared with the handles `try_clone` made from this one (and they with theirs).
+    settings: Arc<Settings>,
+}
+
+/// What std keeps on the socket rather than on the handle: one per socket, shared by its clones.
+#[derive(Default)]
+struct Settings {
     /// Timeouts in nanoseconds; 0 = none.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
@@ -36,16 +49,29 @@ impl<S: AsRawFd> Evented<S> {
         Ok(Evented {
             reg,
             sock,
-            read_timeout: AtomicU64::new(0),
-            write_timeout: AtomicU64::new(0),
-            nonblocking: AtomicBool::new(false),
+            settings: Arc::default(),
+        })
+    }
+
+    /// A second handle to this socket, as std's `try_clone`: `dup` duplicates the fd (the copy
+    /// shares the file description, so it is non-blocking too), which gets its own
+    /// registration; the timeouts and the non-blocking mode stay shared with this handle.
+    pub(crate) fn try_clone(
+        &self,
+        dup: impl FnOnce(&S) -> io::Result<S>,
+    ) -> io::Result<Evented<S>> {
+        let sock = dup(&self.sock)?;
+        Ok(Evented {
+            reg: Registration::new(sock.as_raw_fd())?,
+            sock,
+            settings: self.settings.clone(),
         })
     }
 
     /// Runs `op` in direction `dir`, parking while it would block.
     pub(crate) fn io<R>(&self, dir: Direction, op: impl FnMut() -> io::Result<R>) -> io::Result<R> {
         let mut op = op;
-        if self.nonblocking.load(Relaxed) {
+        if self.settings.nonblocking.load(Relaxed) {
             return op();
         }
         self.reg.io(dir, self.deadline(dir), op)
@@ -60,7 +86,7 @@ impl<S: AsRawFd> Evented<S> {
         op: impl FnMut() -> io::Result<usize>,
     ) -> io::Result<usize> {
         let mut op = op;
-        if self.nonblocking.load(Relaxed) {
+        if self.settings.nonblocking.load(Relaxed) {
             return op();
         }
         self.reg.io_stream(dir, self.deadline(dir), asked, op)
@@ -69,8 +95,8 @@ impl<S: AsRawFd> Evented<S> {
     /// The deadline of an operation starting now, from the socket's timeout for `dir`.
     fn deadline(&self, dir: Direction) -> Option<Instant> {
         let t = match dir {
-            Direction::Read => &self.read_timeout,
-            Direction::Write => &self.write_timeout,
+            Direction::Read => &self.settings.read_timeout,
+            Direction::Write => &self.settings.write_timeout,
         };
         match t.load(Relaxed) {
             0 => None,
@@ -89,6 +115,29 @@ impl<S: AsRawFd> Evented<S> {
         self.reg.io(dir, deadline, op)
     }
 
+    /// Waits, up to `deadline`, for the end of a non-blocking connect that said `EINPROGRESS`,
+    /// and gives its outcome.
+    pub(crate) fn finish_connect(&self, deadline: Option<Instant>) -> io::Result<()>
+    where
+        S: AsFd,
+    {
+        // Until the handshake ends, getpeername fails: then SO_ERROR says whether it failed, or
+        // it is still going ("would block": a registration starts out optimistic, so
+        // a handshake that is already over, as on loopback, costs no wait).
+        let sock = socket2::SockRef::from(&self.sock);
+        self.io_until(Direction::Write, deadline, || match sock.peer_addr() {
+            Ok(_) => Ok(()),
+            // ENOTCONN (Linux), or EINVAL (macOS, for a refused or pending connect).
+            Err(e) => match sock.take_error()? {
+                Some(failed) => Err(failed),
+                None if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::EINVAL)) => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                None => Err(e),
+            },
+        })
+    }
+
     pub(crate) fn set_timeout(&self, dir: Direction, d: Option<Duration>) -> io::Result<()> {
         if d == Some(Duration::ZERO) {
             // std's rule: a zero timeout is an error.
@@ -99,16 +148,16 @@ impl<S: AsRawFd> Evented<S> {
         }
         let ns = d.map_or(0, |d| d.as_nanos().clamp(1, u64::MAX as u128) as u64);
         match dir {
-            Direction::Read => self.read_timeout.store(ns, Relaxed),
-            Direction::Write => self.write_timeout.store(ns, Relaxed),
+            Direction::Read => self.settings.read_timeout.store(ns, Relaxed),
+            Direction::Write => self.settings.write_timeout.store(ns, Relaxed),
         }
         Ok(())
     }
 
     pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
         let t = match dir {
-            Direction::Read => &self.read_timeout,
-            Direction::Write => &self.write_timeout,
+            Direction::Read => &self.settings.read_timeout,
+            Direction::Write => &self.settings.write_timeout,
         };
         match t.load(Relaxed) {
             0 => None,
@@ -117,7 +166,7 @@ impl<S: AsRawFd> Evented<S> {
     }
 
     pub(crate) fn set_nonblocking(&self, on: bool) {
-        self.nonblocking.store(on, Relaxed);
+        self.settings.nonblocking.store(on, Relaxed);
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {

@@ -6,6 +6,9 @@
 //! timeouts give `ErrorKind::TimedOut` (std gives `WouldBlock` for read/write timeouts on Unix;
 //! grove always gives `TimedOut`). Name resolution runs on the blocking pool, never on a worker.
 //! `wait_readable`/`wait_writable` let other libraries wait on their own fds. See docs/net.md.
+//!
+//! TCP's `Incoming` is [`Incoming`]; the Unix listener's is [`unix::Incoming`] (std's
+//! `std::os::unix::net::Incoming`).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -16,7 +19,7 @@ mod nonblocking;
 mod server;
 mod tcp;
 mod udp;
-mod unix;
+pub mod unix;
 
 pub use grove_runtime::io::{wait_readable, wait_writable};
 pub use server::{ServerHandle, StreamServer};

@@ -9,7 +9,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::fmt;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// Backlog of listeners made by [`TcpListener::bind`] (std uses 128; servers want more).
@@ -81,13 +81,12 @@ impl TcpStream {
         self.ev.sock.shutdown(how)
     }
 
-    /// A second handle to the same socket (its own registration on a duplicated fd).
+    /// A second handle to the same socket (its own registration on a duplicated fd). As in
+    /// std, the two share their timeouts and non-blocking mode: set on one, they apply to both.
     pub fn try_clone(&self) -> io::Result<TcpStream> {
-        let s = self.ev.sock.try_clone()?;
-        let c = TcpStream::from_std_nonblocking(s)?;
-        c.ev.set_timeout(Direction::Read, self.read_timeout()?)?;
-        c.ev.set_timeout(Direction::Write, self.write_timeout()?)?;
-        Ok(c)
+        Ok(TcpStream {
+            ev: self.ev.try_clone(|s| s.try_clone())?,
+        })
     }
 
     timeout_methods!();
@@ -123,23 +122,7 @@ fn connect_one(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpSt
     };
     let stream = TcpStream::from_std_nonblocking(std::net::TcpStream::from(sock))?;
     if pending {
-        // Until the handshake ends, peer_addr fails: then SO_ERROR says whether it failed, or
-        // it is still going ("would block": a registration starts out optimistic, so
-        // a handshake that is already over, as on loopback, costs no wait).
-        let sock = &stream.ev.sock;
-        stream
-            .ev
-            .io_until(Direction::Write, deadline, || match sock.peer_addr() {
-                Ok(_) => Ok(()),
-                // ENOTCONN (Linux), or EINVAL (macOS, for a refused or pending connect).
-                Err(e) => match sock.take_error()? {
-                    Some(failed) => Err(failed),
-                    None if matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::EINVAL)) => {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    None => Err(e),
-                },
-            })?;
+        stream.ev.finish_connect(deadline)?;
     }
     Ok(stream)
 }
@@ -284,19 +267,31 @@ impl TcpListener {
         self.ev.sock.local_addr()
     }
 
-    /// A second handle to the same listener.
+    /// A second handle to the same listener, sharing its non-blocking mode (as std).
     pub fn try_clone(&self) -> io::Result<TcpListener> {
-        let s = self.ev.sock.try_clone()?;
         Ok(TcpListener {
-            ev: Evented::new(s)?,
+            ev: self.ev.try_clone(|s| s.try_clone())?,
         })
     }
 
     ttl_methods!();
     common_socket_methods!();
+
+    /// `IPV6_V6ONLY` (deprecated in std: the option only matters before the socket is bound).
+    #[deprecated(note = "this option can only be set before the socket is bound")]
+    pub fn set_only_v6(&self, only_v6: bool) -> io::Result<()> {
+        socket2::SockRef::from(&self.ev.sock).set_only_v6(only_v6)
+    }
+
+    /// `IPV6_V6ONLY` (deprecated in std, as its setter).
+    #[deprecated(note = "this option can only be set before the socket is bound")]
+    pub fn only_v6(&self) -> io::Result<bool> {
+        socket2::SockRef::from(&self.ev.sock).only_v6()
+    }
 }
 
-/// Iterator from [`TcpListener::incoming`].
+/// Iterator from [`TcpListener::incoming`]: endless, each item an `accept`.
+#[derive(Debug)]
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
 }
@@ -307,6 +302,8 @@ impl Iterator for Incoming<'_> {
         Some(self.listener.accept().map(|(s, _)| s))
     }
 }
+
+impl std::iter::FusedIterator for Incoming<'_> {}
 
 macro_rules! std_conversions {
     ($grove:ident, $std:ty) => {
@@ -348,6 +345,23 @@ macro_rules! std_conversions {
         impl IntoRawFd for $grove {
             fn into_raw_fd(self) -> RawFd {
                 <$std>::from(self).into_raw_fd()
+            }
+        }
+
+        impl From<OwnedFd> for $grove {
+            /// Adopts an owned socket fd, as `From` the std type.
+            ///
+            /// # Panics
+            /// If the socket cannot be put in non-blocking mode (the fd is invalid).
+            fn from(fd: OwnedFd) -> $grove {
+                <$grove>::from(<$std>::from(fd))
+            }
+        }
+
+        impl From<$grove> for OwnedFd {
+            /// Gives the fd back, deregistered and in blocking mode.
+            fn from(s: $grove) -> OwnedFd {
+                OwnedFd::from(<$std>::from(s))
             }
         }
 

@@ -8,7 +8,7 @@ use grove_runtime::io::Direction;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// A UDP socket: `recv*` park until a datagram arrives, `send*` until there is buffer room.
 pub struct UdpSocket {
@@ -77,10 +77,11 @@ impl UdpSocket {
         self.ev.sock.peer_addr()
     }
 
-    /// A second handle to the same socket.
+    /// A second handle to the same socket. As in std, the two share their timeouts and
+    /// non-blocking mode: set on one, they apply to both.
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
         Ok(UdpSocket {
-            ev: Evented::new(self.ev.sock.try_clone()?)?,
+            ev: self.ev.try_clone(|s| s.try_clone())?,
         })
     }
 
@@ -98,14 +99,54 @@ impl UdpSocket {
         self.ev.sock.broadcast()
     }
 
+    /// `IP_MULTICAST_LOOP`.
+    pub fn set_multicast_loop_v4(&self, multicast_loop_v4: bool) -> io::Result<()> {
+        self.ev.sock.set_multicast_loop_v4(multicast_loop_v4)
+    }
+
+    /// `IP_MULTICAST_LOOP`.
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        self.ev.sock.multicast_loop_v4()
+    }
+
+    /// `IP_MULTICAST_TTL`.
+    pub fn set_multicast_ttl_v4(&self, multicast_ttl_v4: u32) -> io::Result<()> {
+        self.ev.sock.set_multicast_ttl_v4(multicast_ttl_v4)
+    }
+
+    /// `IP_MULTICAST_TTL`.
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        self.ev.sock.multicast_ttl_v4()
+    }
+
+    /// `IPV6_MULTICAST_LOOP`.
+    pub fn set_multicast_loop_v6(&self, multicast_loop_v6: bool) -> io::Result<()> {
+        self.ev.sock.set_multicast_loop_v6(multicast_loop_v6)
+    }
+
+    /// `IPV6_MULTICAST_LOOP`.
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        self.ev.sock.multicast_loop_v6()
+    }
+
     /// Joins an IPv4 multicast group.
-    pub fn join_multicast_v4(&self, group: &Ipv4Addr, iface: &Ipv4Addr) -> io::Result<()> {
-        self.ev.sock.join_multicast_v4(group, iface)
+    pub fn join_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.ev.sock.join_multicast_v4(multiaddr, interface)
     }
 
     /// Joins an IPv6 multicast group.
-    pub fn join_multicast_v6(&self, group: &Ipv6Addr, iface: u32) -> io::Result<()> {
-        self.ev.sock.join_multicast_v6(group, iface)
+    pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.ev.sock.join_multicast_v6(multiaddr, interface)
+    }
+
+    /// Leaves an IPv4 multicast group.
+    pub fn leave_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.ev.sock.leave_multicast_v4(multiaddr, interface)
+    }
+
+    /// Leaves an IPv6 multicast group.
+    pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.ev.sock.leave_multicast_v6(multiaddr, interface)
     }
 }
 

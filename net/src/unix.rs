@@ -1,14 +1,19 @@
-//! `UnixListener`, `UnixStream` and `UnixDatagram` with std's methods, on the shared poller.
+//! `UnixListener`, `UnixStream` and `UnixDatagram` with std's methods, on the shared poller, and
+//! [`Incoming`], the iterator of [`UnixListener::incoming`] (std's
+//! `std::os::unix::net::Incoming`). The three socket types are also exported from `grove::net`.
 
 use crate::evented::{common_socket_methods, timeout_methods, Evented};
+use crate::nonblocking;
 use crate::tcp::std_conversions;
 use grove_runtime::io::Direction;
+use socket2::{Domain, SockAddr, Type};
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{self as unet, SocketAddr};
 use std::path::Path;
+use std::time::Duration;
 
 /// A Unix stream socket.
 pub struct UnixStream {
@@ -43,10 +48,11 @@ macro_rules! connected_methods {
             self.ev.sock.shutdown(how)
         }
 
-        /// A second handle to the same socket.
+        /// A second handle to the same socket. As in std, the two share their timeouts and
+        /// non-blocking mode: set on one, they apply to both.
         pub fn try_clone(&self) -> io::Result<$ty> {
             Ok($ty {
-                ev: Evented::new(self.ev.sock.try_clone()?)?,
+                ev: self.ev.try_clone(|s| s.try_clone())?,
             })
         }
     };
@@ -57,22 +63,65 @@ fn adopt<S: AsRawFd>(s: S, nb: impl FnOnce(&S) -> io::Result<()>) -> io::Result<
     Evented::new(s)
 }
 
+/// `addr` as a raw socket address, for the calls std makes with it that grove makes itself.
+fn sockaddr(addr: &SocketAddr) -> io::Result<SockAddr> {
+    if let Some(path) = addr.as_pathname() {
+        return SockAddr::unix(path);
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        #[cfg(target_os = "android")]
+        use std::os::android::net::SocketAddrExt;
+        #[cfg(target_os = "linux")]
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(name) = addr.as_abstract_name() {
+            // socket2 takes a leading NUL for the abstract namespace.
+            let mut bytes = Vec::with_capacity(name.len() + 1);
+            bytes.push(0);
+            bytes.extend_from_slice(name);
+            return SockAddr::unix(std::ffi::OsStr::from_bytes(&bytes));
+        }
+    }
+    // Unnamed: the bare family, as std passes it (connecting to it fails, as with std).
+    SockAddr::unix("")
+}
+
 impl UnixStream {
     /// Connects to the socket at `path`.
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        // A Unix connect completes or fails at once unless the listener's backlog is full;
-        // then it is EAGAIN, and we retry after yielding.
-        loop {
-            match unet::UnixStream::connect(path.as_ref()) {
-                Ok(s) => {
-                    return Ok(UnixStream {
-                        ev: adopt(s, |s| s.set_nonblocking(true))?,
-                    })
+        UnixStream::connect_addr(&SocketAddr::from_pathname(path)?)
+    }
+
+    /// Connects to the socket at `socket_addr`.
+    ///
+    /// A Unix connect completes or fails at once, unless the listener's backlog is full: then
+    /// std's blocking connect waits, and grove retries (the socket gives the poller nothing to
+    /// wait on), sleeping 50 µs, doubling to 10 ms, between tries: the greenlet parks, or the
+    /// plain thread sleeps.
+    pub fn connect_addr(socket_addr: &SocketAddr) -> io::Result<UnixStream> {
+        let addr = sockaddr(socket_addr)?;
+        let sock = nonblocking::socket(Domain::UNIX, Type::STREAM, None)?;
+        let mut pause = Duration::from_micros(50);
+        let pending = loop {
+            match sock.connect(&addr) {
+                Ok(()) => break false,
+                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => break true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    grove_runtime::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(10));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => grove_runtime::yield_now(),
                 Err(e) => return Err(e),
             }
+        };
+        let stream = UnixStream {
+            ev: Evented::new(unet::UnixStream::from(sock))?,
+        };
+        if pending {
+            stream.ev.finish_connect(None)?;
         }
+        Ok(stream)
     }
 
     /// A connected pair.
@@ -98,17 +147,27 @@ impl Read for UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         (&*self).read(buf)
     }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
 }
 
 impl Read for &UnixStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.ev.io(Direction::Read, || (&self.ev.sock).read(buf))
     }
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.ev
+            .io(Direction::Read, || (&self.ev.sock).read_vectored(bufs))
+    }
 }
 
 impl Write for UnixStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         (&*self).write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -118,6 +177,10 @@ impl Write for UnixStream {
 impl Write for &UnixStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.ev.io(Direction::Write, || (&self.ev.sock).write(buf))
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.ev
+            .io(Direction::Write, || (&self.ev.sock).write_vectored(bufs))
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -129,6 +192,15 @@ impl UnixListener {
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
         Ok(UnixListener {
             ev: adopt(unet::UnixListener::bind(path)?, |s| s.set_nonblocking(true))?,
+        })
+    }
+
+    /// Binds to `socket_addr`.
+    pub fn bind_addr(socket_addr: &SocketAddr) -> io::Result<UnixListener> {
+        Ok(UnixListener {
+            ev: adopt(unet::UnixListener::bind_addr(socket_addr)?, |s| {
+                s.set_nonblocking(true)
+            })?,
         })
     }
 
@@ -144,8 +216,8 @@ impl UnixListener {
     }
 
     /// An endless iterator of accepted connections.
-    pub fn incoming(&self) -> impl Iterator<Item = io::Result<UnixStream>> + '_ {
-        std::iter::repeat_with(move || self.accept().map(|(s, _)| s))
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
     }
 
     /// The local address.
@@ -153,14 +225,35 @@ impl UnixListener {
         self.ev.sock.local_addr()
     }
 
-    /// A second handle to the same listener.
+    /// A second handle to the same listener, sharing its non-blocking mode (as std).
     pub fn try_clone(&self) -> io::Result<UnixListener> {
         Ok(UnixListener {
-            ev: Evented::new(self.ev.sock.try_clone()?)?,
+            ev: self.ev.try_clone(|s| s.try_clone())?,
         })
     }
 
     common_socket_methods!();
+}
+
+/// Iterator from [`UnixListener::incoming`]: endless, each item an `accept`.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a UnixListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<UnixStream>;
+    fn next(&mut self) -> Option<io::Result<UnixStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+impl<'a> IntoIterator for &'a UnixListener {
+    type Item = io::Result<UnixStream>;
+    type IntoIter = Incoming<'a>;
+    fn into_iter(self) -> Incoming<'a> {
+        self.incoming()
+    }
 }
 
 impl UnixDatagram {
@@ -168,6 +261,15 @@ impl UnixDatagram {
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixDatagram> {
         Ok(UnixDatagram {
             ev: adopt(unet::UnixDatagram::bind(path)?, |s| s.set_nonblocking(true))?,
+        })
+    }
+
+    /// Binds to `socket_addr`.
+    pub fn bind_addr(socket_addr: &SocketAddr) -> io::Result<UnixDatagram> {
+        Ok(UnixDatagram {
+            ev: adopt(unet::UnixDatagram::bind_addr(socket_addr)?, |s| {
+                s.set_nonblocking(true)
+            })?,
         })
     }
 
@@ -196,6 +298,11 @@ impl UnixDatagram {
         self.ev.sock.connect(path)
     }
 
+    /// Sets the default peer to `socket_addr`.
+    pub fn connect_addr(&self, socket_addr: &SocketAddr) -> io::Result<()> {
+        self.ev.sock.connect_addr(socket_addr)
+    }
+
     /// Sends to the connected peer.
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.ev.io(Direction::Write, || self.ev.sock.send(buf))
@@ -206,6 +313,13 @@ impl UnixDatagram {
         let p = path.as_ref();
         self.ev
             .io(Direction::Write, || self.ev.sock.send_to(buf, p))
+    }
+
+    /// Sends to `socket_addr`.
+    pub fn send_to_addr(&self, buf: &[u8], socket_addr: &SocketAddr) -> io::Result<usize> {
+        self.ev.io(Direction::Write, || {
+            self.ev.sock.send_to_addr(buf, socket_addr)
+        })
     }
 
     /// Receives from the connected peer.
