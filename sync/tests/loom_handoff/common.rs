@@ -24,7 +24,8 @@
 // Broken variants these models were checked to catch (each in a scratch copy): `wake_one`
 // ignoring a failed unpark, or not trying the next waiter after one; a sender dropping the value
 // it took back from a timed-out receiver's slot; `take_available` not putting a timed-out
-// putter's value back; no `Tidy` (a freed slot is written, a stale entry stays queued);
+// putter's value back; no `Tidy` (a freed slot is written, a stale entry stays queued; `Tidy` skipped for a
+// timed-out or killed waiter also trips `Green::left_wait` in `event_set_vs_timeout`);
 // `Event::wait_until` not re-checking under the lock; `Event::set` storing the flag after the
 // unlock; `unlock_slow` not releasing when nobody woke; `QUEUED` set with `fetch_or`; a release
 // counting the permit even after handing it over; a killed waiter treated as handed over; and,
