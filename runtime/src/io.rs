@@ -5,7 +5,7 @@
 //!
 //! A socket is registered with the shared poller once, for its lifetime (from the first
 //! operation that would block: see [`Registration`]), edge-triggered, for both directions. Its
-//! [`IoSource`] holds a readiness word and two lists of parked waiters (read and write). A
+//! `IoSource` holds a readiness word and two lists of parked waiters (read and write). A
 //! blocking operation tries the syscall first; on `WouldBlock` it clears the readiness it acted
 //! on and parks on its direction's list; the poller's event sets readiness and wakes exactly the
 //! waiters of the directions that became ready. Any worker (or plain thread)
@@ -15,7 +15,7 @@
 //!
 //! `tick << 8 | bits`. Each event from the poller ORs its bits in and bumps `tick`. An operation
 //! reads the word, tries the syscall, and on `WouldBlock` clears its bits only if `tick` is
-//! unchanged ([`IoSource::clear_readiness`], a compare-exchange): if an event arrived after the
+//! unchanged (`IoSource::clear_readiness`, a compare-exchange): if an event arrived after the
 //! read of the word, the bits stay and the operation retries instead of parking on an edge that
 //! has already passed.
 //!

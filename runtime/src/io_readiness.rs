@@ -47,7 +47,7 @@ pub struct ReadyEvent {
 
 /// `tick << 8 | bits`: the bits the poller reported, and how many events it reported.
 impl ReadyEvent {
-    /// Urgent data was pending when this readiness was read (see [`PRIORITY`]).
+    /// Urgent data was pending when this readiness was read (see `PRIORITY`).
     pub fn urgent(&self) -> bool {
         self.word as u8 & PRIORITY != 0
     }

@@ -1,7 +1,7 @@
 //! grove's runtime: greenlets (stackful coroutines) run M:N on a work-stealing scheduler.
 //!
 //! This crate holds everything below the sockets and the synchronisation toolkit: stacks
-//! ([`stack`]), the greenlet task ([`task`]), the scheduler (`sched`: workers, deques, stealing,
+//! ([`stack`]), the greenlet task (`task`), the scheduler (`sched`: workers, deques, stealing,
 //! idle and wake-up), timers, the driver (the shared poller), the one park primitive
 //! ([`park()`]), cancellation (`kill`, [`timeout()`]), the blocking pool, the blocking monitor,
 //! and the crash reports. `docs/design.md` in the repository tells the whole story; each module

@@ -18,11 +18,11 @@
 //! # Pooling
 //!
 //! A finished greenlet's stack goes first to its worker's cache (no lock), then to a global pool
-//! of *warm* stacks (pages still committed, reused at no fault cost). Past [`WARM_POOL_MAX`]
+//! of *warm* stacks (pages still committed, reused at no fault cost). Past `WARM_POOL_MAX`
 //! warm stacks, the excess has its pages released with `MADV_DONTNEED` and is kept only as an
 //! address range, a *cold* slot. Releasing is not done on the worker that returns the stack but
 //! by a scavenger ([`StackPool::scavenge`], run by the monitor thread): at most
-//! [`SCAVENGE_BATCH`] stacks per tick while workers are busy, everything once they are idle.
+//! `SCAVENGE_BATCH` stacks per tick while workers are busy, everything once they are idle.
 //! After a burst of 100,000 greenlets, releasing and later re-faulting every page on the hot
 //! path cost more than the burst itself (each is page-table work, which this kind of VM
 //! serialises), and Go's runtime returns memory the same lazy way. Slabs themselves are never
@@ -39,7 +39,7 @@
 //! greenlet that silently cannot start. So `spawn` *reserves* a stack ([`StackPool::reserve`]):
 //! the pool keeps `carved >= reserved`, carving (mapping slabs, installing guards) at reservation
 //! time, which is where address space or mappings can run out. Workers reserve in batches of
-//! [`CREDIT_BATCH`] and hand credits back as greenlets end, so the shared counter is touched once
+//! `CREDIT_BATCH` and hand credits back as greenlets end, so the shared counter is touched once
 //! per batch, not per spawn.
 
 use parking_lot::Mutex;
@@ -265,7 +265,7 @@ impl StackPool {
         }
     }
 
-    /// Releases the pages of up to `max` warm stacks beyond [`WARM_POOL_MAX`], outside the
+    /// Releases the pages of up to `max` warm stacks beyond `WARM_POOL_MAX`, outside the
     /// pool's lock. Returns how many it released.
     pub fn scavenge(&self, max: usize) -> usize {
         let excess: Vec<Stack> = {

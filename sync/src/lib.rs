@@ -5,7 +5,7 @@
 //! can wait on the same object at once. Every blocking call is a cancellation point: `kill` and
 //! `timeout` unwind out of the wait and leave the object consistent (a cancelled waiter never
 //! swallows a wake-up meant for another; a killed holder's guard is released by its
-//! destructor). All of it is built on one internal [`wait_queue`] over the runtime's `park`.
+//! destructor). All of it is built on one internal `wait_queue` over the runtime's `park`.
 //! `docs/sync.md` lists each primitive with its fairness and its gevent name.
 
 #![deny(unsafe_op_in_unsafe_fn)]
