@@ -40,7 +40,7 @@
 //! returns [`Wake::Killed`] or [`Wake::TimedOut`] instead.
 
 use crate::cancel;
-use crate::park_state::{ParkState, Wake, WakeOutcome};
+use crate::park_state::{ParkState, Wake, WakeOutcome, Woken};
 use crate::sched::context::current_task;
 use crate::sched::{runtime, Hint};
 use crate::task::{Header, Suspend, TaskRef};
@@ -178,17 +178,20 @@ impl std::fmt::Debug for Unparker {
 /// (what a counted token, a borrowed token under its queue's lock, or a kill caller's handle
 /// each guarantee).
 pub(crate) unsafe fn wake_greenlet(h: NonNull<Header>, gen: u64, why: Wake, hint: Hint) -> bool {
-    // SAFETY: the caller keeps the header alive until this compare-exchange; the reference
-    // ends with the statement.
-    let outcome = unsafe { h.as_ref() }.park.wake(gen, why);
-    match outcome {
-        WakeOutcome::Lost => false,
-        WakeOutcome::WonEarly => true,
-        WakeOutcome::WonParked => {
-            // SAFETY: the worker forgot its reference when this park committed (`run_task`),
-            // and only the waker that ends a committed park (this one: its CAS won) takes it
-            // back, once; until we hand it to `schedule`, that reference keeps `h` alive.
-            let task = unsafe { TaskRef::from_raw(h.as_ptr()) };
+    // SAFETY: the caller keeps the header alive until the compare-exchange; `h` is the raw
+    // form of a `TaskRef` (`TaskRef::into_raw` gives the header's address); the reference to
+    // the park word ends with the statement.
+    let woken = unsafe {
+        h.as_ref()
+            .park
+            .wake_reclaiming::<TaskRef>(gen, why, h.as_ptr())
+    };
+    match woken {
+        Woken::Lost => false,
+        Woken::Early => true,
+        Woken::Parked(task) => {
+            // The park's reference, taken back: it keeps the greenlet alive until `schedule`
+            // has it.
             runtime().schedule(task, hint);
             true
         }

@@ -113,6 +113,36 @@ pub enum WakeOutcome {
     WonParked,
 }
 
+/// A counted reference to a greenlet: what keeps it alive while it is queued or running. A
+/// committed park holds one in raw form: the worker that commits gives its reference up to the
+/// park ([`ParkState::commit_handing_over`]), and the waker that ends the park takes it back
+/// ([`ParkState::wake_reclaiming`]), so tokens need not count. The runtime's is its `TaskRef`;
+/// `tests/loom_park.rs` has a counting stand-in that checks each park's reference is given up and
+/// taken back exactly once.
+pub(crate) trait ParkRef: Sized {
+    /// What the raw form points to.
+    type Target;
+    /// Gives up this reference's count without dropping it; the raw form can take it back.
+    fn into_raw(self) -> *mut Self::Target;
+    /// Takes back a count given up by [`into_raw`](Self::into_raw).
+    ///
+    /// # Safety
+    ///
+    /// `p` came from `into_raw` and its count has not been taken back since.
+    unsafe fn from_raw(p: *mut Self::Target) -> Self;
+}
+
+/// What [`ParkState::wake_reclaiming`] did.
+pub(crate) enum Woken<R> {
+    /// The token was stale or another waker won.
+    Lost,
+    /// Won before the owner finished parking; the owner keeps its reference and runs again.
+    Early,
+    /// Won against a committed park: here is the park's reference, to make the greenlet
+    /// runnable with.
+    Parked(R),
+}
+
 /// The park word of one greenlet or plain thread. See the module docs.
 pub struct ParkState(AtomicU64);
 
@@ -169,6 +199,54 @@ impl ParkState {
             let _ = self.wake(gen, Wake::Killed);
         }
         self.commit(gen)
+    }
+
+    /// The worker's end of a greenlet's park: [`commit_unless_killed`](Self::commit_unless_killed),
+    /// and if the greenlet is now parked, `owner` (the worker's reference) goes to the park. From
+    /// then on a waker may resume the greenlet elsewhere, and it may finish at once: the caller
+    /// must not touch it again. `Err(owner)` if a waker or a kill got in first: the greenlet
+    /// runs again at once.
+    #[inline]
+    pub(crate) fn commit_handing_over<R: ParkRef>(
+        &self,
+        gen: u64,
+        kill_flag: &AtomicBool,
+        owner: R,
+    ) -> Result<(), R> {
+        if self.commit_unless_killed(gen, kill_flag) {
+            let _ = owner.into_raw(); // the park holds the count now
+            Ok(())
+        } else {
+            Err(owner)
+        }
+    }
+
+    /// A waker's end of a greenlet's park: [`wake`](Self::wake), and on a win against a
+    /// committed park the reference the worker gave up ([`commit_handing_over`]), taken back from
+    /// `greenlet`.
+    ///
+    /// [`commit_handing_over`]: Self::commit_handing_over
+    ///
+    /// # Safety
+    ///
+    /// `greenlet` is the raw form of a reference to the greenlet this word belongs to, and that
+    /// greenlet is alive until this call's compare-exchange (the caller's token or handle sees
+    /// to it).
+    #[inline]
+    pub(crate) unsafe fn wake_reclaiming<R: ParkRef>(
+        &self,
+        gen: u64,
+        why: Wake,
+        greenlet: *mut R::Target,
+    ) -> Woken<R> {
+        match self.wake(gen, why) {
+            WakeOutcome::Lost => Woken::Lost,
+            WakeOutcome::WonEarly => Woken::Early,
+            // SAFETY: only a committed park is `PARKED`, its committer gave its count up
+            // (`commit_handing_over`), and only the one waker whose CAS ends the park (this one)
+            // gets here for it.
+            WakeOutcome::WonParked => Woken::Parked(unsafe { R::from_raw(greenlet) }),
+        }
     }
 
     /// Waker: try to end park `gen` for `why`.

@@ -515,3 +515,19 @@ where
         crate::task_alloc::dealloc(cell.cast(), Layout::new::<TaskCell<F, T>>());
     }
 }
+
+/// What a committed park holds of its greenlet (see `park_state::ParkRef`).
+impl crate::park_state::ParkRef for TaskRef {
+    type Target = Header;
+
+    #[inline]
+    fn into_raw(self) -> *mut Header {
+        TaskRef::into_raw(self)
+    }
+
+    #[inline]
+    unsafe fn from_raw(p: *mut Header) -> TaskRef {
+        // SAFETY: the caller passes a pointer from `into_raw` whose count it owns.
+        unsafe { TaskRef::from_raw(p) }
+    }
+}

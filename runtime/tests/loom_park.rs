@@ -300,6 +300,129 @@ fn kill_vs_commit_never_parks_forever() {
     });
 }
 
+/// A counting stand-in for the runtime's `TaskRef` (a `ParkRef`): each `Held` is one counted
+/// reference to the greenlet, and `live` is how many exist. Dropping one when none is held (a
+/// reference taken back twice) fails at once; the model checks at its end that none is left (a
+/// reference given up and never taken back: a leak).
+struct Held {
+    live: &'static std::sync::atomic::AtomicIsize,
+}
+
+impl Held {
+    fn new(live: &'static std::sync::atomic::AtomicIsize) -> Held {
+        live.fetch_add(1, Relaxed);
+        Held { live }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let before = self.live.fetch_sub(1, Relaxed);
+        assert!(
+            before > 0,
+            "a greenlet reference dropped that nobody held (taken back twice?)"
+        );
+    }
+}
+
+impl park_state::ParkRef for Held {
+    type Target = std::sync::atomic::AtomicIsize;
+
+    fn into_raw(self) -> *mut Self::Target {
+        let p = self.live as *const Self::Target as *mut Self::Target;
+        std::mem::forget(self);
+        p
+    }
+
+    unsafe fn from_raw(p: *mut Self::Target) -> Held {
+        // SAFETY: `p` came from `into_raw` of a `Held`, whose `live` is a leaked `'static`.
+        Held {
+            live: unsafe { &*p },
+        }
+    }
+}
+
+/// 1(f). Who holds the greenlet's reference across a park ("Who holds a parked greenlet" in
+/// docs/design.md). The worker holds one while the greenlet runs; when its commit succeeds it
+/// gives it to the park (`commit_handing_over`, production code), and the one waker whose
+/// compare-exchange ends the committed park takes it back (`wake_reclaiming`, production code)
+/// and resumes the greenlet with it; a commit that fails leaves it with the worker, which resumes
+/// the greenlet at once. A token waker and `kill` race the commit. Whoever resumes the greenlet
+/// drops the reference when it ends. Exactly one resume, and no reference taken back twice or
+/// never. Checked to fail when `wake_reclaiming` also takes the reference back on a `WonEarly`
+/// (taken back twice) and when `commit_handing_over` gives it up on a failed commit (a leak).
+#[test]
+fn park_reference_is_handed_over_and_back_exactly_once() {
+    use park_state::Woken;
+    // Three threads: unbounded, loom's search runs for hours. Four preemptions (14 s) cover every
+    // order of the commit, the token's wake and the kill against each other.
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(4);
+    model.check(|| {
+        let st = Arc::new(ParkState::new());
+        let kill = Arc::new(AtomicBool::new(false));
+        let slot = Arc::new(AtomicU64::new(0));
+        let live: &'static std::sync::atomic::AtomicIsize =
+            Box::leak(Box::new(std::sync::atomic::AtomicIsize::new(0)));
+        // The token's raw pointer to the greenlet (as a `usize`, to cross threads).
+        let raw = live as *const std::sync::atomic::AtomicIsize as usize;
+        let resumed = counter();
+
+        // The greenlet, resumed by whoever holds its reference: it runs to its end.
+        let resume = {
+            let (st, resumed) = (st.clone(), resumed.clone());
+            move |gen: u64, r: Held| {
+                assert!(st.take_wake(gen).is_some(), "resumed without a wake");
+                resumed.fetch_add(1, Relaxed);
+                drop(r);
+            }
+        };
+        let reclaim = move |st: &ParkState, gen: u64, why: Wake| {
+            // SAFETY: `raw` is the raw form of this greenlet's `Held`, alive for the model.
+            unsafe { st.wake_reclaiming::<Held>(gen, why, raw as *mut _) }
+        };
+
+        let waker = {
+            let (st, slot, resume) = (st.clone(), slot.clone(), resume.clone());
+            thread::spawn(move || {
+                let gen = recv_token(&slot);
+                if let Woken::Parked(r) = reclaim(&st, gen, Wake::Unparked) {
+                    resume(gen, r); // `wake_greenlet` schedules it with the park's reference
+                }
+            })
+        };
+        let killer = {
+            let (st, kill, resume) = (st.clone(), kill.clone(), resume.clone());
+            thread::spawn(move || {
+                kill.store(true, Release);
+                asym_fence::heavy();
+                if let Some(gen) = st.park_to_kill() {
+                    if let Woken::Parked(r) = reclaim(&st, gen, Wake::Killed) {
+                        resume(gen, r);
+                    }
+                }
+            })
+        };
+
+        // The worker, holding the greenlet's reference while it runs; the greenlet parks.
+        let mine = Held::new(live);
+        let gen = st.prepare();
+        slot.store(gen, Release);
+        if let Err(mine) = st.commit_handing_over(gen, &kill, mine) {
+            resume(gen, mine); // woken or killed before the commit: runs again at once
+        }
+
+        waker.join().unwrap();
+        killer.join().unwrap();
+        assert_eq!(resumed.load(Relaxed), 1, "resumed other than exactly once");
+        assert_eq!(
+            live.load(Relaxed),
+            0,
+            "the park's reference was never taken back (a leak)"
+        );
+    });
+}
+
 /// 1(e). A plain OS thread's park (`park::park_thread` + `ThreadParker::wake`), whose loop is
 /// driven by `is_waiting`. `park.rs` cannot be included here (it needs the whole runtime), so the
 /// few lines of that protocol are mirrored with loom's `Mutex`/`Condvar`; `ParkState` itself is

@@ -391,7 +391,11 @@ fn park(shared: &Shared, core: &Core) {
 
 /// Resumes `task` until it yields, parks or finishes.
 fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
-    let h = task.header();
+    let mut task = task;
+    let header: *const Header = task.header();
+    // SAFETY: `task` keeps the header alive while this function holds it; `h` is not used once
+    // the park has taken the reference over (the `Ok` arm returns at once).
+    let h = unsafe { &*header };
     // The worker holding a runnable greenlet's TaskRef is the only one touching its scheduler
     // slot (the run queues and the park state's AcqRel transitions hand it over). We go through
     // a raw pointer and never keep a reference across a resume.
@@ -423,14 +427,15 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                 // SAFETY: `unlock` lives on the parked greenlet's stack, untouched until it is
                 // resumed, which cannot happen before the commit below.
                 unsafe { (*unlock)() };
-                if !h.park.commit_unless_killed(gen, &h.kill) {
-                    continue; // woken (or killed) before it finished parking: run it again
+                match h.park.commit_handing_over(gen, &h.kill, task) {
+                    // Parked: our reference now belongs to the park, and the waker that ends it
+                    // takes it back (`park::wake_greenlet`, for every waker and `kill`). From
+                    // here on the greenlet may run, and finish, on another worker: nothing here
+                    // touches it again.
+                    Ok(()) => return,
+                    // Woken (or killed) before it finished parking: run it again.
+                    Err(t) => task = t,
                 }
-                // Parked: our reference now belongs to the park, and the waker that ends it
-                // takes it back (`park::wake_greenlet`, for every waker and `kill`). From here on the greenlet may run, and
-                // finish, on another worker: nothing here touches it again.
-                std::mem::forget(task);
-                return;
             }
             CoroutineResult::Return(()) => {
                 // SAFETY: finished; nothing refers to the coroutine any more.
