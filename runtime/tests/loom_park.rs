@@ -56,6 +56,13 @@ fn set(cell: &UnsafeCell<u32>, v: u32) {
     cell.with_mut(|p| unsafe { *p = v })
 }
 
+/// `greenlet::kill_tasks` up to its wake: the flag, the heavy fence, then the park in progress.
+fn kill_side(st: &ParkState, kill: &AtomicBool) -> Option<u64> {
+    kill.store(true, Release);
+    asym_fence::heavy();
+    st.park_to_kill()
+}
+
 /// Spins (yielding to loom) until the token slot holds a generation.
 fn recv_token(slot: &AtomicU64) -> u64 {
     loop {
@@ -272,9 +279,7 @@ fn kill_vs_commit_never_parks_forever() {
         let killer = {
             let (st, kill, resumed) = (st.clone(), kill.clone(), resumed.clone());
             thread::spawn(move || {
-                kill.store(true, Release);
-                asym_fence::heavy();
-                if let Some(g) = st.park_to_kill() {
+                if let Some(g) = kill_side(&st, &kill) {
                     if st.wake(g, Wake::Killed) == WakeOutcome::WonParked {
                         resumed.fetch_add(1, Relaxed); // wake_greenlet schedules it
                     }
@@ -394,9 +399,7 @@ fn park_reference_is_handed_over_and_back_exactly_once() {
         let killer = {
             let (st, kill, resume) = (st.clone(), kill.clone(), resume.clone());
             thread::spawn(move || {
-                kill.store(true, Release);
-                asym_fence::heavy();
-                if let Some(gen) = st.park_to_kill() {
+                if let Some(gen) = kill_side(&st, &kill) {
                     if let Woken::Parked(r) = reclaim(&st, gen, Wake::Killed) {
                         resume(gen, r);
                     }
