@@ -10,7 +10,7 @@ use common::{ms, on_thread_and_greenlet, Worker};
 use grove::net::{TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream};
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::SocketAddr as UnixAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -448,6 +448,44 @@ fn net_std_and_raw_fd_conversions_keep_sockets_working() {
         (&b).write_all(b"unix").unwrap();
         a.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"unix");
+    });
+}
+
+#[test]
+fn net_conversions_keep_the_mode_each_handle_shows() {
+    on_thread_and_greenlet(|| {
+        let mut buf = [0u8; 4];
+        // A std socket the user made non-blocking stays so in grove: WouldBlock, no wait.
+        let (c, _s) = tcp_pair();
+        let std_c: std::net::TcpStream = c.into();
+        assert!(!fd_nonblocking(std_c.as_raw_fd()), "handed back blocking");
+        std_c.set_nonblocking(true).unwrap();
+        let c = TcpStream::from(std_c);
+        c.set_read_timeout(Some(ms(200))).unwrap(); // bounds the test if it would wait
+        assert_would_block(|| (&c).read(&mut buf));
+        // ... and a grove socket set non-blocking goes back to std non-blocking.
+        let std_c: std::net::TcpStream = c.into();
+        assert!(
+            fd_nonblocking(std_c.as_raw_fd()),
+            "lost its non-blocking mode"
+        );
+        assert_would_block(|| (&std_c).read(&mut buf));
+
+        // Giving one clone back to std must not turn the socket blocking under the clone still
+        // in grove: its read keeps its timeout (before, it blocked its thread or worker for good).
+        let (a, _peer) = tcp_pair();
+        a.set_read_timeout(Some(ms(50))).unwrap();
+        let b = a.try_clone().unwrap();
+        let b_fd: OwnedFd = b.into();
+        assert!(
+            fd_nonblocking(a.as_raw_fd()),
+            "the clone still in grove was made blocking"
+        );
+        assert_times_out(ms(50), || (&a).read(&mut buf));
+        drop(b_fd);
+        // The last grove handle goes back blocking, as usual.
+        let std_a: std::net::TcpStream = a.into();
+        assert!(!fd_nonblocking(std_a.as_raw_fd()));
     });
 }
 

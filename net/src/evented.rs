@@ -178,6 +178,41 @@ impl<S: AsRawFd> Evented<S> {
         self.reg.deregister(); // the fd stays open: out of the poller now
         self.sock
     }
+
+    /// Adopts a std socket (`From<std>`), keeping what std's handle showed: a socket the user
+    /// had put in non-blocking mode keeps returning `WouldBlock` instead of waiting.
+    pub(crate) fn adopt(sock: S) -> io::Result<Evented<S>>
+    where
+        S: AsFd,
+    {
+        let sref = socket2::SockRef::from(&sock);
+        let was_nonblocking = sref.nonblocking()?;
+        if !was_nonblocking {
+            sref.set_nonblocking(true)?;
+        }
+        let ev = Evented::new(sock)?;
+        ev.set_nonblocking(was_nonblocking);
+        Ok(ev)
+    }
+
+    /// Gives the std socket back (`From<grove> for std`, `into_raw_fd`), deregistered and in the
+    /// mode this handle showed: non-blocking if the user asked for it, else blocking, as std's
+    /// handle would be. One exception: while another grove handle (a `try_clone`) still shares
+    /// the socket, it stays non-blocking underneath, since the mode belongs to the socket and
+    /// that handle relies on it (blocking would stall its worker); the std handle then says
+    /// `WouldBlock` where it would have waited.
+    pub(crate) fn into_std(self) -> S
+    where
+        S: AsFd,
+    {
+        let keep_nonblocking =
+            self.settings.nonblocking.load(Relaxed) || Arc::strong_count(&self.settings) > 1;
+        let sock = self.into_inner();
+        if !keep_nonblocking {
+            let _ = socket2::SockRef::from(&sock).set_nonblocking(false);
+        }
+        sock
+    }
 }
 
 /// Resolves `addr`. In a greenlet it runs on the blocking pool: name resolution may block for

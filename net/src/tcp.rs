@@ -308,25 +308,25 @@ impl std::iter::FusedIterator for Incoming<'_> {}
 macro_rules! std_conversions {
     ($grove:ident, $std:ty) => {
         impl From<$std> for $grove {
-            /// Adopts a std socket: puts it in non-blocking mode; it is registered with the
-            /// poller at its first operation that would block (which reports a failure).
+            /// Adopts a std socket: puts it in non-blocking mode underneath; it is registered
+            /// with the poller at its first operation that would block. A socket std's handle
+            /// had in non-blocking mode keeps answering `WouldBlock`, as it did.
             ///
             /// # Panics
-            /// If the socket cannot be put in non-blocking mode (the fd is invalid).
+            /// If the socket's mode cannot be read or set (the fd is invalid).
             fn from(s: $std) -> $grove {
-                s.set_nonblocking(true)
-                    .and_then(|()| Evented::new(s))
+                Evented::adopt(s)
                     .map(|ev| $grove { ev })
                     .unwrap_or_else(|e| panic!("grove: cannot adopt a socket: {e}"))
             }
         }
 
         impl From<$grove> for $std {
-            /// Gives the socket back to std, in blocking mode.
+            /// Gives the socket back to std, deregistered, in the mode this handle showed
+            /// (blocking unless `set_nonblocking(true)`); while a `try_clone` of it is still
+            /// in grove, it stays non-blocking underneath (see docs/net.md).
             fn from(s: $grove) -> $std {
-                let inner = s.ev.into_inner();
-                let _ = inner.set_nonblocking(false);
-                inner
+                s.ev.into_std()
             }
         }
 
@@ -359,7 +359,7 @@ macro_rules! std_conversions {
         }
 
         impl From<$grove> for OwnedFd {
-            /// Gives the fd back, deregistered and in blocking mode.
+            /// Gives the fd back, as `From` for the std type.
             fn from(s: $grove) -> OwnedFd {
                 OwnedFd::from(<$std>::from(s))
             }
