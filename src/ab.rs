@@ -151,6 +151,10 @@ struct ReadBuf {
     data: Vec<u8>,
     start: usize,
     end: usize,
+    /// With `-t`: the run's deadline and `-s`. Each read then waits at most `-s` and never past
+    /// the deadline, however many reads a response takes (a server that trickles its bytes must
+    /// not keep a timed run going).
+    cap: Option<(Instant, Duration)>,
 }
 
 impl ReadBuf {
@@ -159,6 +163,7 @@ impl ReadBuf {
             data: vec![0; 16 * 1024],
             start: 0,
             end: 0,
+            cap: None,
         }
     }
 
@@ -188,6 +193,14 @@ impl ReadBuf {
             } else {
                 self.data.resize(self.data.len() * 2, 0);
             }
+        }
+        if let Some((deadline, per_read)) = self.cap {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            // A plain store for grove's sockets, no syscall.
+            s.set_read_timeout(Some(per_read.min(left)))?;
         }
         let n = (&*s).read(&mut self.data[self.end..])?;
         if n == 0 {
@@ -331,19 +344,15 @@ impl Shared {
         }
     }
 
-    /// Records the first response's body length, or compares `len` with it.
-    fn same_length_as_first(&self, len: usize) -> bool {
-        let len = len as u64;
-        let first = self.doc_len.load(Relaxed);
-        if first != UNSET_LEN {
-            return first == len;
-        }
+    /// The body length of the run's first response: `len` if this is it. Each client asks once
+    /// and keeps the answer, which never changes.
+    fn first_length(&self, len: u64) -> u64 {
         match self
             .doc_len
             .compare_exchange(UNSET_LEN, len, Relaxed, Relaxed)
         {
-            Ok(_) => true,
-            Err(first) => first == len,
+            Ok(_) => len,
+            Err(first) => first,
         }
     }
 }
@@ -365,6 +374,9 @@ fn client(sh: Arc<Shared>) {
     let mut t = Tally::default();
     let mut conn: Option<TcpStream> = None;
     let mut buf = ReadBuf::new();
+    buf.cap = sh.deadline.map(|d| (d, sh.opts.timeout));
+    // The run's first body length, once known (it never changes after).
+    let mut first_len: Option<u64> = None;
     let mut tickets = 0u64;
     loop {
         if tickets == 0 {
@@ -423,7 +435,8 @@ fn client(sh: Arc<Shared>) {
                 if !(200..300).contains(&reply.status) {
                     t.non_2xx += 1;
                 }
-                if !sh.same_length_as_first(reply.body_len) {
+                let len = reply.body_len as u64;
+                if *first_len.get_or_insert_with(|| sh.first_length(len)) != len {
                     t.failed_length += 1;
                 }
                 if t.server.is_none() {

@@ -86,6 +86,7 @@ fn http_grove_ab_errors_are_one_line_and_non_zero() {
             "{args:?}: {err}"
         );
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
     }
 }
 
@@ -244,4 +245,50 @@ fn http_grove_ab_compares_every_length_with_the_runs_first_response() {
     );
     assert!(text.contains(&format!("Length: {failed}")), "{text}");
     handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_grove_ab_time_limit_ends_a_response_that_trickles_in() {
+    // A server that answers with a head promising 100 bytes, then sends one byte every 300 ms:
+    // every read succeeds, so only the deadline applied to each read can end a `-t 1` run.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + Duration::from_secs(40);
+        l.set_nonblocking(true).unwrap();
+        let mut conns = Vec::new();
+        while std::time::Instant::now() < end {
+            if let Ok((mut s, _)) = l.accept() {
+                let _ = s.set_nonblocking(false);
+                let mut req = [0u8; 1024];
+                let _ = std::io::Read::read(&mut s, &mut req);
+                let _ = std::io::Write::write_all(
+                    &mut s,
+                    b"HTTP/1.0 200 OK\r\nContent-Length: 100\r\n\r\n",
+                );
+                conns.push(s);
+            }
+            for s in &mut conns {
+                let _ = std::io::Write::write_all(s, b"x");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let t = std::time::Instant::now();
+    let text = report(&[
+        "-t",
+        "1",
+        "-s",
+        "30",
+        "-c",
+        "1",
+        "-q",
+        &format!("http://{addr}/"),
+    ]);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "-t 1 took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(field(&text, "Complete requests:"), "0");
 }
