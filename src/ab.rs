@@ -331,6 +331,11 @@ impl Shared {
         self.opts.requests.saturating_sub(first).min(TICKET_BATCH)
     }
 
+    /// True once the `-t` deadline has passed (never without `-t`).
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
     /// The timeout for the operations of a request starting at `now`: `-s`, cut short by the
     /// `-t` deadline (at least a millisecond: a zero timeout means none to grove's sockets).
     fn op_timeout(&self, now: Instant) -> Duration {
@@ -401,13 +406,14 @@ fn client(sh: Arc<Shared>) {
                     if sh.request.len() > NAGLE_SAFE_REQUEST {
                         let _ = s.set_nodelay(true);
                     }
-                    let _ = s.set_read_timeout(Some(timeout));
+                    // Reads wait `-s` at most (and, with `-t`, not past the deadline: `fill`).
+                    let _ = s.set_read_timeout(Some(sh.opts.timeout));
                     let _ = s.set_write_timeout(Some(timeout));
                     conn = Some(s);
                     buf.clear();
                 }
                 Err(_) => {
-                    if sh.deadline.is_some_and(|d| Instant::now() >= d) {
+                    if sh.past_deadline() {
                         break;
                     }
                     t.failed_connect += 1;
@@ -415,10 +421,9 @@ fn client(sh: Arc<Shared>) {
                 }
             }
         } else if sh.deadline.is_some() {
-            // With `-t` every operation ends by the deadline: a stalled server must not stretch
+            // With `-t` the write ends by the deadline too: a stalled server must not stretch
             // the run by up to `-s`. (grove's socket timeouts are plain stores, no syscall.)
             let s = conn.as_ref().expect("checked above");
-            let _ = s.set_read_timeout(Some(timeout));
             let _ = s.set_write_timeout(Some(timeout));
         }
         let s = conn.as_ref().expect("connected above");
@@ -452,7 +457,7 @@ fn client(sh: Arc<Shared>) {
             }
             Err(_) => {
                 conn = None;
-                if sh.deadline.is_some_and(|d| Instant::now() >= d) {
+                if sh.past_deadline() {
                     break; // cut off by `-t`, as ab stops: neither complete nor failed
                 }
                 t.failed_receive += 1;

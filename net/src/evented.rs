@@ -179,6 +179,16 @@ impl<S: AsRawFd> Evented<S> {
         self.sock
     }
 
+    /// Registers `sock`, a socket grove just made or accepted in blocking mode, after putting it
+    /// in non-blocking mode.
+    pub(crate) fn new_nonblocking(sock: S) -> io::Result<Evented<S>>
+    where
+        S: AsFd,
+    {
+        socket2::SockRef::from(&sock).set_nonblocking(true)?;
+        Evented::new(sock)
+    }
+
     /// Adopts a std socket (`From<std>`), keeping what std's handle showed: a socket the user
     /// had put in non-blocking mode keeps returning `WouldBlock` instead of waiting.
     pub(crate) fn adopt(sock: S) -> io::Result<Evented<S>>

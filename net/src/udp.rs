@@ -19,10 +19,8 @@ impl UdpSocket {
     /// Binds to the first address of `addr` that works.
     pub fn bind<A: ToSocketAddrs + Send>(addr: A) -> io::Result<UdpSocket> {
         each_addr(resolve(addr)?, |a| {
-            let s = std::net::UdpSocket::bind(a)?;
-            s.set_nonblocking(true)?;
             Ok(UdpSocket {
-                ev: Evented::new(s)?,
+                ev: Evented::new_nonblocking(std::net::UdpSocket::bind(a)?)?,
             })
         })
     }

@@ -58,11 +58,6 @@ macro_rules! connected_methods {
     };
 }
 
-fn adopt<S: AsRawFd>(s: S, nb: impl FnOnce(&S) -> io::Result<()>) -> io::Result<Evented<S>> {
-    nb(&s)?;
-    Evented::new(s)
-}
-
 /// `addr` as a raw socket address, for the calls std makes with it that grove makes itself.
 fn sockaddr(addr: &SocketAddr) -> io::Result<SockAddr> {
     if let Some(path) = addr.as_pathname() {
@@ -129,10 +124,10 @@ impl UnixStream {
         let (a, b) = unet::UnixStream::pair()?;
         Ok((
             UnixStream {
-                ev: adopt(a, |s| s.set_nonblocking(true))?,
+                ev: Evented::new_nonblocking(a)?,
             },
             UnixStream {
-                ev: adopt(b, |s| s.set_nonblocking(true))?,
+                ev: Evented::new_nonblocking(b)?,
             },
         ))
     }
@@ -191,16 +186,14 @@ impl UnixListener {
     /// Binds to `path`.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
         Ok(UnixListener {
-            ev: adopt(unet::UnixListener::bind(path)?, |s| s.set_nonblocking(true))?,
+            ev: Evented::new_nonblocking(unet::UnixListener::bind(path)?)?,
         })
     }
 
     /// Binds to `socket_addr`.
     pub fn bind_addr(socket_addr: &SocketAddr) -> io::Result<UnixListener> {
         Ok(UnixListener {
-            ev: adopt(unet::UnixListener::bind_addr(socket_addr)?, |s| {
-                s.set_nonblocking(true)
-            })?,
+            ev: Evented::new_nonblocking(unet::UnixListener::bind_addr(socket_addr)?)?,
         })
     }
 
@@ -209,7 +202,7 @@ impl UnixListener {
         let (s, a) = self.ev.io(Direction::Read, || self.ev.sock.accept())?;
         Ok((
             UnixStream {
-                ev: adopt(s, |s| s.set_nonblocking(true))?,
+                ev: Evented::new_nonblocking(s)?,
             },
             a,
         ))
@@ -260,23 +253,21 @@ impl UnixDatagram {
     /// Binds to `path`.
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixDatagram> {
         Ok(UnixDatagram {
-            ev: adopt(unet::UnixDatagram::bind(path)?, |s| s.set_nonblocking(true))?,
+            ev: Evented::new_nonblocking(unet::UnixDatagram::bind(path)?)?,
         })
     }
 
     /// Binds to `socket_addr`.
     pub fn bind_addr(socket_addr: &SocketAddr) -> io::Result<UnixDatagram> {
         Ok(UnixDatagram {
-            ev: adopt(unet::UnixDatagram::bind_addr(socket_addr)?, |s| {
-                s.set_nonblocking(true)
-            })?,
+            ev: Evented::new_nonblocking(unet::UnixDatagram::bind_addr(socket_addr)?)?,
         })
     }
 
     /// An unbound socket.
     pub fn unbound() -> io::Result<UnixDatagram> {
         Ok(UnixDatagram {
-            ev: adopt(unet::UnixDatagram::unbound()?, |s| s.set_nonblocking(true))?,
+            ev: Evented::new_nonblocking(unet::UnixDatagram::unbound()?)?,
         })
     }
 
@@ -285,10 +276,10 @@ impl UnixDatagram {
         let (a, b) = unet::UnixDatagram::pair()?;
         Ok((
             UnixDatagram {
-                ev: adopt(a, |s| s.set_nonblocking(true))?,
+                ev: Evented::new_nonblocking(a)?,
             },
             UnixDatagram {
-                ev: adopt(b, |s| s.set_nonblocking(true))?,
+                ev: Evented::new_nonblocking(b)?,
             },
         ))
     }

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod parity;
+
 const ROLE_VAR: &str = "GROVE_TEST_ROLE";
 
 /// The role this process plays, if it is a child.

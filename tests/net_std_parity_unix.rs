@@ -1,0 +1,287 @@
+//! grove's Unix sockets against std's API, over temp paths: accept and `incoming`, the `*_addr`
+//! methods (abstract names included), datagrams, and a connect to a full backlog. Each case runs
+//! in a greenlet and on a plain thread where both make sense; every wait is bounded.
+
+mod common;
+
+use common::parity::{assert_times_out, spawn_alike, TempPath, LIMIT};
+use common::{ms, on_thread_and_greenlet};
+use grove::net::{UnixDatagram, UnixListener, UnixStream};
+use std::io::{ErrorKind, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::SocketAddr as UnixAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Instant;
+
+// ---------------------------------------------------------------------------------------------
+// Unix sockets.
+
+#[test]
+fn net_unix_listener_accepts_and_iterates_incoming_over_a_temp_path() {
+    on_thread_and_greenlet(|| {
+        let path = TempPath::new("stream");
+        let listener = UnixListener::bind(path.path()).unwrap();
+        assert_eq!(
+            listener.local_addr().unwrap().as_pathname(),
+            Some(path.path())
+        );
+        let p = path.path().to_path_buf();
+        let client = spawn_alike(move || {
+            let mut replies = Vec::new();
+            for i in 0..3u8 {
+                let mut s = UnixStream::connect(&p).unwrap();
+                assert_eq!(s.peer_addr().unwrap().as_pathname(), Some(p.as_path()));
+                let n = s
+                    .write_vectored(&[IoSlice::new(&[b'a' + i]), IoSlice::new(b"-msg")])
+                    .unwrap();
+                assert_eq!(n, 5);
+                s.shutdown(Shutdown::Write).unwrap();
+                let mut reply = String::new();
+                s.read_to_string(&mut reply).unwrap();
+                replies.push(reply);
+            }
+            replies
+        });
+        let echo = |mut s: UnixStream| {
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            s.write_all(b"echo:").unwrap();
+            s.write_all(&got).unwrap();
+        };
+        let (s, from) = listener.accept().unwrap();
+        assert!(from.is_unnamed(), "{from:?}");
+        echo(s);
+        echo(listener.incoming().next().unwrap().unwrap());
+        let mut via_into_iter = (&listener).into_iter();
+        echo(via_into_iter.next().unwrap().unwrap());
+        assert_eq!(
+            client.join(),
+            ["echo:a-msg", "echo:b-msg", "echo:c-msg"].map(String::from)
+        );
+    });
+}
+
+#[test]
+fn net_unix_datagram_send_to_recv_from_and_connected() {
+    on_thread_and_greenlet(|| {
+        let pa = TempPath::new("dg-a");
+        let pb = TempPath::new("dg-b");
+        let a = UnixDatagram::bind(pa.path()).unwrap();
+        let b = UnixDatagram::bind(pb.path()).unwrap();
+        b.set_read_timeout(Some(LIMIT)).unwrap();
+        // recv_from waits for a datagram sent later.
+        let to = pb.path().to_path_buf();
+        let sender = spawn_alike(move || {
+            grove::sleep(ms(20));
+            assert_eq!(a.send_to(b"one", &to).unwrap(), 3);
+            a
+        });
+        let mut buf = [0u8; 16];
+        let (n, from) = b.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"one");
+        assert_eq!(from.as_pathname(), Some(pa.path()));
+        let a = sender.join();
+
+        a.connect(pb.path()).unwrap();
+        b.connect(pa.path()).unwrap();
+        assert_eq!(a.peer_addr().unwrap().as_pathname(), Some(pb.path()));
+        assert_eq!(a.send(b"two").unwrap(), 3);
+        let n = b.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"two");
+        assert_eq!(b.send(b"three").unwrap(), 5);
+        a.set_read_timeout(Some(LIMIT)).unwrap();
+        let n = a.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"three");
+
+        b.set_read_timeout(Some(ms(30))).unwrap();
+        assert_times_out(ms(30), || b.recv(&mut buf));
+    });
+}
+
+#[test]
+fn net_unix_addr_methods_bind_connect_and_send() {
+    on_thread_and_greenlet(|| {
+        let p = TempPath::new("addr");
+        let addr = UnixAddr::from_pathname(p.path()).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        let bound = listener.local_addr().unwrap();
+        assert_eq!(bound.as_pathname(), Some(p.path()));
+        let client = spawn_alike(move || {
+            let mut s = UnixStream::connect_addr(&bound).unwrap();
+            s.write_all(b"via addr").unwrap();
+        });
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "via addr");
+        client.join();
+
+        let pd = TempPath::new("addr-dg");
+        let d_addr = UnixAddr::from_pathname(pd.path()).unwrap();
+        let d = UnixDatagram::bind_addr(&d_addr).unwrap();
+        d.set_read_timeout(Some(LIMIT)).unwrap();
+        let u = UnixDatagram::unbound().unwrap();
+        assert_eq!(u.send_to_addr(b"to addr", &d_addr).unwrap(), 7);
+        let mut buf = [0u8; 16];
+        let (n, from) = d.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"to addr");
+        assert!(from.is_unnamed());
+        u.connect_addr(&d_addr).unwrap();
+        assert_eq!(u.peer_addr().unwrap().as_pathname(), Some(pd.path()));
+        assert_eq!(u.send(b"connected").unwrap(), 9);
+        let n = d.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"connected");
+
+        // Errors as std's: an unnamed address, a path nobody listens on.
+        let unnamed = u.local_addr().unwrap();
+        assert!(unnamed.is_unnamed());
+        let std_e = std::os::unix::net::UnixStream::connect_addr(&unnamed).unwrap_err();
+        let e = UnixStream::connect_addr(&unnamed).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.raw_os_error()),
+            (std_e.kind(), std_e.raw_os_error())
+        );
+        drop(listener);
+        drop(p);
+        let gone = TempPath::new("gone");
+        let std_e = std::os::unix::net::UnixStream::connect(gone.path()).unwrap_err();
+        let e = UnixStream::connect(gone.path()).unwrap_err();
+        assert_eq!(e.kind(), std_e.kind());
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    });
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn net_unix_addr_methods_take_abstract_names() {
+    use std::os::linux::net::SocketAddrExt;
+    on_thread_and_greenlet(|| {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "grove-parity-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, SeqCst)
+        );
+        let addr = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = UnixListener::bind_addr(&addr).unwrap();
+        assert_eq!(
+            listener.local_addr().unwrap().as_abstract_name(),
+            Some(name.as_bytes())
+        );
+        let mut c = UnixStream::connect_addr(&addr).unwrap();
+        assert_eq!(
+            c.peer_addr().unwrap().as_abstract_name(),
+            Some(name.as_bytes())
+        );
+        let (mut s, _) = listener.accept().unwrap();
+        c.write_all(b"abstract").unwrap();
+        let mut buf = [0u8; 8];
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"abstract");
+    });
+}
+
+#[test]
+fn net_unix_connect_to_a_full_backlog_parks_only_its_greenlet() {
+    const NAME: &str = "net_unix_connect_to_a_full_backlog_parks_only_its_greenlet";
+    if common::role().is_some() {
+        unix_connect_to_a_full_backlog();
+        return;
+    }
+    let out = common::run_child(
+        NAME,
+        "full-backlog",
+        &[("GROVE_WORKERS", "1"), ("GROVE_MAX_BLOCKING_MS", "0")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    eprint!("{}", common::stderr(&out));
+}
+
+/// In a child with one worker: a connect to a listener whose backlog is full waits for room
+/// without holding the worker, in a greenlet; on a thread it waits too; both then connect.
+fn unix_connect_to_a_full_backlog() {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let path = TempPath::new("backlog");
+    let raw = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+    let addr = SockAddr::unix(path.path()).unwrap();
+    raw.bind(&addr).unwrap();
+    raw.listen(0).unwrap();
+    let listener = std::os::unix::net::UnixListener::from(OwnedFd::from(raw));
+    let mut fillers = Vec::new();
+    let full = loop {
+        if fillers.len() == 64 {
+            break false;
+        }
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        match s.connect(&addr) {
+            Ok(()) => fillers.push(s),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+    };
+    if !full {
+        eprintln!("skipped: this kernel never reports a full Unix backlog");
+        return;
+    }
+
+    let connected = Arc::new(AtomicBool::new(false));
+    let p = path.path().to_path_buf();
+    let c = connected.clone();
+    let connecting = grove::spawn(move || {
+        let s = UnixStream::connect(&p);
+        c.store(true, SeqCst);
+        s
+    });
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (t, st) = (ticks.clone(), stop.clone());
+    let ticker = grove::spawn(move || {
+        while !st.load(SeqCst) {
+            t.fetch_add(1, SeqCst);
+            grove::sleep(ms(1));
+        }
+    });
+    let t0 = Instant::now();
+    while ticks.load(SeqCst) < 20 && t0.elapsed() < LIMIT {
+        std::thread::sleep(ms(1));
+    }
+    let ticked = ticks.load(SeqCst);
+    let early = connected.load(SeqCst);
+    let _first = listener.accept().unwrap(); // room for one more
+    let t0 = Instant::now();
+    while !connecting.is_finished() && t0.elapsed() < LIMIT {
+        std::thread::sleep(ms(1));
+    }
+    stop.store(true, SeqCst);
+    assert!(
+        ticked >= 20,
+        "another greenlet ran {ticked} times while the connect waited: it held the worker"
+    );
+    assert!(!early, "the connect ended while the backlog was full");
+    assert!(
+        connecting.is_finished(),
+        "the connect never ended after room was made"
+    );
+    let s = connecting.join().unwrap().unwrap();
+    assert!(s.peer_addr().unwrap().as_pathname().is_some());
+    ticker.join().unwrap();
+
+    // The backlog is full again (the greenlet's connection is queued): a thread waits too.
+    let p = path.path().to_path_buf();
+    let thread = std::thread::spawn(move || UnixStream::connect(&p));
+    std::thread::sleep(ms(50));
+    assert!(
+        !thread.is_finished(),
+        "a thread's connect ended while the backlog was full"
+    );
+    let _second = listener.accept().unwrap();
+    let t0 = Instant::now();
+    while !thread.is_finished() && t0.elapsed() < LIMIT {
+        std::thread::sleep(ms(1));
+    }
+    assert!(thread.is_finished(), "a thread's connect never ended");
+    thread.join().unwrap().unwrap();
+}
