@@ -1,0 +1,161 @@
+//! One concurrent client of a run: a greenlet that claims request numbers in small batches and
+//! issues them one after the other, over one keep-alive connection (`-k`) or a fresh connection
+//! per request, and tallies what came back.
+
+use super::reply::{read_reply, ReadBuf, Reply};
+use super::{progress, Progress, Shared, Tally};
+use crate::net::TcpStream;
+use hdrhistogram::Histogram;
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Requests up to this size are written as one segment (below any MSS, even a 1,500-byte MTU's),
+/// so they need no `TCP_NODELAY` (one syscall per connection saved).
+const NAGLE_SAFE_REQUEST: usize = 1_200;
+
+/// A client's own state: nothing in it is shared until the run ends.
+struct Client {
+    sh: Arc<Shared>,
+    hist: Histogram<u64>,
+    tally: Tally,
+    conn: Option<TcpStream>,
+    buf: ReadBuf,
+    /// The run's first body length, once known (it never changes after).
+    first_len: Option<u64>,
+}
+
+/// The body of a client greenlet: requests until the tickets run out or `-t` passes, then adds
+/// its counts to the run's.
+pub(super) fn run_client(sh: Arc<Shared>) {
+    let mut c = Client::new(sh);
+    let mut tickets = 0u64;
+    loop {
+        if tickets == 0 {
+            tickets = c.sh.take_tickets();
+            if tickets == 0 {
+                break;
+            }
+        }
+        let start = Instant::now();
+        if c.sh.deadline.is_some_and(|d| start >= d) {
+            break;
+        }
+        tickets -= 1;
+        if c.request(start).is_break() {
+            break;
+        }
+        if c.sh.progress != Progress::Off {
+            let done = c.sh.done.fetch_add(1, Relaxed) + 1;
+            progress(&c.sh, done);
+        }
+    }
+    c.finish();
+}
+
+impl Client {
+    fn new(sh: Arc<Shared>) -> Client {
+        let mut buf = ReadBuf::new();
+        buf.cap = sh.deadline.map(|d| (d, sh.opts.timeout));
+        Client {
+            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram"),
+            tally: Tally::default(),
+            conn: None,
+            buf,
+            first_len: None,
+            sh,
+        }
+    }
+
+    /// Makes one request and counts how it went. `Break` when the `-t` deadline cut it off:
+    /// such a request is neither complete nor failed, as in `ab`.
+    fn request(&mut self, start: Instant) -> ControlFlow<()> {
+        let timeout = self.sh.op_timeout(start);
+        let fresh = self.conn.is_none();
+        if fresh {
+            if self.connect(timeout).is_err() {
+                if self.sh.past_deadline() {
+                    return ControlFlow::Break(());
+                }
+                self.tally.failed_connect += 1;
+                return ControlFlow::Continue(());
+            }
+        } else if self.sh.deadline.is_some() {
+            // With `-t` the write ends by the deadline too: a stalled server must not stretch
+            // the run by up to `-s`. (grove's socket timeouts are plain stores, no syscall.)
+            let s = self.conn.as_ref().expect("checked above");
+            let _ = s.set_write_timeout(Some(timeout));
+        }
+        let s = self.conn.as_ref().expect("connected above");
+        let want_server = self.tally.server.is_none();
+        let r = (&*s)
+            .write_all(&self.sh.request)
+            .and_then(|()| read_reply(s, &mut self.buf, want_server));
+        match r {
+            Ok(reply) => self.record(reply, start, fresh),
+            Err(_) => {
+                self.conn = None;
+                if self.sh.past_deadline() {
+                    return ControlFlow::Break(());
+                }
+                self.tally.failed_receive += 1;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn connect(&mut self, timeout: Duration) -> io::Result<()> {
+        let s = TcpStream::connect_timeout(&self.sh.target.addr, timeout)?;
+        // A request that fits one segment goes out at once whatever Nagle says (it is written
+        // whole, with nothing unacknowledged in flight); only a larger one (a `-p` body) could
+        // have its tail held back for a delayed ACK.
+        if self.sh.request.len() > NAGLE_SAFE_REQUEST {
+            let _ = s.set_nodelay(true);
+        }
+        // Reads wait `-s` at most (and, with `-t`, not past the deadline: `ReadBuf::fill`).
+        let _ = s.set_read_timeout(Some(self.sh.opts.timeout));
+        let _ = s.set_write_timeout(Some(timeout));
+        self.conn = Some(s);
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Counts a response; closes the connection unless both sides keep it alive.
+    fn record(&mut self, reply: Reply, start: Instant, fresh: bool) {
+        let t = &mut self.tally;
+        let _ = self.hist.record(start.elapsed().as_micros().max(1) as u64);
+        t.complete += 1;
+        t.bytes += reply.total_len as u64;
+        t.body_bytes += reply.body_len as u64;
+        if !(200..300).contains(&reply.status) {
+            t.non_2xx += 1;
+        }
+        let len = reply.body_len as u64;
+        if *self
+            .first_len
+            .get_or_insert_with(|| self.sh.first_length(len))
+            != len
+        {
+            t.failed_length += 1;
+        }
+        if t.server.is_none() {
+            t.server = reply.server;
+        }
+        if self.sh.opts.keep_alive && reply.keep_alive {
+            if !fresh {
+                t.keep_alive_requests += 1;
+            }
+        } else {
+            self.conn = None;
+        }
+    }
+
+    /// Adds this client's counts and latencies to the run's.
+    fn finish(self) {
+        let mut g = self.sh.tally.lock().expect("tally lock");
+        g.0.merge(self.tally);
+        g.1.add(&self.hist).expect("histogram bounds match");
+    }
+}

@@ -1,0 +1,357 @@
+//! The load generator behind the `grove-ab` binary: ab's flags and report, one greenlet per
+//! concurrent client on grove's own sockets, latencies in an `hdrhistogram`. Also used by
+//! `examples/slow_handler.rs`.
+
+mod client;
+mod reply;
+mod report;
+
+pub use report::Report;
+
+use crate::net::http::{Response, Server};
+use crate::net::TcpStream;
+use hdrhistogram::Histogram;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What to load, and how hard (`ab`'s flags).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `-n`: requests to make.
+    pub requests: u64,
+    /// `-c`: clients at once (one greenlet each).
+    pub concurrency: usize,
+    /// `-k`: keep connections alive.
+    pub keep_alive: bool,
+    /// `-t`: stop after this long.
+    pub time_limit: Option<Duration>,
+    /// `-s`: per-operation timeout.
+    pub timeout: Duration,
+    /// `-H`: extra request headers, `Name: value`.
+    pub headers: Vec<String>,
+    /// `-m`: method (default GET, POST with a body).
+    pub method: Option<String>,
+    /// `-p`: request body.
+    pub body: Option<Vec<u8>>,
+    /// `-T`: body content type.
+    pub content_type: Option<String>,
+    /// `-q`: no progress output.
+    pub quiet: bool,
+    /// The URL; `None` benchmarks the embedded hello server.
+    pub url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            requests: 1,
+            concurrency: 1,
+            keep_alive: false,
+            time_limit: None,
+            timeout: Duration::from_secs(30),
+            headers: Vec::new(),
+            method: None,
+            body: None,
+            content_type: None,
+            quiet: false,
+            url: None,
+        }
+    }
+}
+
+/// A parsed `http://host[:port]/path` URL.
+pub struct Target {
+    /// Host as written in the URL.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Path (and query).
+    pub path: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+}
+
+/// Parses and resolves an `http://` URL.
+pub fn parse_url(url: &str) -> Result<Target, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("unsupported URL {url:?}: only http:// is supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(format!("invalid URL {url:?}: no host"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+            h.to_string(),
+            p.parse::<u16>()
+                .map_err(|_| format!("invalid URL {url:?}: bad port {p:?}"))?,
+        ),
+        _ => (authority.to_string(), 80),
+    };
+    let lookup = format!(
+        "{}:{port}",
+        host.trim_start_matches('[').trim_end_matches(']')
+    );
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(&lookup.as_str())
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}: no addresses"))?;
+    Ok(Target {
+        host,
+        port,
+        path: path.to_string(),
+        addr,
+    })
+}
+
+fn build_request(o: &Config, t: &Target) -> Vec<u8> {
+    let method = o
+        .method
+        .clone()
+        .unwrap_or_else(|| if o.body.is_some() { "POST" } else { "GET" }.into());
+    let mut r = format!("{method} {} HTTP/1.0\r\nHost: {}", t.path, t.host);
+    if t.port != 80 {
+        r.push_str(&format!(":{}", t.port));
+    }
+    r.push_str("\r\nUser-Agent: grove-ab\r\nAccept: */*\r\n");
+    if o.keep_alive {
+        r.push_str("Connection: keep-alive\r\n");
+    }
+    for h in &o.headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if let Some(b) = &o.body {
+        let ct = o.content_type.as_deref().unwrap_or("text/plain");
+        r.push_str(&format!(
+            "Content-Type: {ct}\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    r.push_str("\r\n");
+    let mut bytes = r.into_bytes();
+    if let Some(b) = &o.body {
+        bytes.extend_from_slice(b);
+    }
+    bytes
+}
+
+#[derive(Default)]
+struct Tally {
+    complete: u64,
+    failed_connect: u64,
+    failed_receive: u64,
+    failed_length: u64,
+    non_2xx: u64,
+    keep_alive_requests: u64,
+    bytes: u64,
+    body_bytes: u64,
+    doc_len: Option<usize>,
+    server: Option<String>,
+}
+
+impl Tally {
+    /// Adds a client's counts to the run's.
+    fn merge(&mut self, t: Tally) {
+        self.complete += t.complete;
+        self.failed_connect += t.failed_connect;
+        self.failed_receive += t.failed_receive;
+        self.failed_length += t.failed_length;
+        self.non_2xx += t.non_2xx;
+        self.keep_alive_requests += t.keep_alive_requests;
+        self.bytes += t.bytes;
+        self.body_bytes += t.body_bytes;
+        self.server = self.server.take().or(t.server);
+    }
+}
+
+struct Shared {
+    opts: Config,
+    target: Target,
+    request: Vec<u8>,
+    next: AtomicU64,
+    done: AtomicU64,
+    deadline: Option<Instant>,
+    /// The body length of the first response of the whole run, which every later one is
+    /// compared with as `ab` does ("Failed requests (Length)"); `UNSET_LEN` until then.
+    doc_len: AtomicU64,
+    /// How progress is shown, decided once (asking whether stderr is a terminal is a syscall):
+    /// off with `-q`, `-t` or few requests, and only when it is on is `done` counted.
+    progress: Progress,
+    tally: Mutex<(Tally, Histogram<u64>)>,
+}
+
+impl Shared {
+    /// Claims up to `TICKET_BATCH` request numbers at once (one shared atomic per batch, not
+    /// per request); returns how many were granted.
+    fn take_tickets(&self) -> u64 {
+        let first = self.next.fetch_add(TICKET_BATCH, Relaxed);
+        self.opts.requests.saturating_sub(first).min(TICKET_BATCH)
+    }
+
+    /// True once the `-t` deadline has passed (never without `-t`).
+    fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The timeout for the operations of a request starting at `now`: `-s`, cut short by the
+    /// `-t` deadline (at least a millisecond: a zero timeout means none to grove's sockets).
+    fn op_timeout(&self, now: Instant) -> Duration {
+        match self.deadline {
+            Some(d) => self
+                .opts
+                .timeout
+                .min(d.saturating_duration_since(now))
+                .max(Duration::from_millis(1)),
+            None => self.opts.timeout,
+        }
+    }
+
+    /// The body length of the run's first response: `len` if this is it. Each client asks once
+    /// and keeps the answer, which never changes.
+    fn first_length(&self, len: u64) -> u64 {
+        match self
+            .doc_len
+            .compare_exchange(UNSET_LEN, len, Relaxed, Relaxed)
+        {
+            Ok(_) => len,
+            Err(first) => first,
+        }
+    }
+}
+
+/// `Shared::doc_len` before any response.
+const UNSET_LEN: u64 = u64::MAX;
+
+/// Request numbers a client claims at a time: small enough that `-n` splits evenly over the
+/// clients, large enough to keep the shared counter off the per-request path.
+const TICKET_BATCH: u64 = 8;
+
+/// How `grove-ab` reports progress on stderr.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Off,
+    /// A line every 10% of the requests, as `ab` prints.
+    Lines,
+    /// A live bar, when stderr is a terminal.
+    Bar,
+}
+
+fn progress(sh: &Shared, done: u64) {
+    let step = (sh.opts.requests / 10).max(1);
+    if sh.progress == Progress::Bar {
+        if done % (sh.opts.requests / 100).max(1) == 0 || done == sh.opts.requests {
+            let pct = done * 100 / sh.opts.requests;
+            let bar = "#".repeat((pct / 2) as usize);
+            eprint!("\r[{bar:<50}] {pct:3}% ({done} requests)");
+            if done == sh.opts.requests {
+                eprintln!();
+            }
+        }
+    } else if done % step == 0 {
+        eprintln!("Completed {done} requests");
+    }
+}
+
+/// Starts grove's embedded hello-world server on a loopback port.
+pub fn hello_server() -> std::io::Result<(SocketAddr, crate::net::ServerHandle)> {
+    let server = Server::bind("127.0.0.1:0", |_req| Response::text("Hello World!"))?;
+    let addr = server.local_addr()?;
+    Ok((addr, server.start()))
+}
+
+/// Runs the load described by `cfg` against `cfg.url` (or, without one, the embedded hello
+/// server) and returns the report.
+pub fn run(mut cfg: Config) -> Result<Report, String> {
+    // The embedded server, if any, lives until the run ends.
+    let (url, _server) = resolve_url(&mut cfg)?;
+    let target = parse_url(&url)?;
+    // Fail early and clearly on an unreachable server.
+    TcpStream::connect_timeout(&target.addr, cfg.timeout)
+        .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
+    if !cfg.quiet {
+        eprintln!("Benchmarking {} (be patient)", target.host);
+    }
+    let sh = Arc::new(Shared::new(cfg, target));
+    let start = Instant::now();
+    let clients: Vec<_> = (0..sh.opts.concurrency)
+        .map(|_| {
+            let sh = sh.clone();
+            crate::spawn(move || client::run_client(sh))
+        })
+        .collect();
+    for c in clients {
+        c.join()
+            .map_err(|_| "a client greenlet panicked".to_string())?;
+    }
+    Ok(sh.take_report(start.elapsed()))
+}
+
+/// The URL to load: `cfg.url`, or that of the embedded hello server, started here.
+fn resolve_url(cfg: &mut Config) -> Result<(String, Option<crate::net::ServerHandle>), String> {
+    if let Some(u) = cfg.url.take() {
+        return Ok((u, None));
+    }
+    let (addr, handle) = hello_server().map_err(|e| format!("cannot start server: {e}"))?;
+    if !cfg.quiet {
+        eprintln!("No URL given: benchmarking grove's embedded hello-world server on {addr}");
+    }
+    Ok((format!("http://{addr}/"), Some(handle)))
+}
+
+impl Shared {
+    fn new(cfg: Config, target: Target) -> Shared {
+        let request = build_request(&cfg, &target);
+        let hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
+        // A limit too far away to represent is no limit (`-t 18446744073709551615` must not
+        // panic).
+        let deadline = cfg.time_limit.and_then(|t| Instant::now().checked_add(t));
+        let progress = if cfg.quiet || cfg.requests < 150 || deadline.is_some() {
+            Progress::Off
+        } else if std::io::stderr().is_terminal() {
+            Progress::Bar
+        } else {
+            Progress::Lines
+        };
+        Shared {
+            opts: cfg,
+            target,
+            request,
+            next: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            deadline,
+            doc_len: AtomicU64::new(UNSET_LEN),
+            progress,
+            tally: Mutex::new((Tally::default(), hist)),
+        }
+    }
+
+    /// The report, once every client has added its counts.
+    fn take_report(&self, elapsed: Duration) -> Report {
+        let mut g = self.tally.lock().expect("tally lock");
+        let (mut tally, hist) = std::mem::replace(
+            &mut *g,
+            (Tally::default(), Histogram::new(3).expect("histogram")),
+        );
+        tally.doc_len = match self.doc_len.load(Relaxed) {
+            UNSET_LEN => None,
+            len => Some(len as usize),
+        };
+        Report {
+            tally,
+            hist,
+            elapsed,
+            concurrency: self.opts.concurrency,
+            keep_alive: self.opts.keep_alive,
+            host: self.target.host.clone(),
+            port: self.target.port,
+            path: self.target.path.clone(),
+        }
+    }
+}
