@@ -36,6 +36,10 @@ fn http_grove_ab_benchmarks_its_embedded_server() {
     assert!(field(&text, "Keep-Alive requests:").parse::<u64>().unwrap() >= 1980 - 20);
     assert!(text.contains("Percentage of the requests served within a certain time (ms)"));
     assert!(text.contains("100%"));
+    assert!(text.contains("Connection Times (ms)"));
+    for row in ["Connect:", "Processing:", "Waiting:", "Total:"] {
+        assert_eq!(times(&text, row).len(), 5, "{row} in:\n{text}");
+    }
     assert!(field(&text, "Time taken for tests:").ends_with("seconds"));
     assert!(field(&text, "Transfer rate:").ends_with("[Kbytes/sec] received"));
 }
@@ -88,6 +92,40 @@ fn http_grove_ab_errors_are_one_line_and_non_zero() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: not one line: {err}");
     }
+}
+
+/// A row of the "Connection Times (ms)" table: min, mean, sd, median, max.
+fn times(out: &str, row: &str) -> Vec<f64> {
+    field(out, row)
+        .split_whitespace()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{row} {v:?} in:\n{out}"))
+        })
+        .collect()
+}
+
+#[test]
+fn http_grove_ab_connection_times_show_where_a_slow_handler_spends() {
+    let server = Server::bind("127.0.0.1:0", |_req| {
+        grove::sleep(Duration::from_millis(40));
+        Response::text("slow")
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.start();
+    let text = report(&["-n", "8", "-c", "2", "-k", &format!("http://{addr}/")]);
+    let (connect, waiting) = (times(&text, "Connect:"), times(&text, "Waiting:"));
+    let (processing, total) = (times(&text, "Processing:"), times(&text, "Total:"));
+    // The handler's 40 ms are all waiting for the first byte; connecting over loopback is not.
+    assert!(waiting[0] >= 39.0, "{text}");
+    assert!(
+        processing[0] >= waiting[0] && total[0] >= processing[0],
+        "{text}"
+    );
+    assert!(connect[4] < 39.0 && connect[0] == 0.0, "{text}");
+    assert!(total[4] >= 39.0, "{text}");
+    handle.stop(Duration::from_secs(1));
 }
 
 /// Runs grove-ab, which must succeed, and returns its report.

@@ -3,9 +3,9 @@
 //! per request, and tallies what came back.
 
 use super::reply::{read_reply, ReadBuf, Reply};
+use super::timings::{Milestones, Timings};
 use super::{progress, Progress, Shared, Tally};
 use crate::net::TcpStream;
-use hdrhistogram::Histogram;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,7 +19,7 @@ const NAGLE_SAFE_REQUEST: usize = 1_200;
 /// A client's own state: nothing in it is shared until the run ends.
 struct Client {
     sh: Arc<Shared>,
-    hist: Histogram<u64>,
+    times: Timings,
     tally: Tally,
     conn: Option<TcpStream>,
     buf: ReadBuf,
@@ -60,7 +60,7 @@ impl Client {
         let mut buf = ReadBuf::new();
         buf.cap = sh.deadline.map(|d| (d, sh.opts.timeout));
         Client {
-            hist: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram"),
+            times: Timings::new(),
             tally: Tally::default(),
             conn: None,
             buf,
@@ -88,13 +88,28 @@ impl Client {
             let s = self.conn.as_ref().expect("checked above");
             let _ = s.set_write_timeout(Some(timeout));
         }
+        let connected = if fresh { Instant::now() } else { start };
         let s = self.conn.as_ref().expect("connected above");
         let want_server = self.tally.server.is_none();
-        let r = (&*s)
-            .write_all(&self.sh.request)
-            .and_then(|()| read_reply(s, &mut self.buf, want_server));
+        let mut written = start;
+        (self.buf.first_byte, self.buf.last_byte) = (None, None);
+        let r = (&*s).write_all(&self.sh.request).and_then(|()| {
+            written = Instant::now();
+            read_reply(s, &mut self.buf, want_server)
+        });
         match r {
-            Ok(reply) => self.record(reply, start, fresh),
+            Ok(reply) => {
+                // Already buffered (never with one request in flight): no wait at all.
+                let first_byte = self.buf.first_byte.unwrap_or(written);
+                let times = Milestones {
+                    start,
+                    connected,
+                    written,
+                    first_byte,
+                    done: self.buf.last_byte.unwrap_or(first_byte),
+                };
+                self.record(reply, &times, fresh)
+            }
             Err(_) => {
                 self.conn = None;
                 if self.sh.past_deadline() {
@@ -123,9 +138,9 @@ impl Client {
     }
 
     /// Counts a response; closes the connection unless both sides keep it alive.
-    fn record(&mut self, reply: Reply, start: Instant, fresh: bool) {
+    fn record(&mut self, reply: Reply, times: &Milestones, fresh: bool) {
         let t = &mut self.tally;
-        let _ = self.hist.record(start.elapsed().as_micros().max(1) as u64);
+        self.times.record(times);
         t.complete += 1;
         t.bytes += reply.total_len as u64;
         t.body_bytes += reply.body_len as u64;
@@ -156,6 +171,6 @@ impl Client {
     fn finish(self) {
         let mut g = self.sh.tally.lock().expect("tally lock");
         g.0.merge(self.tally);
-        g.1.add(&self.hist).expect("histogram bounds match");
+        g.1.add(&self.times);
     }
 }

@@ -1,21 +1,22 @@
 //! The load generator behind the `grove-ab` binary: ab's flags and report, one greenlet per
-//! concurrent client on grove's own sockets, latencies in an `hdrhistogram`. Also used by
+//! concurrent client on grove's own sockets, latencies in `hdrhistogram`s. Also used by
 //! `examples/slow_handler.rs`.
 
 mod client;
 mod reply;
 mod report;
+mod timings;
 
 pub use report::Report;
 
 use crate::net::http::{Response, Server};
 use crate::net::TcpStream;
-use hdrhistogram::Histogram;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use timings::Timings;
 
 /// What to load, and how hard (`ab`'s flags).
 #[derive(Debug, Clone)]
@@ -184,7 +185,7 @@ struct Shared {
     /// How progress is shown, decided once (asking whether stderr is a terminal is a syscall):
     /// off with `-q`, `-t` or few requests, and only when it is on is `done` counted.
     progress: Progress,
-    tally: Mutex<(Tally, Histogram<u64>)>,
+    tally: Mutex<(Tally, Timings)>,
 }
 
 impl Shared {
@@ -308,7 +309,6 @@ fn resolve_url(cfg: &mut Config) -> Result<(String, Option<crate::net::ServerHan
 impl Shared {
     fn new(cfg: Config, target: Target) -> Shared {
         let request = build_request(&cfg, &target);
-        let hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram");
         // A limit too far away to represent is no limit (`-t 18446744073709551615` must not
         // panic).
         let deadline = cfg.time_limit.and_then(|t| Instant::now().checked_add(t));
@@ -328,24 +328,21 @@ impl Shared {
             deadline,
             doc_len: AtomicU64::new(UNSET_LEN),
             progress,
-            tally: Mutex::new((Tally::default(), hist)),
+            tally: Mutex::new((Tally::default(), Timings::new())),
         }
     }
 
     /// The report, once every client has added its counts.
     fn take_report(&self, elapsed: Duration) -> Report {
         let mut g = self.tally.lock().expect("tally lock");
-        let (mut tally, hist) = std::mem::replace(
-            &mut *g,
-            (Tally::default(), Histogram::new(3).expect("histogram")),
-        );
+        let (mut tally, times) = std::mem::replace(&mut *g, (Tally::default(), Timings::new()));
         tally.doc_len = match self.doc_len.load(Relaxed) {
             UNSET_LEN => None,
             len => Some(len as usize),
         };
         Report {
             tally,
-            hist,
+            times,
             elapsed,
             concurrency: self.opts.concurrency,
             keep_alive: self.opts.keep_alive,

@@ -23,6 +23,11 @@ pub(super) struct ReadBuf {
     /// the deadline, however many reads a response takes (a server that trickles its bytes must
     /// not keep a timed run going).
     pub(super) cap: Option<(Instant, Duration)>,
+    /// When the first and the last read since the client cleared them returned bytes: the end
+    /// of `ab`'s "waiting", and the end of the request (one clock read per read, and one read
+    /// is all a small response takes).
+    pub(super) first_byte: Option<Instant>,
+    pub(super) last_byte: Option<Instant>,
 }
 
 impl ReadBuf {
@@ -32,6 +37,8 @@ impl ReadBuf {
             start: 0,
             end: 0,
             cap: None,
+            first_byte: None,
+            last_byte: None,
         }
     }
 
@@ -75,6 +82,9 @@ impl ReadBuf {
             return Err(ErrorKind::UnexpectedEof.into());
         }
         self.end += n;
+        let now = Instant::now();
+        self.first_byte.get_or_insert(now);
+        self.last_byte = Some(now);
         Ok(())
     }
 

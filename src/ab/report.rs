@@ -1,14 +1,14 @@
 //! What a run measured, and `ab`'s report of it.
 
+use super::timings::Timings;
 use super::Tally;
-use hdrhistogram::Histogram;
 use std::io::Write;
 use std::time::Duration;
 
 /// What a run measured.
 pub struct Report {
     pub(super) tally: Tally,
-    pub(super) hist: Histogram<u64>,
+    pub(super) times: Timings,
     pub(super) elapsed: Duration,
     pub(super) concurrency: usize,
     pub(super) keep_alive: bool,
@@ -35,7 +35,7 @@ impl Report {
 
     /// Latency at quantile `q` (0..=1), in milliseconds.
     pub fn latency_ms(&self, q: f64) -> f64 {
-        self.hist.value_at_quantile(q) as f64 / 1000.0
+        self.times.total_ms(q)
     }
 
     /// Prints the report the way `ab` does.
@@ -44,6 +44,7 @@ impl Report {
         self.print_server();
         self.print_totals();
         self.print_rates();
+        println!("{}", self.times.table());
         self.print_percentiles();
         let _ = std::io::stdout().flush();
     }
