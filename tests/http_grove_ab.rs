@@ -1,6 +1,7 @@
 //! grove-ab: against its embedded server, against a URL, and its errors.
 
 use grove::net::http::{Response, Server};
+use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
@@ -282,7 +283,124 @@ fn http_grove_ab_compares_every_length_with_the_runs_first_response() {
         "failed {failed}, lengths {short}/{long}\n{text}"
     );
     assert!(text.contains(&format!("Length: {failed}")), "{text}");
+    // With -l (dynamic pages) a different length is not a failure.
+    let text = report(&[
+        "-n",
+        "40",
+        "-c",
+        "2",
+        "-k",
+        "-l",
+        "-q",
+        &format!("http://{addr}/"),
+    ]);
+    assert_eq!(field(&text, "Complete requests:"), "40");
+    assert_eq!(field(&text, "Failed requests:"), "0", "{text}");
     handle.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_grove_ab_head_requests_read_no_body() {
+    // The server says `Content-Length: 12` to a HEAD and sends no body: a client waiting for
+    // those 12 bytes times out (each request failed after -s before this was handled).
+    for flags in [&["-i"][..], &["-m", "HEAD"][..]] {
+        let mut args = vec!["-n", "20", "-c", "2", "-k", "-s", "5", "-q"];
+        args.extend_from_slice(flags);
+        let started = std::time::Instant::now();
+        let text = report(&args);
+        assert_eq!(
+            field(&text, "Complete requests:"),
+            "20",
+            "{flags:?}: {text}"
+        );
+        assert_eq!(field(&text, "Failed requests:"), "0", "{flags:?}: {text}");
+        assert_eq!(
+            field(&text, "Document Length:"),
+            "0 bytes",
+            "{flags:?}: {text}"
+        );
+        assert!(field(&text, "Keep-Alive requests:").parse::<u64>().unwrap() >= 18);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{flags:?}: waited for a body"
+        );
+    }
+}
+
+/// A keep-alive server on plain threads (one per connection) that answers every request head
+/// with `reply`, for at most 20 s.
+fn canned_server(reply: &'static [u8]) -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < end {
+            match l.accept() {
+                Ok((s, _)) => drop(std::thread::spawn(move || answer_each_head(s, reply))),
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    addr
+}
+
+fn answer_each_head(mut s: std::net::TcpStream, reply: &[u8]) {
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            pending.drain(..i + 4);
+            if s.write_all(reply).is_err() {
+                return;
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+#[test]
+fn http_grove_ab_bodiless_statuses_and_interim_responses_end_at_their_head() {
+    // A 100 Continue nobody asked for, then a 204 whose Content-Length must be ignored, then a
+    // 304 the same: all three end at their head (RFC 9112, section 6.3), on one connection.
+    let addr = canned_server(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+    );
+    let text = report(&[
+        "-n",
+        "10",
+        "-c",
+        "1",
+        "-k",
+        "-s",
+        "5",
+        "-q",
+        &format!("http://{addr}/"),
+    ]);
+    assert_eq!(field(&text, "Complete requests:"), "10", "{text}");
+    assert_eq!(field(&text, "Failed requests:"), "0", "{text}");
+    assert!(!text.contains("Non-2xx"), "{text}");
+    assert_eq!(field(&text, "Keep-Alive requests:"), "9", "{text}");
+    let addr = canned_server(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n");
+    let text = report(&[
+        "-n",
+        "10",
+        "-c",
+        "1",
+        "-k",
+        "-s",
+        "5",
+        "-q",
+        &format!("http://{addr}/"),
+    ]);
+    assert_eq!(field(&text, "Complete requests:"), "10", "{text}");
+    assert_eq!(field(&text, "Non-2xx responses:"), "10", "{text}");
+    assert_eq!(field(&text, "Keep-Alive requests:"), "9", "{text}");
 }
 
 #[test]

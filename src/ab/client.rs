@@ -95,7 +95,7 @@ impl Client {
         (self.buf.first_byte, self.buf.last_byte) = (None, None);
         let r = (&*s).write_all(&self.sh.request).and_then(|()| {
             written = Instant::now();
-            read_reply(s, &mut self.buf, want_server)
+            read_reply(s, &mut self.buf, want_server, self.sh.head_request)
         });
         match r {
             Ok(reply) => {

@@ -41,6 +41,8 @@ pub struct Config {
     pub content_type: Option<String>,
     /// `-q`: no progress output.
     pub quiet: bool,
+    /// `-l`: bodies of different lengths are not failures (dynamic pages).
+    pub variable_length: bool,
     /// The URL; `None` benchmarks the embedded hello server.
     pub url: Option<String>,
 }
@@ -58,6 +60,7 @@ impl Default for Config {
             body: None,
             content_type: None,
             quiet: false,
+            variable_length: false,
             url: None,
         }
     }
@@ -176,6 +179,8 @@ struct Shared {
     opts: Config,
     target: Target,
     request: Vec<u8>,
+    /// The method is `HEAD`: responses carry no body.
+    head_request: bool,
     next: AtomicU64,
     done: AtomicU64,
     deadline: Option<Instant>,
@@ -309,6 +314,7 @@ fn resolve_url(cfg: &mut Config) -> Result<(String, Option<crate::net::ServerHan
 impl Shared {
     fn new(cfg: Config, target: Target) -> Shared {
         let request = build_request(&cfg, &target);
+        let head_request = request.starts_with(b"HEAD ");
         // A limit too far away to represent is no limit (`-t 18446744073709551615` must not
         // panic).
         let deadline = cfg.time_limit.and_then(|t| Instant::now().checked_add(t));
@@ -323,6 +329,7 @@ impl Shared {
             opts: cfg,
             target,
             request,
+            head_request,
             next: AtomicU64::new(0),
             done: AtomicU64::new(0),
             deadline,

@@ -115,15 +115,30 @@ fn bad_response(m: &str) -> io::Error {
 }
 
 /// Reads one response from `s` into `buf` (which may already hold its start). The `Server`
-/// header is copied out only when `want_server` (the first response of each client).
-pub(super) fn read_reply(s: &TcpStream, buf: &mut ReadBuf, want_server: bool) -> io::Result<Reply> {
+/// header is copied out only when `want_server` (the first response of each client). An answer
+/// to a `HEAD` request (`head_request`), and a `204`, `304` or `1xx`, has no body whatever its
+/// `Content-Length` says (RFC 9112, section 6.3); an interim `1xx` is skipped for the final
+/// response behind it.
+pub(super) fn read_reply(
+    s: &TcpStream,
+    buf: &mut ReadBuf,
+    want_server: bool,
+    head_request: bool,
+) -> io::Result<Reply> {
+    let mut interim = 0;
     let head = loop {
         match parse_head(buf.bytes(), want_server)? {
-            Some(head) => break head,
+            Some(h) if (100..200).contains(&h.status) && h.status != 101 => {
+                buf.consume(h.len);
+                interim += h.len;
+            }
+            Some(h) => break h,
             None => buf.fill(s)?,
         }
     };
+    let bodiless = head_request || head.status == 204 || head.status == 304 || head.status < 200;
     let body_len = match head.content_length {
+        _ if bodiless => 0,
         Some(l) => l,
         None => {
             // No length: the body runs until the connection closes.
@@ -138,8 +153,8 @@ pub(super) fn read_reply(s: &TcpStream, buf: &mut ReadBuf, want_server: bool) ->
     Ok(Reply {
         status: head.status,
         body_len,
-        total_len: head.len + body_len,
-        keep_alive: !head.close && head.content_length.is_some(),
+        total_len: interim + head.len + body_len,
+        keep_alive: !head.close && (bodiless || head.content_length.is_some()),
         server: head.server,
     })
 }

@@ -43,9 +43,12 @@ impl Report {
         println!();
         self.print_server();
         self.print_totals();
-        self.print_rates();
-        println!("{}", self.times.table());
-        self.print_percentiles();
+        // As `ab`: no rates or times when nothing completed (they would divide by zero).
+        if self.tally.complete > 0 {
+            self.print_rates();
+            println!("{}", self.times.table());
+            self.print_percentiles();
+        }
         let _ = std::io::stdout().flush();
     }
 

@@ -1,7 +1,10 @@
 //! grove-ab: an `ab`-style HTTP load generator on grove, one greenlet per concurrent client.
 //!
 //! `grove-ab [-n requests] [-c concurrency] [-k] [-t seconds] [-s timeout] [-H 'Name: value']...
-//! [-m METHOD] [-p body-file] [-T content-type] [-q] [URL]`
+//! [-m METHOD] [-i] [-p body-file] [-T content-type] [-l] [-q] [URL]`
+//!
+//! `-i` makes `HEAD` requests (`-m HEAD`); `-l` accepts bodies of varying length, as `ab`'s
+//! flags of those names do.
 //!
 //! Without a URL it starts grove's embedded hello-world HTTP server on a loopback port and
 //! benchmarks that, so one command shows what the runtime does. The report follows `ab`'s.
@@ -11,7 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: grove-ab [-n requests] [-c concurrency] [-k] [-t seconds] \
-[-s timeout] [-H 'Name: value']... [-m METHOD] [-p body-file] [-T content-type] [-q] [URL]";
+[-s timeout] [-H 'Name: value']... [-m METHOD] [-i] [-p body-file] [-T content-type] [-l] [-q] \
+[URL]";
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut o = Config::default();
@@ -31,6 +35,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "-c" => o.concurrency = parse_num(&value("-c")?, "-c")? as usize,
             "-k" => o.keep_alive = true,
             "-q" => o.quiet = true,
+            "-l" => o.variable_length = true,
+            "-i" => o.method = Some("HEAD".into()),
             "-t" => o.time_limit = Some(Duration::from_secs(parse_num(&value("-t")?, "-t")?)),
             "-s" => o.timeout = Duration::from_secs(parse_num(&value("-s")?, "-s")?),
             "-H" => {
