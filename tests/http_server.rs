@@ -243,7 +243,7 @@ fn http_error_reply_reaches_a_client_that_sends_its_whole_body_first() {
     let mut s = connect(addr);
     let body = vec![b'x'; 4 << 20];
     let head = format!(
-        "POST /big HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        "POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).unwrap();
@@ -273,30 +273,45 @@ fn http_bad_input_gets_the_right_status_and_the_server_goes_on() {
     let (addr, server) = echo_server();
     assert_eq!(status_of(addr, b"NOT A REQUEST\r\n\r\n"), 400);
     assert_eq!(
-        status_of(addr, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+        status_of(addr, b"GET / HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n"),
         400
     );
-    let big = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(2000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(2000)
+    );
     assert_eq!(status_of(addr, big.as_bytes()), 431);
     assert_eq!(
-        status_of(addr, b"POST / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n"),
+        status_of(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"
+        ),
         413
     );
     assert_eq!(
-        status_of(addr, b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+        status_of(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n"
+        ),
         501
     );
     assert_eq!(
-        status_of(addr, b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+        status_of(
+            addr,
+            b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: x\r\n\r\n"
+        ),
         400
     );
     assert_eq!(
-        status_of(addr, b"GET /panic HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        status_of(
+            addr,
+            b"GET /panic HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ),
         500
     );
     // Still serving.
     let mut s = connect(addr);
-    s.write_all(b"GET /ok HTTP/1.1\r\n\r\n").unwrap();
+    s.write_all(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut s).0, 200);
     server.stop(Duration::from_secs(1));
 }
@@ -305,9 +320,11 @@ fn http_bad_input_gets_the_right_status_and_the_server_goes_on() {
 fn http_handler_panic_gets_500_and_keeps_the_connection() {
     let (addr, server) = echo_server();
     let mut s = connect(addr);
-    s.write_all(b"GET /panic HTTP/1.1\r\n\r\n").unwrap();
+    s.write_all(b"GET /panic HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut s).0, 500);
-    s.write_all(b"GET /fine HTTP/1.1\r\n\r\n").unwrap();
+    s.write_all(b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut s).0, 200);
     server.stop(Duration::from_secs(1));
 }
@@ -324,7 +341,8 @@ fn http_stalled_clients_do_not_delay_others_and_time_out() {
         .collect();
     let t = Instant::now();
     let mut s = connect(addr);
-    s.write_all(b"GET /quick HTTP/1.1\r\n\r\n").unwrap();
+    s.write_all(b"GET /quick HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
     assert_eq!(read_response(&mut s).0, 200);
     assert!(
         t.elapsed() < Duration::from_millis(250),
@@ -358,7 +376,7 @@ fn http_max_connections_bounds_handlers() {
         .map(|_| {
             std::thread::spawn(move || {
                 let mut s = connect(addr);
-                s.write_all(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+                s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
                     .unwrap();
                 read_response(&mut s).0
             })

@@ -11,10 +11,12 @@
 //! `431`, `501`) and the connection closes.
 
 use super::date::write_date_header;
+use super::framing::{framing, parse_chunk_size, parse_content_length, Framing};
 use super::message::{reason, Body, Known, Request, Response, Span};
 
 use super::Limits;
 use crate::tcp::TcpStream;
+use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,6 +31,10 @@ const LINGER_TIME: Duration = Duration::from_secs(2);
 /// on until it sees the error: reading it away is cheaper than the reset that would lose the
 /// reply).
 const LINGER_BYTES: usize = 64 << 20;
+
+/// Buffers grown past this by one large request or response go back to their starting size
+/// once it is done: an idle keep-alive connection must not keep a past upload's memory.
+const SHRINK_ABOVE: usize = 64 << 10;
 
 /// Headers parsed with a stack array; more take the heap path. Kept small on purpose: the array
 /// is 32 bytes a header, and a 100-header array alone (3.2 KiB) pushed every connection's
@@ -96,19 +102,16 @@ where
         if conn.write_response(resp, &req, keep_alive, head).is_err() || !keep_alive {
             return;
         }
+        conn.shrink(&mut req);
     }
 }
 
+/// What every `Connection` field of the request says, with the version's default.
 fn wants_keep_alive(req: &Request) -> bool {
-    let conn = req.known.connection.map_or("", |s| req.text(s));
-    let has = |token: &str| {
-        conn.split(',')
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
     if req.minor_version == 0 {
-        has("keep-alive")
+        req.known.keep_alive && !req.known.close
     } else {
-        !has("close")
+        !req.known.close
     }
 }
 
@@ -144,6 +147,22 @@ impl Conn<'_> {
     /// Bytes read but not yet consumed.
     fn buffered(&self) -> usize {
         self.end - self.pos
+    }
+
+    /// Gives back what a large request or response grew (see [`SHRINK_ABOVE`]), keeping any
+    /// pipelined bytes already read.
+    fn shrink(&mut self, req: &mut Request) {
+        if self.buf.len() > SHRINK_ABOVE && self.buffered() <= 512 {
+            let mut small = vec![0; 512];
+            small[..self.buffered()].copy_from_slice(&self.buf[self.pos..self.end]);
+            (self.buf, self.end, self.pos) = (small, self.buffered(), 0);
+        }
+        if self.out.capacity() > SHRINK_ABOVE {
+            self.out = Vec::with_capacity(256);
+        }
+        if req.body.capacity() > SHRINK_ABOVE {
+            req.body = Vec::new();
+        }
     }
 
     fn read_request(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
@@ -190,16 +209,13 @@ impl Conn<'_> {
     }
 
     fn read_body(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
-        if let Some(te) = req.known.transfer_encoding.map(|s| req.text(s)) {
-            let last = te.rsplit(',').next().unwrap_or("").trim();
-            if !last.eq_ignore_ascii_case("chunked") || te.split(',').count() > 1 {
-                return Err(Stop::Status(501, "unsupported transfer-encoding"));
+        let len = match framing(req).map_err(|(status, why)| Stop::Status(status, why))? {
+            Framing::Chunked => {
+                self.continue_if_expected(req)?;
+                return self.read_chunked(&mut req.body, limits);
             }
-            self.continue_if_expected(req)?;
-            self.read_chunked(&mut req.body, limits)?;
-            return Ok(());
-        }
-        let len = content_length(req)?;
+            Framing::Length(len) => len,
+        };
         if len > limits.max_body_bytes {
             return Err(Stop::Status(413, "request body too large"));
         }
@@ -253,15 +269,18 @@ impl Conn<'_> {
         }
     }
 
-    /// Takes one line (without its CRLF), reading more as needed; at most `max` bytes.
+    /// Takes one line, reading more as needed; at most `max` bytes. A line ends with CRLF, or a
+    /// bare LF (RFC 9112 section 2.2 lets a recipient accept one; Go's chunked reader does);
+    /// the ending is not part of the line.
     fn take_line(&mut self, max: usize, limits: &Limits) -> Result<Vec<u8>, Stop> {
         loop {
             if let Some(i) = self.buf[self.pos..self.end]
-                .windows(2)
-                .position(|w| w == b"\r\n")
+                .iter()
+                .position(|&b| b == b'\n')
             {
-                let line = self.buf[self.pos..self.pos + i].to_vec();
-                self.pos += i + 2;
+                let line = &self.buf[self.pos..self.pos + i];
+                let line = line.strip_suffix(b"\r").unwrap_or(line).to_vec();
+                self.pos += i + 1;
                 return Ok(line);
             }
             if self.buffered() > max {
@@ -271,26 +290,47 @@ impl Conn<'_> {
         }
     }
 
+    /// Takes the CRLF that ends a chunk's data, which may arrive in two reads.
+    fn take_crlf(&mut self, limits: &Limits) -> Result<(), Stop> {
+        while self.buffered() < 2 {
+            self.fill_body(limits)?;
+        }
+        if self.buf[self.pos..self.pos + 2] != *b"\r\n" {
+            return Err(Stop::Status(400, "malformed chunked body"));
+        }
+        self.pos += 2;
+        Ok(())
+    }
+
     fn read_chunked(&mut self, body: &mut Vec<u8>, limits: &Limits) -> Result<(), Stop> {
         loop {
             let line = self.take_line(1024, limits)?;
-            let size_text = line.split(|&b| b == b';').next().unwrap_or(&[]);
-            let size = std::str::from_utf8(size_text)
-                .ok()
-                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-                .ok_or(Stop::Status(400, "malformed chunk size"))?;
+            let size = parse_chunk_size(&line).ok_or(Stop::Status(400, "malformed chunk size"))?;
             if size == 0 {
-                // Trailers, up to the empty line.
-                while !self.take_line(limits.max_head_bytes, limits)?.is_empty() {}
-                return Ok(());
+                return self.skip_trailers(limits);
             }
-            if body.len() + size > limits.max_body_bytes {
+            // `body.len() <= max` here, so this cannot underflow; a size near `usize::MAX` must
+            // not wrap a sum past the check (it did: `ffffffffffffffff` then read without end).
+            if size > limits.max_body_bytes - body.len() {
                 return Err(Stop::Status(413, "request body too large"));
             }
             self.take_exact_into(size, body, limits)?;
-            if !self.take_line(0, limits)?.is_empty() {
-                return Err(Stop::Status(400, "malformed chunked body"));
+            self.take_crlf(limits)?;
+        }
+    }
+
+    /// Reads the trailer fields after the last chunk, up to the empty line, and ignores them;
+    /// together they may take no more than the head limit.
+    fn skip_trailers(&mut self, limits: &Limits) -> Result<(), Stop> {
+        let mut budget = limits.max_head_bytes;
+        loop {
+            let line = self.take_line(budget, limits)?;
+            if line.is_empty() {
+                return Ok(());
             }
+            budget = budget
+                .checked_sub(line.len() + 2)
+                .ok_or(Stop::Status(431, "request trailers too large"))?;
         }
     }
 
@@ -356,20 +396,62 @@ impl Conn<'_> {
         self.out.clear();
         let minor = req.minor_version;
         self.status_line(resp.status, minor);
-        let mut has_date = false;
-        let mut has_server = false;
-        for (n, v) in &resp.headers {
-            if ["content-length", "transfer-encoding", "connection"]
-                .iter()
-                .any(|h| n.eq_ignore_ascii_case(h))
-            {
+        let declared = self.handler_headers(&resp.headers);
+        // No body, and no framing headers either (RFC 9110 8.6, RFC 9112 6.1).
+        let bodiless = resp.status < 200 || resp.status == 204 || resp.status == 304;
+        let length = match &resp.body {
+            _ if bodiless => None,
+            Body::Static(b) if head && b.is_empty() => Some(declared.unwrap_or(0)),
+            Body::Bytes(b) if head && b.is_empty() => Some(declared.unwrap_or(0)),
+            Body::Static(b) => Some(b.len() as u64),
+            Body::Bytes(b) => Some(b.len() as u64),
+            Body::Stream(_) => None,
+        };
+        let no_body = head || bodiless;
+        match resp.body {
+            Body::Static(bytes) => self.write_bytes(bytes, length, keep_alive, minor, no_body),
+            Body::Bytes(bytes) => self.write_bytes(&bytes, length, keep_alive, minor, no_body),
+            // A stream that must not have a body is not run at all.
+            Body::Stream(_) if bodiless => self.write_bytes(&[], None, keep_alive, minor, true),
+            Body::Stream(chunks) => self.write_stream(chunks, keep_alive, minor, no_body),
+        }
+    }
+
+    /// Writes the handler's headers but the framing ones, then `Date` and `Server` unless the
+    /// handler set them. A CR or LF in a value goes out as a space, and a header whose name is
+    /// not a token is left out: a value taken from the request must not be able to end the
+    /// head and start a header or a response of its own (Go's `net/http` does the same).
+    /// Returns the `Content-Length` the handler declared, if a valid one.
+    fn handler_headers(
+        &mut self,
+        headers: &[(Cow<'static, str>, Cow<'static, str>)],
+    ) -> Option<u64> {
+        let (mut has_date, mut has_server, mut declared) = (false, false, None);
+        for (n, v) in headers {
+            if n.eq_ignore_ascii_case("content-length") {
+                declared = parse_content_length(v.trim().as_bytes()).map(|l| l as u64);
                 continue; // framing is ours
+            }
+            if n.eq_ignore_ascii_case("transfer-encoding")
+                || n.eq_ignore_ascii_case("connection")
+                || n.is_empty()
+                || !n.bytes().all(is_token_byte)
+            {
+                continue;
             }
             has_date |= n.eq_ignore_ascii_case("date");
             has_server |= n.eq_ignore_ascii_case("server");
             self.out.extend_from_slice(n.as_bytes());
             self.out.extend_from_slice(b": ");
+            let start = self.out.len();
             self.out.extend_from_slice(v.as_bytes());
+            if has_control_byte(v.as_bytes()) {
+                for b in &mut self.out[start..] {
+                    if *b == b'\r' || *b == b'\n' {
+                        *b = b' ';
+                    }
+                }
+            }
             self.out.extend_from_slice(b"\r\n");
         }
         if !has_date {
@@ -378,27 +460,23 @@ impl Conn<'_> {
         if !has_server {
             self.out.extend_from_slice(b"Server: grove\r\n");
         }
-        let no_body = head || resp.status < 200 || resp.status == 204 || resp.status == 304;
-        match resp.body {
-            Body::Static(bytes) => self.write_bytes(bytes, resp.status, keep_alive, minor, no_body),
-            Body::Bytes(bytes) => self.write_bytes(&bytes, resp.status, keep_alive, minor, no_body),
-            Body::Stream(chunks) => self.write_stream(chunks, keep_alive, minor, no_body),
-        }
+        declared
     }
 
+    /// Writes a response whose body is in memory: `length` is its `Content-Length` (`None`: a
+    /// status that has no body, so no framing header either).
     fn write_bytes(
         &mut self,
         bytes: &[u8],
-        status: u16,
+        length: Option<u64>,
         keep_alive: bool,
         minor: u8,
         no_body: bool,
     ) -> io::Result<()> {
         self.connection_header(keep_alive, minor);
-        if status == 204 || status == 304 || status < 200 {
-            self.out.extend_from_slice(b"\r\n");
-        } else {
-            self.content_length(bytes.len());
+        match length {
+            None => self.out.extend_from_slice(b"\r\n"),
+            Some(n) => self.content_length(n as usize),
         }
         if !no_body {
             self.out.extend_from_slice(bytes);
@@ -483,6 +561,9 @@ fn parse_with<'b>(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Stop::Status(431, "too many request headers"))
         }
+        Err(httparse::Error::Version) if names_other_http_version(bytes) => {
+            return Err(Stop::Status(505, "only HTTP/1.0 and HTTP/1.1 are served"))
+        }
         Err(_) => return Err(Stop::Status(400, "malformed request")),
     };
     // Spans are offsets into `bytes`, which `req.head` copies below.
@@ -494,7 +575,7 @@ fn parse_with<'b>(
             end: start + s.len() as u32,
         }
     };
-    let target = parsed.path.unwrap_or("/");
+    let target = origin_form(parsed.path.unwrap_or("/"));
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (span(p.as_bytes()), Some(span(q.as_bytes()))),
         None => (span(target.as_bytes()), None),
@@ -507,22 +588,12 @@ fn parse_with<'b>(
     req.known = Known::default();
     for h in parsed.headers.iter() {
         let (name, value) = (span(h.name.as_bytes()), span(h.value));
-        let k = &mut req.known;
-        match h.name.len() {
-            10 if h.name.eq_ignore_ascii_case("connection") => k.connection = Some(value),
-            6 if h.name.eq_ignore_ascii_case("expect") => k.expect = Some(value),
-            17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
-                k.transfer_encoding = Some(value)
-            }
-            14 if h.name.eq_ignore_ascii_case("content-length") => {
-                k.content_length_repeated |= k
-                    .content_length
-                    .is_some_and(|old| bytes[old.start as usize..old.end as usize] != *h.value);
-                k.content_length = Some(value);
-            }
-            _ => {}
-        }
+        note_known(&mut req.known, h, value, bytes);
         req.headers.push((name, value));
+    }
+    if req.known.hosts > 1 || (req.known.hosts == 0 && parsed.version == Some(1)) {
+        // RFC 9112 section 3.2: exactly one `Host` in HTTP/1.1, at most one in HTTP/1.0.
+        return Err(Stop::Status(400, "missing or repeated host header"));
     }
     req.method = span(parsed.method.unwrap_or("GET").as_bytes());
     req.path = path;
@@ -534,18 +605,129 @@ fn parse_with<'b>(
     Ok(Some(n))
 }
 
-fn content_length(req: &Request) -> Result<usize, Stop> {
-    if req.known.content_length_repeated {
-        return Err(Stop::Status(400, "conflicting content-length"));
+/// Records what the server needs of header `h` (whose value is at `value` in `bytes`).
+fn note_known(k: &mut Known, h: &httparse::Header<'_>, value: Span, bytes: &[u8]) {
+    match h.name.len() {
+        4 if h.name.eq_ignore_ascii_case("host") => k.hosts = k.hosts.saturating_add(1),
+        10 if h.name.eq_ignore_ascii_case("connection") => {
+            // Every `Connection` field counts: `close` in any of them closes (RFC 9110 7.6.1).
+            // One token is the usual case, and needs no split.
+            match h.value {
+                b"keep-alive" => k.keep_alive = true,
+                b"close" => k.close = true,
+                list => list
+                    .split(|&b| b == b',')
+                    .for_each(|t| note_connection_token(k, t)),
+            }
+        }
+        6 if h.name.eq_ignore_ascii_case("expect") => k.expect = Some(value),
+        17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
+            k.transfer_encoding_repeated |= k.transfer_encoding.is_some();
+            k.transfer_encoding = Some(value);
+        }
+        14 if h.name.eq_ignore_ascii_case("content-length") => {
+            k.content_length_repeated |= k
+                .content_length
+                .is_some_and(|old| bytes[old.start as usize..old.end as usize] != *h.value);
+            k.content_length = Some(value);
+        }
+        _ => {}
     }
-    match req.known.content_length {
-        None => Ok(0),
-        Some(s) => req
-            .text(s)
-            .trim()
-            .parse()
-            .map_err(|_| Stop::Status(400, "invalid content-length")),
+}
+
+fn note_connection_token(k: &mut Known, token: &[u8]) {
+    let token = token.trim_ascii();
+    match token.len() {
+        5 => k.close |= token.eq_ignore_ascii_case(b"close"),
+        10 => k.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive"),
+        _ => {}
     }
+}
+
+/// The origin-form part of a request target: an absolute-form target (`http://host/a?b`, as
+/// sent to proxies) loses its scheme and authority (`/a?b`, or `` for `/`, which
+/// `Request::path` reports as `/`).
+fn origin_form(target: &str) -> &str {
+    let has_scheme = |scheme: &[u8]| {
+        target
+            .as_bytes()
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    };
+    let rest = if target.starts_with('/') {
+        return target; // the usual case
+    } else if has_scheme(b"http://") {
+        &target[7..]
+    } else if has_scheme(b"https://") {
+        &target[8..]
+    } else {
+        return target;
+    };
+    match rest.find(['/', '?']) {
+        Some(i) => &rest[i..],
+        None => &rest[rest.len()..],
+    }
+}
+
+/// The request line ends in a well-formed version other than 1.0 and 1.1 (`HTTP/2.0`): `505`
+/// rather than the `400` of a line that is not HTTP at all.
+fn names_other_http_version(bytes: &[u8]) -> bool {
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or(bytes);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(line);
+    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+        if major.is_ascii_digit() && minor.is_ascii_digit())
+}
+
+/// The `tchar`s of RFC 9110 section 5.6.2, what a header name is made of, as a table (this runs
+/// for every byte of every response header name).
+const TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
+
+fn is_token_byte(b: u8) -> bool {
+    TCHAR[usize::from(b)]
+}
+
+/// Whether `v` holds a byte below 0x20 (a CR or LF among them), eight bytes at a time: the
+/// usual header value has none, and is checked in a few instructions per word.
+fn has_control_byte(v: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut words = v.chunks_exact(8);
+    // A byte `b` < 0x20 makes `b - 0x20` borrow into its high bit while `b` itself has it clear.
+    let below = |x: u64| x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+    if words
+        .by_ref()
+        .any(|w| below(u64::from_ne_bytes(w.try_into().expect("8 bytes"))))
+    {
+        return true;
+    }
+    words.remainder().iter().any(|&b| b < 0x20)
 }
 
 /// Appends `n` in decimal, without going through `fmt` (this is on every response).
@@ -561,4 +743,39 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{has_control_byte, is_token_byte, origin_form};
+
+    #[test]
+    fn http_control_bytes_are_found_at_every_offset() {
+        assert!(!has_control_byte(b""));
+        assert!(!has_control_byte(
+            b"text/plain; charset=utf-8 ~\x7f\x80\xff"
+        ));
+        for len in 1..20 {
+            for at in 0..len {
+                for bad in [b'\r', b'\n', b'\0', b'\t', 0x1f] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = bad;
+                    assert!(has_control_byte(&v), "{bad:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn http_token_bytes_and_origin_form() {
+        assert!(b"X-Custom_1.a~".iter().all(|&b| is_token_byte(b)));
+        assert!(b" :\r\n\"(),/;<=>?@[]{}\x7f"
+            .iter()
+            .all(|&b| !is_token_byte(b)));
+        assert_eq!(origin_form("/a?b"), "/a?b");
+        assert_eq!(origin_form("http://h:80/a?b"), "/a?b");
+        assert_eq!(origin_form("HTTPS://h?q"), "?q");
+        assert_eq!(origin_form("http://h"), "");
+        assert_eq!(origin_form("*"), "*");
+    }
 }

@@ -25,16 +25,23 @@ pub struct Request {
     pub(crate) peer: Option<std::net::SocketAddr>,
 }
 
-/// Where the framing headers are (the last occurrence of each, except content-length, which
-/// `conn` checks for conflicts).
+/// What the server itself needs from the headers, found while parsing (no second scan): where
+/// the framing headers are (the last occurrence of each), and what every `Connection` field and
+/// `Host` field together say.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Known {
-    pub(crate) connection: Option<Span>,
     pub(crate) transfer_encoding: Option<Span>,
     pub(crate) expect: Option<Span>,
     pub(crate) content_length: Option<Span>,
-    /// More than one `Content-Length` header.
+    /// More than one `Content-Length` field, with different values.
     pub(crate) content_length_repeated: bool,
+    /// More than one `Transfer-Encoding` field (their codings would combine: never supported).
+    pub(crate) transfer_encoding_repeated: bool,
+    /// `Host` fields seen (saturating at 2: "more than one" is all that matters).
+    pub(crate) hosts: u8,
+    /// A `close` / `keep-alive` token in any `Connection` field.
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
 }
 
 /// A byte range of `Request::head`.
@@ -57,9 +64,13 @@ impl Request {
         self.text(self.method)
     }
 
-    /// The path, without the query string.
+    /// The path, without the query string. For an absolute-form target
+    /// (`GET http://host/a/b HTTP/1.1`, as sent to proxies) the path part of it (`/a/b`, or `/`).
     pub fn path(&self) -> &str {
-        self.text(self.path)
+        match self.text(self.path) {
+            "" => "/",
+            p => p,
+        }
     }
 
     /// The query string (after `?`), if any.
@@ -140,8 +151,11 @@ impl Response {
     }
 
     /// Adds a header. `Content-Length`, `Transfer-Encoding`, `Date`, `Server` and `Connection`
-    /// are written by the server; setting them here overrides `Date`/`Server` only. Static
-    /// names and values are not copied.
+    /// are written by the server; setting them here overrides `Date`/`Server` only, and
+    /// `Content-Length` on an empty answer to `HEAD` (the length a `GET` would have had). Static
+    /// names and values are not copied. A CR or LF in a value is sent as a space and a header
+    /// whose name is not a valid token is left out, so a value taken from a request cannot
+    /// split the response (as Go's `net/http` does).
     pub fn header(
         mut self,
         name: impl Into<Cow<'static, str>>,

@@ -18,6 +18,7 @@
 
 mod conn;
 mod date;
+mod framing;
 mod message;
 
 pub use message::{Request, Response};

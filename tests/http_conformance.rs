@@ -1,0 +1,253 @@
+//! The HTTP/1.1 server against RFC 9110/9112's rules on framing, hosts, connection tokens and
+//! response headers, where a lenient reading lets requests be smuggled or responses be split.
+//! Raw bytes over a std `TcpStream`; each exchange reads until the server closes or goes quiet.
+
+use grove::net::http::{Response, Server};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::time::Duration;
+
+fn server() -> (SocketAddr, grove::net::ServerHandle) {
+    let server = Server::bind("127.0.0.1:0", |req| match req.path() {
+        // A handler that copies request input into a header: the classic splitting vector.
+        "/echo-header" => Response::text("ok").header(
+            "X-Val",
+            req.query()
+                .unwrap_or("")
+                .replace("%0d", "\r")
+                .replace("%0a", "\n"),
+        ),
+        "/bad-name" => Response::text("ok")
+            .header("Bad\r\nName", "v")
+            .header("X-Good", "yes"),
+        "/no-content" => {
+            Response::new(204).stream((0..2).map(|i| format!("chunk{i}").into_bytes()))
+        }
+        "/declared" => Response::new(200).header("Content-Length", "1234"),
+        path => Response::text(format!(
+            "{} {path} body={}",
+            req.method(),
+            String::from_utf8_lossy(req.body())
+        )),
+    })
+    .unwrap()
+    .max_body_bytes(1000)
+    .header_timeout(Duration::from_millis(500));
+    let addr = server.local_addr().unwrap();
+    (addr, server.start())
+}
+
+/// Sends `parts` (pausing between them), then reads until the server closes the connection or
+/// stays silent for 700 ms; returns what came back.
+fn exchange(addr: SocketAddr, parts: &[&[u8]]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        if s.write_all(p).is_err() {
+            break;
+        }
+    }
+    s.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = s.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The status codes of the responses in `raw`, in order.
+fn statuses(raw: &str) -> Vec<u16> {
+    raw.match_indices("HTTP/1.")
+        .filter_map(|(i, _)| raw.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn http_chunk_size_near_usize_max_is_refused_not_wrapped() {
+    let (addr, h) = server();
+    let raw = exchange(
+        addr,
+        &[b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n"],
+    );
+    assert_eq!(statuses(&raw), [413], "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_ambiguous_framing_is_refused_and_nothing_behind_it_is_served() {
+    let (addr, h) = server();
+    // Content-Length and Transfer-Encoding together: a proxy using the length would see the
+    // "smuggled" request as body; we must not serve it as a request of its own.
+    let raw = exchange(
+        addr,
+        &[b"POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 30\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n"],
+    );
+    assert_eq!(statuses(&raw), [400], "{raw}");
+    assert!(!raw.contains("/smuggled"), "{raw}");
+    // Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1: faulty framing).
+    let raw = exchange(
+        addr,
+        &[b"POST /a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /next HTTP/1.0\r\n\r\n"],
+    );
+    assert_eq!(statuses(&raw), [400], "{raw}");
+    // Two Transfer-Encoding fields combine into a list of codings: never just `chunked`.
+    let raw = exchange(
+        addr,
+        &[b"POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+    );
+    assert_eq!(statuses(&raw), [501], "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_lengths_and_chunk_sizes_are_digits_only() {
+    let (addr, h) = server();
+    for bad in [
+        &b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc"[..],
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n+a\r\n0123456789\r\n0\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n a\r\n0123456789\r\n0\r\n\r\n",
+    ] {
+        let raw = exchange(addr, &[bad]);
+        assert_eq!(statuses(&raw), [400], "{}: {raw}", String::from_utf8_lossy(bad));
+    }
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_chunked_body_may_arrive_split_anywhere() {
+    let (addr, h) = server();
+    // CR and LF after a chunk's data in two reads; a chunk-size line ending in a bare LF; an
+    // extension; trailers after the last chunk.
+    let raw = exchange(
+        addr,
+        &[
+            b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r",
+            b"\n4;ext=1\nd",
+            b"efg\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        ],
+    );
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert!(raw.ends_with("POST /up body=abcdefg"), "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_trailers_are_bounded_like_a_head() {
+    let (addr, h) = server();
+    let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+    for i in 0..2000 {
+        req.extend_from_slice(format!("X-T{i}: vvvvvvvvvvvvvvvv\r\n").as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    let raw = exchange(addr, &[&req]);
+    assert_eq!(statuses(&raw), [431], "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_1_1_needs_exactly_one_host() {
+    let (addr, h) = server();
+    let raw = exchange(addr, &[b"GET /nohost HTTP/1.1\r\n\r\n"]);
+    assert_eq!(statuses(&raw), [400], "{raw}");
+    let raw = exchange(addr, &[b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"]);
+    assert_eq!(statuses(&raw), [400], "{raw}");
+    // HTTP/1.0 may leave it out.
+    let raw = exchange(addr, &[b"GET /old HTTP/1.0\r\n\r\n"]);
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_close_in_any_connection_field_closes() {
+    let (addr, h) = server();
+    let raw = exchange(
+        addr,
+        &[b"GET /1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\nConnection: te\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n"],
+    );
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert!(!raw.contains("GET /2"), "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_handler_headers_cannot_split_the_response() {
+    let (addr, h) = server();
+    let raw = exchange(
+        addr,
+        &[b"GET /echo-header?a%0d%0aSet-Cookie:x=1%0d%0a%0d%0aInjected HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"],
+    );
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert!(!raw.contains("\r\nSet-Cookie"), "{raw}");
+    assert!(
+        raw.contains("X-Val: a  Set-Cookie:x=1    Injected\r\n"),
+        "{raw}"
+    );
+    let raw = exchange(
+        addr,
+        &[b"GET /bad-name HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"],
+    );
+    assert!(
+        !raw.contains("Bad") && raw.contains("X-Good: yes\r\n"),
+        "{raw}"
+    );
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_bodiless_status_sends_no_framing_even_when_streamed() {
+    let (addr, h) = server();
+    let raw = exchange(addr, &[b"GET /no-content HTTP/1.1\r\nHost: t\r\n\r\nGET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"]);
+    assert_eq!(statuses(&raw), [204, 200], "{raw}");
+    let (first, _) = raw.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !first.to_ascii_lowercase().contains("transfer-encoding"),
+        "{raw}"
+    );
+    assert!(
+        !first.to_ascii_lowercase().contains("content-length"),
+        "{raw}"
+    );
+    assert!(!raw.contains("chunk0"), "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_head_may_declare_the_length_a_get_would_have() {
+    let (addr, h) = server();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"HEAD /declared HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.contains("Content-Length: 1234\r\n"), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "a body came: {raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_absolute_form_targets_and_other_versions() {
+    let (addr, h) = server();
+    let raw = exchange(
+        addr,
+        &[b"GET http://example.com/a/b?x=1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"],
+    );
+    assert!(raw.ends_with("GET /a/b body="), "{raw}");
+    let raw = exchange(
+        addr,
+        &[b"GET HTTP://example.com HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n"],
+    );
+    assert!(raw.ends_with("GET / body="), "{raw}");
+    let raw = exchange(addr, &[b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"]);
+    assert_eq!(statuses(&raw), [505], "{raw}");
+    let raw = exchange(addr, &[b"NOT A REQUEST\r\n\r\n"]);
+    assert_eq!(statuses(&raw), [400], "{raw}");
+    h.stop(Duration::from_secs(1));
+}
