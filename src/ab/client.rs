@@ -73,56 +73,80 @@ impl Client {
     /// such a request is neither complete nor failed, as in `ab`.
     fn request(&mut self, start: Instant) -> ControlFlow<()> {
         let timeout = self.sh.op_timeout(start);
-        let fresh = self.conn.is_none();
-        if fresh {
-            if self.connect(timeout).is_err() {
-                if self.sh.past_deadline() {
-                    return ControlFlow::Break(());
+        let mut fresh = self.conn.is_none();
+        loop {
+            match &self.conn {
+                None => {
+                    if self.connect(timeout).is_err() {
+                        if self.sh.past_deadline() {
+                            return ControlFlow::Break(());
+                        }
+                        self.tally.failed_connect += 1;
+                        return ControlFlow::Continue(());
+                    }
                 }
-                self.tally.failed_connect += 1;
-                return ControlFlow::Continue(());
+                // With `-t` the write ends by the deadline too: a stalled server must not
+                // stretch the run by up to `-s`. (grove's socket timeouts are plain stores.)
+                Some(s) if self.sh.deadline.is_some() => {
+                    let _ = s.set_write_timeout(Some(timeout));
+                }
+                Some(_) => {}
             }
-        } else if self.sh.deadline.is_some() {
-            // With `-t` the write ends by the deadline too: a stalled server must not stretch
-            // the run by up to `-s`. (grove's socket timeouts are plain stores, no syscall.)
-            let s = self.conn.as_ref().expect("checked above");
-            let _ = s.set_write_timeout(Some(timeout));
+            let connected = if fresh { Instant::now() } else { start };
+            match self.exchange() {
+                Ok((reply, written)) => {
+                    // Already buffered (never with one request in flight): no wait at all.
+                    let first_byte = self.buf.first_byte.unwrap_or(written);
+                    let times = Milestones {
+                        start,
+                        connected,
+                        written,
+                        first_byte,
+                        done: self.buf.last_byte.unwrap_or(first_byte),
+                    };
+                    self.record(reply, &times);
+                }
+                Err(_) => {
+                    self.conn = None;
+                    if self.sh.past_deadline() {
+                        return ControlFlow::Break(());
+                    }
+                    if !fresh && self.buf.first_byte.is_none() {
+                        // A reused connection the server had already closed (it may close an
+                        // idle keep-alive connection at any time, RFC 9112 9.3.1): nothing of
+                        // the response came, so the request goes again on a new connection,
+                        // as HTTP clients retry.
+                        fresh = true;
+                        continue;
+                    }
+                    self.tally.failed_receive += 1;
+                }
+            }
+            return ControlFlow::Continue(());
         }
-        let connected = if fresh { Instant::now() } else { start };
-        let s = self.conn.as_ref().expect("connected above");
+    }
+
+    /// Writes the request on the open connection and reads the response; gives when the
+    /// request was written, too.
+    fn exchange(&mut self) -> io::Result<(Reply, Instant)> {
+        let s = self.conn.as_ref().expect("connected before the exchange");
         let want_server = self.tally.server.is_none();
-        let mut written = start;
         (self.buf.first_byte, self.buf.last_byte) = (None, None);
-        let r = (&*s).write_all(&self.sh.request).and_then(|()| {
-            written = Instant::now();
-            read_reply(s, &mut self.buf, want_server, self.sh.head_request)
-        });
-        match r {
-            Ok(reply) => {
-                // Already buffered (never with one request in flight): no wait at all.
-                let first_byte = self.buf.first_byte.unwrap_or(written);
-                let times = Milestones {
-                    start,
-                    connected,
-                    written,
-                    first_byte,
-                    done: self.buf.last_byte.unwrap_or(first_byte),
-                };
-                self.record(reply, &times, fresh)
-            }
-            Err(_) => {
-                self.conn = None;
-                if self.sh.past_deadline() {
-                    return ControlFlow::Break(());
-                }
-                self.tally.failed_receive += 1;
-            }
+        (&*s).write_all(&self.sh.request)?;
+        let written = Instant::now();
+        if self.sh.opts.body.is_some() {
+            self.tally.posted += self.sh.request.len() as u64;
         }
-        ControlFlow::Continue(())
+        let reply = read_reply(s, &mut self.buf, want_server, self.sh.head_request)?;
+        Ok((reply, written))
     }
 
     fn connect(&mut self, timeout: Duration) -> io::Result<()> {
-        let s = TcpStream::connect_timeout(&self.sh.target.addr, timeout)?;
+        let probe = self.sh.probe.lock().expect("probe lock").take();
+        let s = match probe {
+            Some(s) => s,
+            None => TcpStream::connect_timeout(&self.sh.target.addr, timeout)?,
+        };
         // A request that fits one segment goes out at once whatever Nagle says (it is written
         // whole, with nothing unacknowledged in flight); only a larger one (a `-p` body) could
         // have its tail held back for a delayed ACK.
@@ -138,7 +162,7 @@ impl Client {
     }
 
     /// Counts a response; closes the connection unless both sides keep it alive.
-    fn record(&mut self, reply: Reply, times: &Milestones, fresh: bool) {
+    fn record(&mut self, reply: Reply, times: &Milestones) {
         let t = &mut self.tally;
         self.times.record(times);
         t.complete += 1;
@@ -159,9 +183,8 @@ impl Client {
             t.server = reply.server;
         }
         if self.sh.opts.keep_alive && reply.keep_alive {
-            if !fresh {
-                t.keep_alive_requests += 1;
-            }
+            // As ab counts: every response after which the connection stays open.
+            t.keep_alive_requests += 1;
         } else {
             self.conn = None;
         }

@@ -90,13 +90,20 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     if authority.is_empty() {
         return Err(format!("invalid URL {url:?}: no host"));
     }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-            h.to_string(),
-            p.parse::<u16>()
-                .map_err(|_| format!("invalid URL {url:?}: bad port {p:?}"))?,
-        ),
-        _ => (authority.to_string(), 80),
+    // `[v6 literal]` or a name, then `:port` or nothing.
+    let host_end = match authority.strip_prefix('[') {
+        Some(v6) => v6
+            .find(']')
+            .map(|i| i + 2)
+            .ok_or_else(|| format!("invalid URL {url:?}: no ']' after an IPv6 address"))?,
+        None => authority.find(':').unwrap_or(authority.len()),
+    };
+    let (host, port) = match &authority[host_end..] {
+        "" => (authority.to_string(), 80),
+        p => match p.strip_prefix(':').map(str::parse::<u16>) {
+            Some(Ok(port)) => (authority[..host_end].to_string(), port),
+            _ => return Err(format!("invalid URL {url:?}: bad port {p:?}")),
+        },
     };
     let lookup = format!(
         "{}:{port}",
@@ -119,11 +126,27 @@ fn build_request(o: &Config, t: &Target) -> Vec<u8> {
         .method
         .clone()
         .unwrap_or_else(|| if o.body.is_some() { "POST" } else { "GET" }.into());
-    let mut r = format!("{method} {} HTTP/1.0\r\nHost: {}", t.path, t.host);
-    if t.port != 80 {
-        r.push_str(&format!(":{}", t.port));
+    // A `-H` of the same name replaces a default header, as in ab.
+    let given = |name: &str| {
+        o.headers.iter().any(|h| {
+            h.split_once(':')
+                .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        })
+    };
+    let mut r = format!("{method} {} HTTP/1.0\r\n", t.path);
+    if !given("host") {
+        r.push_str(&format!("Host: {}", t.host));
+        if t.port != 80 {
+            r.push_str(&format!(":{}", t.port));
+        }
+        r.push_str("\r\n");
     }
-    r.push_str("\r\nUser-Agent: grove-ab\r\nAccept: */*\r\n");
+    if !given("user-agent") {
+        r.push_str("User-Agent: grove-ab\r\n");
+    }
+    if !given("accept") {
+        r.push_str("Accept: */*\r\n");
+    }
     if o.keep_alive {
         r.push_str("Connection: keep-alive\r\n");
     }
@@ -156,6 +179,8 @@ struct Tally {
     keep_alive_requests: u64,
     bytes: u64,
     body_bytes: u64,
+    /// Request bytes written, counted only when the requests carry a body (`-p`), as ab.
+    posted: u64,
     doc_len: Option<usize>,
     server: Option<String>,
 }
@@ -171,6 +196,7 @@ impl Tally {
         self.keep_alive_requests += t.keep_alive_requests;
         self.bytes += t.bytes;
         self.body_bytes += t.body_bytes;
+        self.posted += t.posted;
         self.server = self.server.take().or(t.server);
     }
 }
@@ -181,6 +207,10 @@ struct Shared {
     request: Vec<u8>,
     /// The method is `HEAD`: responses carry no body.
     head_request: bool,
+    /// Request numbers a client claims at a time (see [`TICKET_BATCH`]).
+    batch: u64,
+    /// The connection `run` opened to check the server is there, for the first client to use.
+    probe: Mutex<Option<TcpStream>>,
     next: AtomicU64,
     done: AtomicU64,
     deadline: Option<Instant>,
@@ -197,8 +227,8 @@ impl Shared {
     /// Claims up to `TICKET_BATCH` request numbers at once (one shared atomic per batch, not
     /// per request); returns how many were granted.
     fn take_tickets(&self) -> u64 {
-        let first = self.next.fetch_add(TICKET_BATCH, Relaxed);
-        self.opts.requests.saturating_sub(first).min(TICKET_BATCH)
+        let first = self.next.fetch_add(self.batch, Relaxed);
+        self.opts.requests.saturating_sub(first).min(self.batch)
     }
 
     /// True once the `-t` deadline has passed (never without `-t`).
@@ -235,8 +265,11 @@ impl Shared {
 /// `Shared::doc_len` before any response.
 const UNSET_LEN: u64 = u64::MAX;
 
-/// Request numbers a client claims at a time: small enough that `-n` splits evenly over the
-/// clients, large enough to keep the shared counter off the per-request path.
+/// Most request numbers a client claims at a time: enough to keep the shared counter off the
+/// per-request path. Fewer when `-n` is small against `-c`: each client's share is then cut in
+/// at least four batches, so every client gets work and the last batches end together (with 8
+/// always, `-n 100 -c 50` kept 13 clients busy, not 50, and its last clients ran their batches
+/// alone, one request after another).
 const TICKET_BATCH: u64 = 8;
 
 /// How `grove-ab` reports progress on stderr.
@@ -250,17 +283,14 @@ enum Progress {
 }
 
 fn progress(sh: &Shared, done: u64) {
-    let step = (sh.opts.requests / 10).max(1);
     if sh.progress == Progress::Bar {
         if done % (sh.opts.requests / 100).max(1) == 0 || done == sh.opts.requests {
             let pct = done * 100 / sh.opts.requests;
             let bar = "#".repeat((pct / 2) as usize);
             eprint!("\r[{bar:<50}] {pct:3}% ({done} requests)");
-            if done == sh.opts.requests {
-                eprintln!();
-            }
         }
-    } else if done % step == 0 {
+    } else if done % (sh.opts.requests / 10).max(100) == 0 {
+        // ab's heartbeat: every tenth of the run, but no more often than every 100.
         eprintln!("Completed {done} requests");
     }
 }
@@ -278,13 +308,19 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     // The embedded server, if any, lives until the run ends.
     let (url, _server) = resolve_url(&mut cfg)?;
     let target = parse_url(&url)?;
-    // Fail early and clearly on an unreachable server.
-    TcpStream::connect_timeout(&target.addr, cfg.timeout)
+    // Fail early and clearly on an unreachable server; the connection is then the first
+    // client's, so the server sees no more connections than ab would open.
+    let probe = TcpStream::connect_timeout(&target.addr, cfg.timeout)
         .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
-    if !cfg.quiet {
-        eprintln!("Benchmarking {} (be patient)", target.host);
+    let sh = Arc::new(Shared::new(cfg, target, probe));
+    // As ab: on stdout, even with `-q`; without progress lines, "..done" ends it.
+    let host = sh.target.host.trim_start_matches('[').trim_end_matches(']');
+    if sh.progress == Progress::Off {
+        print!("Benchmarking {host} (be patient)...");
+    } else {
+        println!("Benchmarking {host} (be patient)");
     }
-    let sh = Arc::new(Shared::new(cfg, target));
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let start = Instant::now();
     let clients: Vec<_> = (0..sh.opts.concurrency)
         .map(|_| {
@@ -296,7 +332,17 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         c.join()
             .map_err(|_| "a client greenlet panicked".to_string())?;
     }
-    Ok(sh.take_report(start.elapsed()))
+    let elapsed = start.elapsed();
+    if sh.progress == Progress::Off {
+        println!("..done");
+    } else {
+        let done = sh.done.load(Relaxed);
+        if sh.progress == Progress::Bar {
+            eprintln!();
+        }
+        eprintln!("Finished {done} requests");
+    }
+    Ok(sh.take_report(elapsed))
 }
 
 /// The URL to load: `cfg.url`, or that of the embedded hello server, started here.
@@ -312,15 +358,17 @@ fn resolve_url(cfg: &mut Config) -> Result<(String, Option<crate::net::ServerHan
 }
 
 impl Shared {
-    fn new(cfg: Config, target: Target) -> Shared {
+    fn new(cfg: Config, target: Target, probe: TcpStream) -> Shared {
         let request = build_request(&cfg, &target);
         let head_request = request.starts_with(b"HEAD ");
         // A limit too far away to represent is no limit (`-t 18446744073709551615` must not
         // panic).
         let deadline = cfg.time_limit.and_then(|t| Instant::now().checked_add(t));
-        let progress = if cfg.quiet || cfg.requests < 150 || deadline.is_some() {
+        let batch = (cfg.requests / (cfg.concurrency as u64 * 4)).clamp(1, TICKET_BATCH);
+        // As ab: progress lines above 150 requests (with `-t`, for its 50,000 or so).
+        let progress = if cfg.quiet || cfg.requests <= 150 {
             Progress::Off
-        } else if std::io::stderr().is_terminal() {
+        } else if deadline.is_none() && std::io::stderr().is_terminal() {
             Progress::Bar
         } else {
             Progress::Lines
@@ -330,6 +378,8 @@ impl Shared {
             target,
             request,
             head_request,
+            batch,
+            probe: Mutex::new(Some(probe)),
             next: AtomicU64::new(0),
             done: AtomicU64::new(0),
             deadline,
@@ -353,6 +403,7 @@ impl Shared {
             elapsed,
             concurrency: self.opts.concurrency,
             keep_alive: self.opts.keep_alive,
+            posting: self.opts.body.is_some(),
             host: self.target.host.clone(),
             port: self.target.port,
             path: self.target.path.clone(),

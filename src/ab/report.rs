@@ -12,6 +12,8 @@ pub struct Report {
     pub(super) elapsed: Duration,
     pub(super) concurrency: usize,
     pub(super) keep_alive: bool,
+    /// Requests carried a body (`-p`): ab then reports what was sent too.
+    pub(super) posting: bool,
     pub(super) host: String,
     pub(super) port: u16,
     pub(super) path: String,
@@ -63,7 +65,8 @@ impl Report {
             "Server Software:        {}",
             t.server.as_deref().unwrap_or("")
         );
-        println!("Server Hostname:        {}", self.host);
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        println!("Server Hostname:        {host}");
         println!("Server Port:            {}", self.port);
         println!();
         println!("Document Path:          {}", self.path);
@@ -91,6 +94,9 @@ impl Report {
             println!("Keep-Alive requests:    {}", t.keep_alive_requests);
         }
         println!("Total transferred:      {} bytes", t.bytes);
+        if self.posting {
+            println!("Total body sent:        {}", t.posted);
+        }
         println!("HTML transferred:       {} bytes", t.body_bytes);
     }
 
@@ -105,10 +111,19 @@ impl Report {
             "Time per request:       {:.3} [ms] (mean, across all concurrent requests)",
             1000.0 / rps.max(1e-9)
         );
+        let kb_per_sec = |bytes: u64| bytes as f64 / 1024.0 / self.secs();
         println!(
             "Transfer rate:          {:.2} [Kbytes/sec] received",
-            self.tally.bytes as f64 / 1024.0 / self.secs()
+            kb_per_sec(self.tally.bytes)
         );
+        if self.posting {
+            let (got, sent) = (self.tally.bytes, self.tally.posted);
+            println!("                        {:.2} kb/s sent", kb_per_sec(sent));
+            println!(
+                "                        {:.2} kb/s total",
+                kb_per_sec(got + sent)
+            );
+        }
         println!();
     }
 
@@ -118,9 +133,9 @@ impl Report {
             let ms = self.latency_ms(f64::from(p) / 100.0);
             let label = format!("{p}%");
             if p == 100 {
-                println!(" {label:>4}  {ms:6.0} (longest request)");
+                println!(" {label:>4}  {ms:5.0} (longest request)");
             } else {
-                println!(" {label:>4}  {ms:6.0}");
+                println!(" {label:>4}  {ms:5.0}");
             }
         }
     }

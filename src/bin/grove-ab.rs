@@ -20,6 +20,7 @@ const USAGE: &str = "usage: grove-ab [-n requests] [-c concurrency] [-k] [-t sec
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut o = Config::default();
     let mut n_given = false;
+    let mut t_given = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -37,8 +38,16 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
             "-q" => o.quiet = true,
             "-l" => o.variable_length = true,
             "-i" => o.method = Some("HEAD".into()),
-            "-t" => o.time_limit = Some(Duration::from_secs(parse_num(&value("-t")?, "-t")?)),
-            "-s" => o.timeout = Duration::from_secs(parse_num(&value("-s")?, "-s")?),
+            "-t" => {
+                // As ab: `-t 0` sets no limit (but still raises -n, to ab's 50,000).
+                let secs = parse_num(&value("-t")?, "-t")?;
+                o.time_limit = (secs > 0).then(|| Duration::from_secs(secs));
+                t_given = true;
+            }
+            "-s" => match parse_num(&value("-s")?, "-s")? {
+                0 => return Err("option -s needs a timeout of at least 1 second".into()),
+                secs => o.timeout = Duration::from_secs(secs),
+            },
             "-H" => {
                 let h = value("-H")?;
                 if !h.contains(':') {
@@ -66,8 +75,14 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     if o.concurrency == 0 || o.requests == 0 {
         return Err("-n and -c must be at least 1".into());
     }
-    if o.time_limit.is_some() && !n_given {
-        o.requests = 50_000_000; // as ab: -t lifts -n
+    if t_given && !n_given {
+        // As ab, -t lifts -n: ab to 50,000; grove-ab, for a timed run, to 50 million, so that
+        // fast servers are not done before the time is up. `-t 0` is no limit: ab's 50,000.
+        o.requests = if o.time_limit.is_some() {
+            50_000_000
+        } else {
+            50_000
+        };
     }
     if (o.concurrency as u64) > o.requests {
         return Err("cannot use concurrency level greater than total number of requests".into());
