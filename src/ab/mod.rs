@@ -43,6 +43,9 @@ pub struct Config {
     pub quiet: bool,
     /// `-l`: bodies of different lengths are not failures (dynamic pages).
     pub variable_length: bool,
+    /// Print ab's `Benchmarking HOST (be patient)` line on stdout, as the `grove-ab` binary
+    /// does even with `-q` (off for other callers, whose output it would interleave).
+    pub announce: bool,
     /// The URL; `None` benchmarks the embedded hello server.
     pub url: Option<String>,
 }
@@ -61,6 +64,7 @@ impl Default for Config {
             content_type: None,
             quiet: false,
             variable_length: false,
+            announce: false,
             url: None,
         }
     }
@@ -315,9 +319,10 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     let sh = Arc::new(Shared::new(cfg, target, probe));
     // As ab: on stdout, even with `-q`; without progress lines, "..done" ends it.
     let host = sh.target.host.trim_start_matches('[').trim_end_matches(']');
-    if sh.progress == Progress::Off {
+    let announce = sh.opts.announce;
+    if announce && sh.progress == Progress::Off {
         print!("Benchmarking {host} (be patient)...");
-    } else {
+    } else if announce {
         println!("Benchmarking {host} (be patient)");
     }
     let _ = std::io::Write::flush(&mut std::io::stdout());
@@ -334,7 +339,9 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     }
     let elapsed = start.elapsed();
     if sh.progress == Progress::Off {
-        println!("..done");
+        if announce {
+            println!("..done");
+        }
     } else {
         let done = sh.done.load(Relaxed);
         if sh.progress == Progress::Bar {

@@ -18,7 +18,10 @@ const USAGE: &str = "usage: grove-ab [-n requests] [-c concurrency] [-k] [-t sec
 [URL]";
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
-    let mut o = Config::default();
+    let mut o = Config {
+        announce: true,
+        ..Config::default()
+    };
     let mut n_given = false;
     let mut t_given = false;
     let mut it = args.iter();
