@@ -284,3 +284,50 @@ fn rt_kill_all_kills_parked_running_and_unstarted_greenlets() {
     assert!(t.elapsed() < Duration::from_secs(10));
     drop(tx);
 }
+
+/// Runs its closure when dropped: a destructor that blocks while its greenlet unwinds.
+struct OnDrop<F: FnMut()>(F);
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+#[test]
+fn rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else() {
+    // Greenlet A is killed; a destructor of its blocks in `recv` while A unwinds, and A is
+    // killed again meanwhile. "This thread is panicking" is the worker thread's state: had A
+    // switched away mid-unwind, the next greenlet on that worker would have inherited it, and
+    // its `timeout` would never fire; the second kill turned A's `recv` into an error on a live
+    // channel. Now A holds its worker until the unwind is over, and the rest goes on.
+    let (tx, rx) = grove::sync::channel::<u32>();
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    let a = grove::spawn(move || {
+        let _cleanup = OnDrop(|| {
+            if let Ok(v) = rx.recv() {
+                g.store(v as usize, SeqCst);
+            }
+        });
+        grove::sleep(Duration::from_secs(30));
+    });
+    grove::sleep(Duration::from_millis(20));
+    a.kill();
+    grove::sleep(Duration::from_millis(20));
+    a.kill();
+    // B waits with a timeout on a channel whose sender stays alive: it must time out.
+    let (keep, never) = grove::sync::channel::<u32>();
+    let b = grove::spawn(move || grove::timeout(Duration::from_millis(50), || never.recv()));
+    // Free A's destructor (on one worker, B only runs once A's unwind is over).
+    std::thread::sleep(Duration::from_millis(100));
+    tx.send(7).unwrap();
+    assert!(is_killed(&a.join().unwrap_err()));
+    assert_eq!(
+        got.load(SeqCst),
+        7,
+        "A's recv did not get the value sent to it"
+    );
+    let b = b.join().unwrap();
+    assert!(b.is_err(), "B's timeout did not fire: {b:?}");
+    drop(keep);
+}

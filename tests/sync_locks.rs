@@ -192,6 +192,45 @@ fn sync_rwlock_waiting_writer_is_not_starved_by_new_readers() {
 }
 
 #[test]
+fn sync_rwlock_cancelled_writer_lets_the_readers_behind_it_in() {
+    // A reader holds the lock; a writer queues (and so would keep new readers out), then gives
+    // up. The reader that queued behind the writer must get in at once, not when the first
+    // reader leaves (which, if it waited for the second, would be a deadlock).
+    let l = Arc::new(RwLock::new(0));
+    let first = l.read();
+    let l2 = l.clone();
+    let writer =
+        grove::spawn(move || grove::timeout(Duration::from_millis(50), || drop(l2.write())));
+    grove::sleep(Duration::from_millis(10));
+    let l3 = l.clone();
+    let reader = grove::spawn(move || drop(l3.read()));
+    assert!(writer.join().unwrap().is_err(), "the writer got the lock");
+    let t0 = Instant::now();
+    while !reader.is_finished() && t0.elapsed() < Duration::from_secs(5) {
+        grove::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        reader.is_finished(),
+        "the reader stayed out behind a gone writer"
+    );
+    assert!(l.try_read().is_some());
+    drop(first);
+    // The same with `kill` instead of `timeout`.
+    let first = l.read();
+    let l2 = l.clone();
+    let writer = grove::spawn(move || drop(l2.write()));
+    grove::sleep(Duration::from_millis(10));
+    let l3 = l.clone();
+    let reader = grove::spawn(move || drop(l3.read()));
+    grove::sleep(Duration::from_millis(10));
+    writer.kill();
+    assert!(killed(&writer.join().unwrap_err()));
+    reader.join().unwrap();
+    drop(first);
+    assert!(l.try_write().is_some());
+}
+
+#[test]
 fn sync_condvar_mixed_waiters_are_all_notified() {
     let pair = Arc::new((Mutex::new(0), Condvar::new()));
     let mut hs = Vec::new();

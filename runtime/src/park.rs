@@ -38,6 +38,19 @@
 //! caller's destructors, such as the guard that removes its token from a wait list, run as the
 //! stack unwinds. While the thread is already unwinding, `park` never starts another unwind: it
 //! returns [`Wake::Killed`] or [`Wake::TimedOut`] instead.
+//!
+//! # Parking while unwinding
+//!
+//! A destructor that runs during an unwind may block (a condvar re-taking its mutex, a user's
+//! cleanup that receives from a channel). A greenlet in that state does not switch away: it
+//! blocks its worker thread instead, as a plain thread would, and the worker's other greenlets
+//! are stolen by the other workers meanwhile (the blocked-worker path). The reason is that
+//! "this thread is panicking" (`std::thread::panicking`, the count std keeps per thread and
+//! no stable API can save and restore) belongs to the worker thread, not the greenlet: switching
+//! away mid-unwind handed it to the next greenlet on that worker, whose `timeout` and `kill` then
+//! stopped working, and a greenlet resumed mid-unwind on another worker could panic again
+//! without std noticing the double panic. A `kill` meanwhile waits until the unwind is over (it
+//! could only abort the process).
 
 use crate::cancel;
 use crate::park_state::{ParkState, Wake, WakeOutcome, Woken};
@@ -265,7 +278,7 @@ where
     U: FnOnce(),
 {
     let h = current_task();
-    if h.is_null() {
+    if h.is_null() || std::thread::panicking() {
         return park_thread(register, deadline);
     }
     // SAFETY: a non-null current task is the greenlet running this code, alive while it runs.
@@ -291,7 +304,8 @@ where
     U: FnOnce(),
 {
     let h = current_task();
-    if h.is_null() {
+    if h.is_null() || std::thread::panicking() {
+        // A thread's token counts its parker itself, so the borrowed rules are kept trivially.
         return park_thread(register, deadline);
     }
     // SAFETY: as in `park`.
@@ -415,7 +429,8 @@ fn suspend(h: &Header, why: Suspend) {
 /// plain thread). A cancellation point, like every blocking call.
 pub fn yield_now() {
     let h = current_task();
-    if h.is_null() {
+    // Mid-unwind, the greenlet keeps its worker (see "Parking while unwinding").
+    if h.is_null() || std::thread::panicking() {
         cancel::check_interrupts_thread();
         std::thread::yield_now();
         return;

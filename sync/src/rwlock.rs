@@ -9,7 +9,7 @@
 //! in this crate: the waker updates the counts for the waiter before unparking it, and undoes
 //! that if the waiter's park had already ended.
 
-use crate::wait_queue::{wait, WaitQueue, Waited};
+use crate::wait_queue::{wait_leaving, WaitQueue, Waited};
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -87,9 +87,7 @@ impl<T: ?Sized> RwLock<T> {
                 st.readers += 1;
                 return RwLockReadGuard { lock: self };
             }
-            if wait(&self.state, st, |s| &mut s.waiters, Want::Read, None, || ())
-                == Waited::HandedOver
-            {
+            if self.wait(st, Want::Read) == Waited::HandedOver {
                 return RwLockReadGuard { lock: self }; // the waker counted us in
             }
         }
@@ -103,18 +101,30 @@ impl<T: ?Sized> RwLock<T> {
                 st.writer = true;
                 return RwLockWriteGuard { lock: self };
             }
-            if wait(
-                &self.state,
-                st,
-                |s| &mut s.waiters,
-                Want::Write,
-                None,
-                || (),
-            ) == Waited::HandedOver
-            {
+            if self.wait(st, Want::Write) == Waited::HandedOver {
                 return RwLockWriteGuard { lock: self }; // the waker made us the writer
             }
         }
+    }
+
+    /// Queues for `want` until handed the lock. A waiter that leaves without it (killed, or a
+    /// `timeout` around the call) lets in whoever it held back: a writer queued ahead of
+    /// readers keeps them out while other readers hold the lock, and its leaving must not.
+    fn wait(&self, st: crate::spin::SpinGuard<'_, State>, want: Want) -> Waited {
+        let leave: fn(&mut State) = |st| {
+            if !st.writer {
+                Self::wake_next(st);
+            }
+        };
+        wait_leaving(
+            &self.state,
+            st,
+            |s| &mut s.waiters,
+            want,
+            None,
+            || (),
+            leave,
+        )
     }
 
     /// Shared access if available now.

@@ -135,11 +135,28 @@ pub(crate) fn wait<S, E>(
     deadline: Option<Instant>,
     then: impl FnOnce(),
 ) -> Waited {
+    wait_leaving(lock, guard, queue, data, deadline, then, |_| {})
+}
+
+/// [`wait`], where a waiter that leaves the queue without a hand-off (timed out, killed) may
+/// have been what held back the waiters behind it: `on_leave` runs under the lock once its
+/// entry is gone, to let them in. (A cancelled `RwLock` writer, queued ahead of readers while
+/// only readers held the lock, kept those readers out until every holder had left.)
+pub(crate) fn wait_leaving<S, E>(
+    lock: &Mutex<S>,
+    guard: MutexGuard<'_, S>,
+    queue: fn(&mut S) -> &mut WaitQueue<E>,
+    data: E,
+    deadline: Option<Instant>,
+    then: impl FnOnce(),
+    on_leave: fn(&mut S),
+) -> Waited {
     let mut guard = guard;
     let mut tidy = Tidy {
         lock,
         queue,
         token: None,
+        on_leave,
     };
     // SAFETY: `park_borrowed`'s rules hold: the token goes into `queue` with the lock held, every
     // waker reaches it (to wake, clone or drop it) only under that lock, the unlock step releases
@@ -171,6 +188,7 @@ struct Tidy<'a, S, E> {
     lock: &'a Mutex<S>,
     queue: fn(&mut S) -> &mut WaitQueue<E>,
     token: Option<ParkId>,
+    on_leave: fn(&mut S),
 }
 
 impl<S, E> Drop for Tidy<'_, S, E> {
@@ -178,6 +196,7 @@ impl<S, E> Drop for Tidy<'_, S, E> {
         if let Some(id) = self.token.take() {
             let mut state = self.lock.lock();
             (self.queue)(&mut state).remove(id);
+            (self.on_leave)(&mut state);
         }
     }
 }
