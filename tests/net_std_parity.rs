@@ -95,7 +95,8 @@ fn net_std_and_raw_fd_conversions_keep_sockets_working() {
         let (n, from) = u.recv_from(&mut [0u8; 16]).unwrap();
         assert_eq!((n, from), (5, peer.local_addr().unwrap()));
         let u: std::net::UdpSocket = u.into();
-        assert!(u.read_timeout().unwrap().is_none());
+        // The timeout set in grove stays on the socket, where std keeps it.
+        assert_eq!(u.read_timeout().unwrap(), Some(LIMIT));
         assert_eq!(u.local_addr().unwrap(), u_addr);
 
         // A Unix stream, the same way.
@@ -147,6 +148,96 @@ fn net_conversions_keep_the_mode_each_handle_shows() {
         let std_a: std::net::TcpStream = a.into();
         assert!(!fd_nonblocking(std_a.as_raw_fd()));
     });
+}
+
+#[test]
+fn net_conversions_keep_the_timeouts_std_keeps_in_the_socket() {
+    on_thread_and_greenlet(|| {
+        let mut buf = [0u8; 4];
+        // std's timeouts live in the socket (SO_RCVTIMEO / SO_SNDTIMEO): a read std would have
+        // ended after 100 ms must end after 100 ms in grove too (it waited for good).
+        let (c, _s) = tcp_pair();
+        let std_c: std::net::TcpStream = c.into();
+        std_c.set_read_timeout(Some(ms(100))).unwrap();
+        std_c.set_write_timeout(Some(ms(300))).unwrap();
+        let c = TcpStream::from(std_c);
+        assert_eq!(c.read_timeout().unwrap(), Some(ms(100)));
+        assert_eq!(c.write_timeout().unwrap(), Some(ms(300)));
+        assert_times_out(ms(100), || (&c).read(&mut buf));
+        // And back: grove's timeouts go into the std socket.
+        c.set_read_timeout(Some(ms(60))).unwrap();
+        let std_c: std::net::TcpStream = c.into();
+        assert_eq!(std_c.read_timeout().unwrap(), Some(ms(60)));
+        let t0 = Instant::now();
+        let e = (&std_c).read(&mut buf).unwrap_err();
+        assert!(matches!(
+            e.kind(),
+            ErrorKind::WouldBlock | ErrorKind::TimedOut
+        ));
+        assert!(t0.elapsed() < LIMIT);
+        // The same for a datagram socket.
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.set_read_timeout(Some(ms(80))).unwrap();
+        let u = UdpSocket::from(u);
+        assert_eq!(u.read_timeout().unwrap(), Some(ms(80)));
+        assert_times_out(ms(80), || u.recv(&mut buf));
+    });
+}
+
+#[test]
+fn net_killed_readers_leave_no_waiter_behind() {
+    // Greenlets killed (or timed out by `grove::timeout`) while parked in a read of an idle
+    // socket: their wake-up tokens, each holding its greenlet's memory, stayed on the socket's
+    // list until the socket next became ready (~420 bytes each, 12 MB for 30,000).
+    if common::role().as_deref() == Some("leak") {
+        let rss_kb = || {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+            line.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        let u = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let round = |n: usize| {
+            for i in 0..n {
+                let u = u.clone();
+                let h = grove::spawn(move || {
+                    let mut buf = [0u8; 16];
+                    if i % 2 == 0 {
+                        let _ = u.recv_from(&mut buf);
+                    } else {
+                        let _ = grove::timeout(Duration::from_micros(50), || u.recv_from(&mut buf));
+                    }
+                });
+                grove::sleep(Duration::from_micros(100));
+                h.kill();
+                let _ = h.join();
+            }
+        };
+        round(2_000); // warm the caches
+        let before = rss_kb();
+        round(20_000);
+        println!("growth_kb={}", rss_kb().saturating_sub(before));
+        return;
+    }
+    if cfg!(not(target_os = "linux")) {
+        return; // reads /proc
+    }
+    let out = common::run_child("net_killed_readers_leave_no_waiter_behind", "leak", &[]);
+    let text = common::stdout(&out);
+    let growth: u64 = text
+        .lines()
+        .find_map(|l| Some(l.split_once("growth_kb=")?.1))
+        .unwrap_or_else(|| panic!("child said: {text}{}", common::stderr(&out)))
+        .parse()
+        .unwrap();
+    // 20,000 leaked tokens were ~8 MB; allow a few MB of allocator noise.
+    assert!(
+        growth < 3_000,
+        "RSS grew by {growth} kB over 20,000 killed readers"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

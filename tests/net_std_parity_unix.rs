@@ -285,3 +285,66 @@ fn unix_connect_to_a_full_backlog() {
     assert!(thread.is_finished(), "a thread's connect never ended");
     thread.join().unwrap().unwrap();
 }
+
+#[test]
+#[ignore = "stress: 6 s in a child process with four workers"]
+fn net_reused_poller_slots_never_get_a_closed_sockets_events() {
+    // Sockets closed and made again as fast as possible, on several workers: an event the
+    // poller returned for a closed socket (its "read closed") reached the socket that reused its
+    // poller slot, whose 3 ms-timeout read then spun on `WouldBlock` and never timed out.
+    if common::role().as_deref() == Some("churn") {
+        let t0 = Instant::now();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel::<std::os::unix::net::UnixStream>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for _ in 0..2 {
+            // Peers on plain threads: write a little, then close.
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                while let Ok(s) = rx.lock().unwrap().recv() {
+                    let _ = (&s).write_all(b"hello");
+                }
+            });
+        }
+        for _ in 0..200 {
+            let (tx, stop) = (tx.clone(), stop.clone());
+            grove::spawn(move || {
+                while !stop.load(SeqCst) {
+                    let (mut a, b) = UnixStream::pair().unwrap();
+                    a.set_read_timeout(Some(ms(500))).unwrap();
+                    if tx.send(b.into()).is_err() {
+                        return;
+                    }
+                    while let Ok(1..) = a.read(&mut [0u8; 1]) {}
+                }
+            });
+        }
+        let last: Arc<Vec<AtomicUsize>> = Arc::new((0..20).map(|_| AtomicUsize::new(0)).collect());
+        for v in 0..20 {
+            let (last, stop) = (last.clone(), stop.clone());
+            grove::spawn(move || {
+                while !stop.load(SeqCst) {
+                    last[v].store(t0.elapsed().as_millis() as usize, SeqCst);
+                    let (s, _peer) = UnixStream::pair().unwrap();
+                    s.set_read_timeout(Some(ms(3))).unwrap();
+                    let _ = (&s).read(&mut [0u8; 4]);
+                }
+            });
+        }
+        std::thread::sleep(ms(6_000));
+        let now = t0.elapsed().as_millis() as usize;
+        let stuck: Vec<usize> = (0..20)
+            .filter(|&v| now - last[v].load(SeqCst) > 2_000)
+            .collect();
+        println!("stuck={stuck:?}");
+        stop.store(true, SeqCst);
+        std::process::exit(0); // stuck readers would never end
+    }
+    let out = common::run_child(
+        "net_reused_poller_slots_never_get_a_closed_sockets_events",
+        "churn",
+        &[("GROVE_WORKERS", "4")],
+    );
+    let text = common::stdout(&out);
+    assert!(text.contains("stuck=[]"), "{text}{}", common::stderr(&out));
+}

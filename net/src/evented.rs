@@ -190,23 +190,29 @@ impl<S: AsRawFd> Evented<S> {
     }
 
     /// Adopts a std socket (`From<std>`), keeping what std's handle showed: a socket the user
-    /// had put in non-blocking mode keeps returning `WouldBlock` instead of waiting.
+    /// had put in non-blocking mode keeps returning `WouldBlock` instead of waiting, and the
+    /// read and write timeouts set on it (std keeps them in the socket, `SO_RCVTIMEO` and
+    /// `SO_SNDTIMEO`) go on applying.
     pub(crate) fn adopt(sock: S) -> io::Result<Evented<S>>
     where
         S: AsFd,
     {
         let sref = socket2::SockRef::from(&sock);
         let was_nonblocking = sref.nonblocking()?;
+        let (read_timeout, write_timeout) = (sref.read_timeout()?, sref.write_timeout()?);
         if !was_nonblocking {
             sref.set_nonblocking(true)?;
         }
         let ev = Evented::new(sock)?;
         ev.set_nonblocking(was_nonblocking);
+        // The kernel has no zero timeout (zero means none), so these cannot be refused.
+        ev.set_timeout(Direction::Read, read_timeout)?;
+        ev.set_timeout(Direction::Write, write_timeout)?;
         Ok(ev)
     }
 
-    /// Gives the std socket back (`From<grove> for std`, `into_raw_fd`), deregistered and in the
-    /// mode this handle showed: non-blocking if the user asked for it, else blocking, as std's
+    /// Gives the std socket back (`From<grove> for std`, `into_raw_fd`), deregistered, with this
+    /// handle's timeouts, and in the mode this handle showed: non-blocking if the user asked for it, else blocking, as std's
     /// handle would be. One exception: while another grove handle (a `try_clone`) still shares
     /// the socket, it stays non-blocking underneath, since the mode belongs to the socket and
     /// that handle relies on it (blocking would stall its worker); the std handle then says
@@ -217,10 +223,18 @@ impl<S: AsRawFd> Evented<S> {
     {
         let keep_nonblocking =
             self.settings.nonblocking.load(Relaxed) || Arc::strong_count(&self.settings) > 1;
+        let timeouts = (
+            self.timeout(Direction::Read),
+            self.timeout(Direction::Write),
+        );
         let sock = self.into_inner();
+        let sref = socket2::SockRef::from(&sock);
         if !keep_nonblocking {
-            let _ = socket2::SockRef::from(&sock).set_nonblocking(false);
+            let _ = sref.set_nonblocking(false);
         }
+        // std reads its timeouts from the socket: they go back there.
+        let _ = sref.set_read_timeout(timeouts.0);
+        let _ = sref.set_write_timeout(timeouts.1);
         sock
     }
 }

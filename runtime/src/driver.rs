@@ -135,10 +135,29 @@ impl PreciseTimer {
     }
 }
 
+/// The registered sources, by slot. A poller token is a slot *and* that slot's generation,
+/// bumped whenever the slot is freed: an event that `epoll_wait` returned for a socket that
+/// another worker deregistered before this batch was dispatched carries the old generation,
+/// and is dropped instead of reaching the socket that reuses the slot. (Without it, a stale
+/// "read closed" from a closed Unix socket landed on a fresh one, whose reads then spun on
+/// `WouldBlock` forever, seen with two and four workers.)
 #[derive(Default)]
 struct Sources {
-    slots: Vec<Option<Arc<IoSource>>>,
+    slots: Vec<(u32, Option<Arc<IoSource>>)>,
     free: Vec<usize>,
+}
+
+/// Token bits that name the slot; the generation sits above them.
+const SLOT_BITS: u32 = usize::BITS / 2;
+/// Generations wrap below the top bit, so no token is ever `WAKE_TOKEN` or `TIMER_TOKEN`.
+const GENERATION_MASK: u32 = (1 << (usize::BITS / 2 - 1)) - 1;
+
+fn token_of(slot: usize, generation: u32) -> usize {
+    slot | (generation as usize) << SLOT_BITS
+}
+
+fn slot_of(token: usize) -> (usize, u32) {
+    (token & ((1 << SLOT_BITS) - 1), (token >> SLOT_BITS) as u32)
 }
 
 /// The right to sleep in the poller.
@@ -171,16 +190,19 @@ impl Driver {
     pub(crate) fn register(&self, fd: RawFd, source: Arc<IoSource>) -> io::Result<usize> {
         let token = {
             let mut s = self.sources.lock();
-            match s.free.pop() {
-                Some(t) => {
-                    s.slots[t] = Some(source);
-                    t
-                }
+            let slot = match s.free.pop() {
+                Some(t) => t,
                 None => {
-                    s.slots.push(Some(source));
+                    assert!(
+                        s.slots.len() < (1 << SLOT_BITS) - 1,
+                        "grove: too many registered sockets for the poller's tokens"
+                    );
+                    s.slots.push((0, None));
                     s.slots.len() - 1
                 }
-            }
+            };
+            s.slots[slot].1 = Some(source);
+            token_of(slot, s.slots[slot].0)
         };
         if let Err(e) = self
             .registry
@@ -201,9 +223,23 @@ impl Driver {
     }
 
     fn release_token(&self, token: usize) {
+        let (slot, generation) = slot_of(token);
         let mut s = self.sources.lock();
-        s.slots[token] = None;
-        s.free.push(token);
+        assert_eq!(
+            s.slots[slot].0, generation,
+            "grove: a poller token released twice"
+        );
+        s.slots[slot] = ((generation + 1) & GENERATION_MASK, None);
+        s.free.push(slot);
+    }
+
+    /// The source `token` was given to, if it is still registered under it (see [`Sources`]).
+    fn source_for(&self, token: usize) -> Option<Arc<IoSource>> {
+        let (slot, generation) = slot_of(token);
+        match self.sources.lock().slots.get(slot) {
+            Some((g, source)) if *g == generation => source.clone(),
+            _ => None,
+        }
     }
 
     /// Hands each event to its source (outside any driver lock but the slab's, briefly).
@@ -212,14 +248,7 @@ impl Driver {
             if e.token() == WAKE_TOKEN || e.token() == TIMER_TOKEN {
                 continue;
             }
-            let source = self
-                .sources
-                .lock()
-                .slots
-                .get(e.token().0)
-                .cloned()
-                .flatten();
-            if let Some(source) = source {
+            if let Some(source) = self.source_for(e.token().0) {
                 source.dispatch(event_bits(e));
             }
         }
@@ -318,4 +347,33 @@ fn source_interest() -> Interest {
     return Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     return Interest::READABLE | Interest::WRITABLE;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{slot_of, Driver};
+    use crate::io::IoSource;
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+
+    #[test]
+    fn rt_a_reused_poller_slot_does_not_take_the_old_sockets_events() {
+        let driver = Driver::new().unwrap();
+        let (a, _a2) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (b, _b2) = std::os::unix::net::UnixStream::pair().unwrap();
+        let old = driver
+            .register(a.as_raw_fd(), Arc::new(IoSource::new(true)))
+            .unwrap();
+        driver.deregister(a.as_raw_fd(), old);
+        let new = driver
+            .register(b.as_raw_fd(), Arc::new(IoSource::new(true)))
+            .unwrap();
+        assert_eq!(slot_of(old).0, slot_of(new).0, "the freed slot is reused");
+        assert_ne!(old, new);
+        // An event still in flight for the old socket finds nobody; the new one's is delivered.
+        assert!(driver.source_for(old).is_none());
+        assert!(driver.source_for(new).is_some());
+        driver.deregister(b.as_raw_fd(), new);
+        assert!(driver.source_for(new).is_none());
+    }
 }
