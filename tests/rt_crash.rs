@@ -169,6 +169,10 @@ fn rt_bad_environment_values_stop_with_a_message_naming_the_variable() {
         ("GROVE_WORKERS", "lots"),
         ("GROVE_STACK_SIZE", "tiny"),
         ("GROVE_MAX_BLOCKING_MS", "soon"),
+        // Past the limits: one overflowed the size arithmetic (a segfault at the first spawn),
+        // the other tripped an assertion that did not name the variable.
+        ("GROVE_STACK_SIZE", "18446744073709551615"),
+        ("GROVE_WORKERS", "100000"),
     ] {
         let out = run_child(
             "rt_bad_environment_values_stop_with_a_message_naming_the_variable",
@@ -179,6 +183,24 @@ fn rt_bad_environment_values_stop_with_a_message_naming_the_variable() {
         assert_eq!(out.status.code(), Some(2), "{var}={val}: {err}");
         assert!(err.contains(&format!("invalid {var}=\"{val}\"")), "{err}");
     }
+    // A value that is not UTF-8 is refused too, not taken for "unset".
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "rt_bad_environment_values_stop_with_a_message_naming_the_variable",
+            "--exact",
+            "--nocapture",
+        ])
+        .env("GROVE_TEST_ROLE", "badenv")
+        .env("GROVE_WORKERS", std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid GROVE_WORKERS="),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -220,6 +220,85 @@ fn rt_yield_now_runs_every_other_runnable_greenlet_first() {
 }
 
 #[test]
+fn rt_yield_now_lets_pinned_and_global_queue_greenlets_run_first() {
+    // With one worker, greenlets that wait in the pinned inbox (a woken pinned greenlet) or in
+    // the global queue (spawned from a plain thread) came round only every 61 ticks: a yielding
+    // greenlet went ~50 times before them.
+    if common::role().is_some() {
+        let ev = Arc::new(grove::sync::Event::new());
+        let ran = Arc::new(AtomicBool::new(false));
+        let (e, r) = (ev.clone(), ran.clone());
+        let yields = grove::spawn(move || {
+            let b = grove::Builder::new()
+                .pinned(true)
+                .spawn(move || {
+                    e.wait();
+                    r.store(true, SeqCst);
+                })
+                .unwrap();
+            grove::sleep(Duration::from_millis(10)); // b parks on the event
+            ev.set();
+            let mut n = 0;
+            while !ran.load(SeqCst) {
+                grove::yield_now();
+                n += 1;
+            }
+            b.join().unwrap();
+            n
+        })
+        .join()
+        .unwrap();
+        assert!(yields <= 1, "the pinned greenlet ran after {yields} yields");
+        // A greenlet spawned from this plain thread (into the global queue), while a greenlet
+        // yields in a loop: counted from when the spawn has returned.
+        let flags: Arc<[AtomicBool; 3]> = Default::default(); // looping, queued, ran
+        let f = flags.clone();
+        let yielder = grove::spawn(move || {
+            f[0].store(true, SeqCst);
+            let mut after = 0u64;
+            while !f[2].load(SeqCst) {
+                grove::yield_now();
+                after += u64::from(f[1].load(SeqCst));
+            }
+            after
+        });
+        while !flags[0].load(SeqCst) {
+            std::thread::yield_now();
+        }
+        let f = flags.clone();
+        grove::spawn(move || f[2].store(true, SeqCst));
+        flags[1].store(true, SeqCst);
+        let after = yielder.join().unwrap();
+        assert!(after <= 2, "the spawned greenlet ran after {after} yields");
+        return;
+    }
+    let out = common::run_child(
+        "rt_yield_now_lets_pinned_and_global_queue_greenlets_run_first",
+        "yield",
+        &[("GROVE_WORKERS", "1")],
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+}
+
+#[test]
+fn rt_builder_refuses_a_stack_too_large_to_describe() {
+    // Near usize::MAX the size arithmetic wrapped: a silent default stack, or a segfault.
+    for size in [usize::MAX, usize::MAX - 4095, (1 << 40) + 1] {
+        let e = grove::Builder::new()
+            .stack_size(size)
+            .spawn(|| ())
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{size}: {e}");
+        assert!(e.to_string().contains("stack"), "{e}");
+    }
+    let h = grove::Builder::new()
+        .stack_size(100_001)
+        .spawn(|| 7)
+        .unwrap();
+    assert_eq!(h.join().unwrap(), 7);
+}
+
+#[test]
 fn rt_ten_thousand_greenlets_spawn_and_join() {
     let count = Arc::new(AtomicUsize::new(0));
     let hs: Vec<_> = (0..10_000)

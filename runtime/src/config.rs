@@ -13,6 +13,12 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
 /// Smallest stack a greenlet may ask for: the context-switch frame plus a little headroom.
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
+/// The largest greenlet stack (`GROVE_STACK_SIZE`, `Builder::stack_size`): 1 TiB of address
+/// space, far past any stack that could be used, and small enough that no size arithmetic on it
+/// can overflow (a size near `usize::MAX` once wrapped to a tiny or zero-sized stack).
+pub const MAX_STACK_SIZE: usize = 1 << 40;
+/// The most workers `GROVE_WORKERS` may ask for.
+pub const MAX_WORKERS: usize = 4096;
 
 /// Default for `GROVE_MAX_BLOCKING_MS`.
 pub const DEFAULT_MAX_BLOCKING_MS: u64 = 100;
@@ -65,17 +71,24 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| std::env::var(name).ok())
+        // A value that is not UTF-8 is kept (lossily) so that it fails to parse and is reported,
+        // never silently taken for "unset".
+        Config::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     }
 
     /// Reads the settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let workers = match lookup("GROVE_WORKERS") {
-            Some(v) => parse_count(
-                "GROVE_WORKERS",
-                &v,
-                "a whole number of worker threads, at least 1",
-            )?,
+            Some(v) => match parse_count("GROVE_WORKERS", &v, WORKERS_EXPECTED)? {
+                n if n > MAX_WORKERS => {
+                    return Err(ConfigError {
+                        var: "GROVE_WORKERS",
+                        value: v,
+                        expected: WORKERS_EXPECTED,
+                    })
+                }
+                n => n,
+            },
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let stack_size = match lookup("GROVE_STACK_SIZE") {
@@ -116,6 +129,8 @@ impl Config {
     }
 }
 
+const WORKERS_EXPECTED: &str = "a whole number of worker threads, from 1 to 4096";
+
 fn parse_count(var: &'static str, v: &str, expected: &'static str) -> Result<usize, ConfigError> {
     match v.trim().parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
@@ -133,7 +148,7 @@ pub(crate) fn parse_stack_size(v: &str) -> Result<usize, ConfigError> {
         ConfigError {
         var: "GROVE_STACK_SIZE",
         value: v.to_string(),
-        expected: "a size in bytes of at least 16K, optionally with a K, M or G suffix (e.g. 262144 or 256K)",
+        expected: "a size in bytes from 16K to 1024G, optionally with a K, M or G suffix (e.g. 262144 or 256K)",
     }
     };
     let t = v.trim();
@@ -145,14 +160,18 @@ pub(crate) fn parse_stack_size(v: &str) -> Result<usize, ConfigError> {
     };
     let n = digits.trim().parse::<usize>().map_err(|_| bad())?;
     let bytes = n.checked_mul(mult).ok_or_else(bad)?;
-    if bytes < MIN_STACK_SIZE {
+    if !(MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&bytes) {
         return Err(bad());
     }
     Ok(round_to_page(bytes))
 }
 
-/// Rounds `bytes` up to a whole number of pages.
+/// Rounds `bytes` (at most [`MAX_STACK_SIZE`], so this cannot overflow) up to whole pages.
 pub(crate) fn round_to_page(bytes: usize) -> usize {
+    assert!(
+        bytes <= MAX_STACK_SIZE,
+        "grove: stack size {bytes} unchecked"
+    );
     let page = page_size();
     bytes.div_ceil(page) * page
 }
@@ -215,6 +234,9 @@ mod tests {
             ("GROVE_STACK_SIZE", "lots"),
             ("GROVE_MAX_BLOCKING_MS", "-1"),
             ("GROVE_MAX_BLOCKING_THREADS", "0"),
+            ("GROVE_WORKERS", "4097"),
+            ("GROVE_STACK_SIZE", "18446744073709551615"),
+            ("GROVE_STACK_SIZE", "2048G"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

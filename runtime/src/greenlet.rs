@@ -76,9 +76,19 @@ impl Builder {
         T: Send + 'static,
     {
         let rt = runtime();
-        let size = self.stack_size.map_or(0, |s| {
-            crate::config::round_to_page(s.max(crate::config::MIN_STACK_SIZE))
-        });
+        let size = match self.stack_size {
+            None => 0,
+            Some(s) if s > crate::config::MAX_STACK_SIZE => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "grove: a stack of {s} bytes is more than the largest a greenlet may \
+                         have (1 TiB)"
+                    ),
+                ))
+            }
+            Some(s) => crate::config::round_to_page(s.max(crate::config::MIN_STACK_SIZE)),
+        };
         let stack = reserve_stack(rt, size)?;
         let task = TaskRef::new(
             f,

@@ -455,10 +455,18 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
 /// A greenlet that yielded goes behind this worker's other runnable greenlets: to the back of
 /// its deque, or, if it is pinned here, to its pinned inbox, which other workers do not steal
 /// from (the deque is stealable: a pinned greenlet put there could resume elsewhere, which
-/// `rt_pinned_greenlet_stays_on_one_worker` caught with four workers).
+/// `rt_pinned_greenlet_stays_on_one_worker` caught with four workers). While the pinned inbox
+/// or the global queue holds greenlets, an unpinned yielder goes to the back of the global
+/// queue instead (where Go's `Gosched` always puts it): the worker takes those queues only when
+/// its deque is empty, or every [`GLOBAL_CHECK_INTERVAL`] ticks, so behind its deque a yielder
+/// could come round ~60 times before they ran. Two emptiness checks (plain loads) per yield.
 fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
+    let remote = core.remote(shared);
     if task.header().home.load(Relaxed) == core.index {
-        core.remote(shared).pinned.push(task);
+        remote.pinned.push(task);
+    } else if !remote.pinned.is_empty() || !shared.injector.is_empty() {
+        // This worker is awake and takes the global queue before it sleeps: nobody to wake.
+        shared.injector.push(task);
     } else {
         core.push(task);
     }
