@@ -295,6 +295,19 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 
 #[test]
 fn rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else() {
+    // In a child: A holds its worker for ~100 ms on purpose, which on one worker would hold up
+    // the other tests' greenlets in this process.
+    if common::role().is_none() {
+        for workers in ["1", "2"] {
+            let out = common::run_child(
+                "rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else",
+                "unwind",
+                &[("GROVE_WORKERS", workers)],
+            );
+            assert!(out.status.success(), "{}", common::stderr(&out));
+        }
+        return;
+    }
     // Greenlet A is killed; a destructor of its blocks in `recv` while A unwinds, and A is
     // killed again meanwhile. "This thread is panicking" is the worker thread's state: had A
     // switched away mid-unwind, the next greenlet on that worker would have inherited it, and
