@@ -1,5 +1,6 @@
 //! Reading responses: a client connection's reusable buffer and the parse of one response.
 
+use crate::net::http::parse_content_length;
 use crate::net::TcpStream;
 use std::io::{self, ErrorKind, Read};
 use std::time::{Duration, Instant};
@@ -181,7 +182,7 @@ fn parse_head(bytes: &[u8], want_server: bool) -> io::Result<Option<Head>> {
     for h in resp.headers.iter() {
         let v = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("content-length") {
-            head.content_length = parse_decimal(v);
+            head.content_length = parse_content_length(v);
         } else if h.name.eq_ignore_ascii_case("connection") {
             head.close = v.eq_ignore_ascii_case(b"close");
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -195,31 +196,9 @@ fn parse_head(bytes: &[u8], want_server: bool) -> io::Result<Option<Head>> {
     Ok(Some(head))
 }
 
-/// A `Content-Length` value: ASCII digits only (no sign, no spaces), as RFC 9110 has it.
-fn parse_decimal(v: &[u8]) -> Option<usize> {
-    if v.is_empty() {
-        return None;
-    }
-    v.iter().try_fold(0usize, |n, &b| {
-        let d = b.wrapping_sub(b'0');
-        (d < 10).then_some(())?;
-        n.checked_mul(10)?.checked_add(usize::from(d))
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{parse_decimal, parse_head};
-
-    #[test]
-    fn http_ab_content_length_digits_only() {
-        assert_eq!(parse_decimal(b"12"), Some(12));
-        assert_eq!(parse_decimal(b"0"), Some(0));
-        assert_eq!(parse_decimal(b""), None);
-        assert_eq!(parse_decimal(b"+1"), None);
-        assert_eq!(parse_decimal(b"1 2"), None);
-        assert_eq!(parse_decimal(b"99999999999999999999999"), None);
-    }
+    use super::parse_head;
 
     #[test]
     fn http_ab_head_parse_reads_length_connection_and_server() {

@@ -60,7 +60,7 @@ pub(crate) fn framing(req: &Request) -> Result<Framing, Refusal> {
 
 /// A `Content-Length` value: `1*DIGIT` (after the field's surrounding whitespace, which the
 /// head parser has already removed), without overflow.
-pub(crate) fn parse_content_length(v: &[u8]) -> Option<usize> {
+pub fn parse_content_length(v: &[u8]) -> Option<usize> {
     if v.is_empty() {
         return None;
     }

@@ -21,6 +21,10 @@ mod date;
 mod framing;
 mod message;
 
+/// `1*DIGIT`, without overflow: the strict `Content-Length` parse (shared with grove-ab).
+#[doc(hidden)]
+pub use framing::parse_content_length;
+
 pub use message::{Request, Response};
 
 use crate::server::{ServerHandle, StreamServer};
