@@ -148,23 +148,35 @@ fn report(args: &[&str]) -> String {
     text
 }
 
-/// A loopback listener that accepts and holds connections without ever answering, for at most
-/// `hold` (then the thread ends and drops them).
-fn stalled_server(hold: Duration) -> std::net::SocketAddr {
+/// A loopback listener on a plain thread that hands each connection it accepts, in blocking
+/// mode, to `on_conn`, for at most `hold` (then the thread ends, dropping what it kept).
+fn accept_for(
+    hold: Duration,
+    mut on_conn: impl FnMut(std::net::TcpStream) + Send + 'static,
+) -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     l.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
         let end = std::time::Instant::now() + hold;
-        let mut held = Vec::new();
         while std::time::Instant::now() < end {
             match l.accept() {
-                Ok((s, _)) => held.push(s),
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    on_conn(s);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
             }
         }
     });
     addr
+}
+
+/// A loopback listener that accepts and holds connections without ever answering, for at most
+/// `hold` (then the thread ends and drops them).
+fn stalled_server(hold: Duration) -> std::net::SocketAddr {
+    let mut held = Vec::new();
+    accept_for(hold, move |s| held.push(s))
 }
 
 #[test]
@@ -360,30 +372,20 @@ fn http_grove_ab_head_requests_read_no_body() {
 /// A keep-alive server on plain threads (one per connection) that answers every request head
 /// with `reply`, for at most 20 s.
 fn canned_server(reply: &'static [u8]) -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let end = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < end {
-            match l.accept() {
-                Ok((s, _)) => drop(std::thread::spawn(move || answer_each_head(s, reply))),
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
-    });
-    addr
+    accept_for(Duration::from_secs(20), move |s| {
+        drop(std::thread::spawn(move || answer_heads(s, reply, false)))
+    })
 }
 
-fn answer_each_head(mut s: std::net::TcpStream, reply: &[u8]) {
-    s.set_nonblocking(false).unwrap();
+/// Answers each request head read from `s` with `reply`; after the first one if `once`.
+fn answer_heads(mut s: std::net::TcpStream, reply: &[u8], once: bool) {
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut pending = Vec::new();
     let mut chunk = [0u8; 1024];
     loop {
         while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
             pending.drain(..i + 4);
-            if s.write_all(reply).is_err() {
+            if s.write_all(reply).is_err() || once {
                 return;
             }
         }
@@ -522,34 +524,12 @@ fn close_after_one_server() -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    l.set_nonblocking(true).unwrap();
     let accepted: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
     let count = accepted.clone();
-    std::thread::spawn(move || {
-        let end = std::time::Instant::now() + Duration::from_secs(20);
-        while std::time::Instant::now() < end {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    std::thread::spawn(move || {
-                        s.set_nonblocking(false).unwrap();
-                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                        let mut got = Vec::new();
-                        let mut chunk = [0u8; 1024];
-                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut chunk) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => got.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-                    });
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(2)),
-            }
-        }
+    let addr = accept_for(Duration::from_secs(20), move |s| {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        drop(std::thread::spawn(move || answer_heads(s, reply, true)));
     });
     (addr, accepted)
 }

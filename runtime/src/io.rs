@@ -127,7 +127,9 @@ impl IoSource {
             match woke {
                 // Only an event unparks this park, and it took our token off the list.
                 Wake::Unparked => listed.id = None,
-                Wake::Killed => drop(listed), // while unwinding: wait on
+                // Only a park during an unwind returns this, and such a park blocks its thread
+                // with its own token (see `park`): not ours, but take ours off if it were.
+                Wake::Killed => drop(listed),
                 Wake::TimedOut => {
                     drop(listed);
                     if let Some(ev) = self.readiness.ready(dir) {

@@ -109,10 +109,7 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
             _ => return Err(format!("invalid URL {url:?}: bad port {p:?}")),
         },
     };
-    let lookup = format!(
-        "{}:{port}",
-        host.trim_start_matches('[').trim_end_matches(']')
-    );
+    let lookup = format!("{}:{port}", bare_host(&host));
     let addr = std::net::ToSocketAddrs::to_socket_addrs(&lookup.as_str())
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
@@ -123,6 +120,11 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
         path: path.to_string(),
         addr,
     })
+}
+
+/// A host as written in a URL, without the brackets of an IPv6 literal (`[::1]` is `::1`).
+fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 fn build_request(o: &Config, t: &Target) -> Vec<u8> {
@@ -318,14 +320,16 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         .map_err(|e| format!("cannot connect to {}: {e}", target.addr))?;
     let sh = Arc::new(Shared::new(cfg, target, probe));
     // As ab: on stdout, even with `-q`; without progress lines, "..done" ends it.
-    let host = sh.target.host.trim_start_matches('[').trim_end_matches(']');
     let announce = sh.opts.announce;
-    if announce && sh.progress == Progress::Off {
-        print!("Benchmarking {host} (be patient)...");
-    } else if announce {
-        println!("Benchmarking {host} (be patient)");
+    if announce {
+        let host = bare_host(&sh.target.host);
+        if sh.progress == Progress::Off {
+            print!("Benchmarking {host} (be patient)...");
+        } else {
+            println!("Benchmarking {host} (be patient)");
+        }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
     }
-    let _ = std::io::Write::flush(&mut std::io::stdout());
     let start = Instant::now();
     let clients: Vec<_> = (0..sh.opts.concurrency)
         .map(|_| {
@@ -411,7 +415,7 @@ impl Shared {
             concurrency: self.opts.concurrency,
             keep_alive: self.opts.keep_alive,
             posting: self.opts.body.is_some(),
-            host: self.target.host.clone(),
+            host: bare_host(&self.target.host).to_string(),
             port: self.target.port,
             path: self.target.path.clone(),
         }

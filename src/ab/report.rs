@@ -14,6 +14,7 @@ pub struct Report {
     pub(super) keep_alive: bool,
     /// Requests carried a body (`-p`): ab then reports what was sent too.
     pub(super) posting: bool,
+    /// Without an IPv6 literal's brackets, as ab prints it.
     pub(super) host: String,
     pub(super) port: u16,
     pub(super) path: String,
@@ -65,8 +66,7 @@ impl Report {
             "Server Software:        {}",
             t.server.as_deref().unwrap_or("")
         );
-        let host = self.host.trim_start_matches('[').trim_end_matches(']');
-        println!("Server Hostname:        {host}");
+        println!("Server Hostname:        {}", self.host);
         println!("Server Port:            {}", self.port);
         println!();
         println!("Document Path:          {}", self.path);

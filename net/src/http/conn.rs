@@ -399,18 +399,16 @@ impl Conn<'_> {
         let declared = self.handler_headers(&resp.headers);
         // No body, and no framing headers either (RFC 9110 8.6, RFC 9112 6.1).
         let bodiless = resp.status < 200 || resp.status == 204 || resp.status == 304;
-        let length = match &resp.body {
+        // An in-memory body's `Content-Length`: the handler's own on an empty answer to HEAD.
+        let length = |b: &[u8]| match () {
             _ if bodiless => None,
-            Body::Static(b) if head && b.is_empty() => Some(declared.unwrap_or(0)),
-            Body::Bytes(b) if head && b.is_empty() => Some(declared.unwrap_or(0)),
-            Body::Static(b) => Some(b.len() as u64),
-            Body::Bytes(b) => Some(b.len() as u64),
-            Body::Stream(_) => None,
+            _ if head && b.is_empty() => Some(declared.unwrap_or(0)),
+            _ => Some(b.len() as u64),
         };
         let no_body = head || bodiless;
         match resp.body {
-            Body::Static(bytes) => self.write_bytes(bytes, length, keep_alive, minor, no_body),
-            Body::Bytes(bytes) => self.write_bytes(&bytes, length, keep_alive, minor, no_body),
+            Body::Static(b) => self.write_bytes(b, length(b), keep_alive, minor, no_body),
+            Body::Bytes(b) => self.write_bytes(&b, length(&b), keep_alive, minor, no_body),
             // A stream that must not have a body is not run at all.
             Body::Stream(_) if bodiless => self.write_bytes(&[], None, keep_alive, minor, true),
             Body::Stream(chunks) => self.write_stream(chunks, keep_alive, minor, no_body),
