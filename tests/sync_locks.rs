@@ -2,6 +2,9 @@
 //! Waiters of both kinds (greenlets and plain threads) on the same object; cancellation in the
 //! middle of every kind of wait.
 
+mod common;
+
+use common::{role, run_child, stderr};
 use grove::sync::{AsyncResult, Condvar, Event, Mutex, RwLock, Semaphore};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -302,6 +305,134 @@ fn sync_condvar_notify_one_skips_a_killed_waiter() {
     );
     assert!(pair.1.notify_one());
     assert!(other.join().unwrap());
+}
+
+/// A mutex guard, a condvar and a flag that says whether `holder` holds the mutex.
+struct Relock {
+    m: Mutex<u32>,
+    cv: Condvar,
+    holder_in: AtomicBool,
+}
+
+/// Locks, notifies, and holds the mutex across a 150 ms park before adding 10.
+fn notify_then_hold(st: Arc<Relock>) -> grove::JoinHandle<()> {
+    grove::spawn(move || {
+        grove::sleep(Duration::from_millis(20));
+        let mut g = st.m.lock();
+        st.holder_in.store(true, SeqCst);
+        st.cv.notify_one();
+        grove::sleep(Duration::from_millis(150));
+        *g += 10;
+        st.holder_in.store(false, SeqCst);
+    })
+}
+
+#[test]
+fn sync_condvar_relock_outlasts_a_timeout_and_keeps_the_notification() {
+    // The waiter is notified, then its re-lock waits for the holder; its `timeout` expires
+    // meanwhile. The wait must still return holding the mutex (it had unwound without it,
+    // leaving a guard for a mutex the holder owned), and with the notification (the deadline
+    // now falls due at the next blocking call, and there is none inside the closure).
+    for green in [true, false] {
+        let st = Arc::new(Relock {
+            m: Mutex::new(0),
+            cv: Condvar::new(),
+            holder_in: AtomicBool::new(false),
+        });
+        let s = st.clone();
+        let waiter = common::Worker::spawn(green, move || {
+            let mut g = s.m.lock();
+            let r = grove::timeout(Duration::from_millis(60), || s.cv.wait(&mut g));
+            let holder_out = !s.holder_in.load(SeqCst);
+            *g += 1;
+            (r.is_ok(), holder_out)
+        });
+        let holder = notify_then_hold(st.clone());
+        let (notified, holder_out) = waiter.join();
+        holder.join().unwrap();
+        assert!(
+            holder_out,
+            "the wait returned while the holder had the mutex (green: {green})"
+        );
+        assert!(notified, "the notification was lost (green: {green})");
+        assert_eq!(*st.m.lock(), 11);
+    }
+}
+
+#[test]
+fn sync_condvar_kill_during_relock_lands_at_the_next_blocking_call() {
+    let st = Arc::new(Relock {
+        m: Mutex::new(0),
+        cv: Condvar::new(),
+        holder_in: AtomicBool::new(false),
+    });
+    let returned_holding = Arc::new(AtomicBool::new(false));
+    let (s, r) = (st.clone(), returned_holding.clone());
+    let waiter = grove::spawn(move || {
+        let mut g = s.m.lock();
+        s.cv.wait(&mut g);
+        r.store(!s.holder_in.load(SeqCst), SeqCst);
+        *g += 1;
+        drop(g);
+        grove::sleep(Duration::from_secs(10)); // the kill lands here
+    });
+    let holder = notify_then_hold(st.clone());
+    grove::sleep(Duration::from_millis(60)); // the waiter is re-locking now
+    waiter.kill();
+    assert!(killed(&waiter.join().unwrap_err()));
+    holder.join().unwrap();
+    assert!(
+        returned_holding.load(SeqCst),
+        "the wait returned without the mutex"
+    );
+    assert_eq!(*st.m.lock(), 11);
+}
+
+#[test]
+fn sync_condvar_cancelled_wait_relocks_without_blocking_the_worker() {
+    // One worker: the waiter's `timeout` fires (or a kill comes) while another greenlet holds
+    // the mutex across a park. Re-locking inside the unwind blocked the worker thread, so the
+    // holder never ran again (a deadlock); now the waiter parks for the mutex and the unwind
+    // resumes after.
+    if let Some(how) = role() {
+        let st = Arc::new((Mutex::new(0u32), Condvar::new()));
+        let (s, by_timeout) = (st.clone(), how == "timeout");
+        let waiter = grove::spawn(move || {
+            let mut g = s.0.lock();
+            if by_timeout {
+                let r = grove::timeout(Duration::from_millis(30), || s.1.wait(&mut g));
+                assert!(r.is_err(), "the wait did not time out");
+            } else {
+                s.1.wait(&mut g);
+            }
+            *g += 1; // unreachable when killed
+        });
+        let s = st.clone();
+        let holder = grove::spawn(move || {
+            grove::sleep(Duration::from_millis(10));
+            let mut g = s.0.lock();
+            grove::sleep(Duration::from_millis(100));
+            *g += 10;
+        });
+        if !by_timeout {
+            std::thread::sleep(Duration::from_millis(30));
+            waiter.kill();
+            assert!(killed(&waiter.join().unwrap_err()));
+        } else {
+            waiter.join().unwrap();
+        }
+        holder.join().unwrap();
+        assert_eq!(*st.0.lock(), if by_timeout { 11 } else { 10 });
+        return;
+    }
+    for how in ["timeout", "kill"] {
+        let out = run_child(
+            "sync_condvar_cancelled_wait_relocks_without_blocking_the_worker",
+            how,
+            &[("GROVE_WORKERS", "1")],
+        );
+        assert!(out.status.success(), "{how}: {}", stderr(&out));
+    }
 }
 
 #[test]

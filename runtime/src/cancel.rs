@@ -18,6 +18,21 @@
 //!
 //! A thread that is already unwinding is never made to unwind again (that would abort): its
 //! parks report [`crate::Wake::Killed`] / [`crate::Wake::TimedOut`] and return instead.
+//!
+//! # Shielded sections
+//!
+//! A few waits must not be cut short, because the code around them has already given something
+//! up that it must take back first: a condvar waiter has released the user's mutex and must hold
+//! it again before it returns *or* unwinds (its caller's guard says it does). Unwinding out of
+//! that re-lock left the caller with a guard for a mutex someone else held; relocking *during*
+//! the unwind blocked the worker thread (see "Parking while unwinding" in `park`).
+//! [`shielded`] runs such a step with cancellation held back, as Trio's shielded cancel scopes
+//! do: its parks ignore the `timeout` scopes (they still honour their own deadlines), and a kill
+//! that arrives meanwhile, whether found at a park's entry or waking the park, is taken off the
+//! kill flag and noted; the park reports it as [`crate::Wake::Killed`] (the wait queues retry),
+//! and when the outermost shielded section ends the note goes back on the flag, so the
+//! greenlet's next blocking call unwinds. An expired scope needs no note: it stays on the scope
+//! stack and fires at the next park.
 
 use crate::park::with_thread_ctx;
 use crate::park_state::Wake;
@@ -136,6 +151,13 @@ fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
     if std::thread::panicking() {
         return None;
     }
+    // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+    if unsafe { (*h.local_ptr()).shield } > 0 {
+        if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
+            defer_kill(h);
+        }
+        return None;
+    }
     if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
         resume_unwind(Box::new(Killed));
     }
@@ -145,7 +167,7 @@ fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
 
 /// Entry check of every thread park.
 pub(crate) fn check_interrupts_thread() -> Option<(Instant, u64)> {
-    if std::thread::panicking() {
+    if std::thread::panicking() || with_thread_ctx(|c| c.shield.get()) > 0 {
         return None;
     }
     let scope = with_thread_ctx(|c| earliest_scope(&c.scopes.borrow()));
@@ -173,7 +195,13 @@ pub(crate) fn resolve_wake(
             let h = current_task();
             if !h.is_null() {
                 // SAFETY: the running greenlet's header is alive while it runs.
-                unsafe { (*h).kill.store(false, Relaxed) };
+                let h = unsafe { &*h };
+                h.kill.store(false, Relaxed);
+                // SAFETY: the running greenlet alone touches its own local part.
+                if unsafe { (*h.local_ptr()).shield } > 0 {
+                    defer_kill(h);
+                    return Wake::Killed;
+                }
             }
             if std::thread::panicking() {
                 Wake::Killed
@@ -188,4 +216,49 @@ pub(crate) fn resolve_wake(
             _ => Wake::TimedOut,
         },
     }
+}
+
+/// Runs `f` with cancellation held back (see "Shielded sections" in the module docs): a kill or
+/// an expired `timeout` scope takes effect at the first blocking call after `f`, not inside it.
+/// For steps that must finish once begun, such as a condvar waiter re-taking its mutex.
+#[doc(hidden)]
+pub fn shielded<R>(f: impl FnOnce() -> R) -> R {
+    let h = current_task();
+    if h.is_null() {
+        with_thread_ctx(|c| c.shield.set(c.shield.get() + 1));
+    } else {
+        // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+        unsafe { (*(*h).local_ptr()).shield += 1 };
+    }
+    let _leave = LeaveShield(h);
+    f()
+}
+
+/// Ends a shielded section, on return or unwind; the outermost re-arms a deferred kill.
+struct LeaveShield(*const Header);
+
+impl Drop for LeaveShield {
+    fn drop(&mut self) {
+        if self.0.is_null() {
+            return with_thread_ctx(|c| c.shield.set(c.shield.get() - 1));
+        }
+        // SAFETY: the greenlet that entered the section is the one running it, and alive; it
+        // alone touches its own local part, one field at a time.
+        unsafe {
+            let h = &*self.0;
+            let local = h.local_ptr();
+            (*local).shield -= 1;
+            if (*local).shield == 0 && std::mem::take(&mut (*local).kill_deferred) {
+                // Our own flag, read by our own next park (on this thread, or after a move
+                // that the park protocol orders).
+                h.kill.store(true, Relaxed);
+            }
+        }
+    }
+}
+
+/// Notes a kill that arrived inside a shielded section (its flag already taken down).
+fn defer_kill(h: &Header) {
+    // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+    unsafe { (*h.local_ptr()).kill_deferred = true };
 }

@@ -242,10 +242,12 @@ impl ThreadParker {
     }
 }
 
-/// A plain thread's grove context: its park slot and its `timeout` scopes.
+/// A plain thread's grove context: its park slot, its `timeout` scopes, and the depth of its
+/// shielded sections (see [`crate::cancel::shielded`]).
 pub(crate) struct ThreadCtx {
     pub(crate) parker: Arc<ThreadParker>,
     pub(crate) scopes: RefCell<Vec<(Instant, u64)>>,
+    pub(crate) shield: std::cell::Cell<u32>,
 }
 
 thread_local! {
@@ -256,6 +258,7 @@ thread_local! {
             cvar: parking_lot::Condvar::new(),
         }),
         scopes: RefCell::new(Vec::new()),
+        shield: std::cell::Cell::new(0),
     };
 }
 

@@ -82,6 +82,11 @@ pub(crate) struct Local {
     pub(crate) locals: crate::local::LocalMap,
     /// Ready operations left before the greenlet must yield (see `coop`).
     pub(crate) budget: u32,
+    /// Nesting depth of [`crate::cancel::shielded`] sections: while above zero, parks neither
+    /// unwind for a kill nor honour the `timeout` scopes.
+    pub(crate) shield: u32,
+    /// A kill that arrived inside a shielded section, re-armed when the outermost one ends.
+    pub(crate) kill_deferred: bool,
 }
 
 /// The type-independent front of every task.
@@ -196,6 +201,8 @@ impl TaskRef {
                     scopes: Vec::new(),
                     locals: Default::default(),
                     budget: crate::coop::BUDGET,
+                    shield: 0,
+                    kill_deferred: false,
                 }),
                 sched: UnsafeCell::new(SchedSlot {
                     stack: opts.stack,

@@ -5,12 +5,22 @@
 //! never run between the release of the mutex and the park: no lost notification. A notify is a
 //! hand-off to a waiter that is still waiting, so nobody wakes without being notified (no
 //! spurious wake-ups, as parking_lot promises) and a waiter that timed out or was killed never
-//! swallows a `notify_one` meant for another. The waiter re-locks the mutex before returning,
-//! also when the wait unwinds, so the caller's guard is always valid.
+//! swallows a `notify_one` meant for another.
+//!
+//! The waiter re-locks the mutex before it returns *and before it unwinds*, so the caller's
+//! guard is always valid. A `kill` or an expired `timeout` that ends the wait is caught, the
+//! mutex re-taken, and the unwind resumed; the re-lock itself runs shielded
+//! (`grove_runtime::shielded`): a kill or timeout that arrives while it waits for the mutex
+//! takes effect at the caller's next blocking call. Two things went wrong before: the re-lock
+//! ran in the unwind's destructor, where a contended mutex blocked the worker thread (a
+//! greenlet cannot switch away mid-unwind) and with one worker deadlocked against the holder;
+//! and a second kill cut the re-lock short, leaving the caller with a guard for a mutex it did
+//! not hold, and, for a notified waiter, swallowing the notification.
 
 use crate::mutex::MutexGuard;
 use crate::wait_queue::{wait, WaitQueue, Waited};
 use std::cell::Cell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// A condition variable for [`crate::Mutex`].
@@ -59,23 +69,29 @@ impl Condvar {
         deadline: Option<Instant>,
     ) -> bool {
         let q = self.waiters.lock();
-        let relock = Relock {
-            guard,
-            unlocked: Cell::new(false),
-        };
-        let waited = wait(
-            &self.waiters,
-            q,
-            |q| q,
-            (),
-            deadline,
-            || {
-                relock.guard.unlock_raw();
-                relock.unlocked.set(true);
-            },
-        );
-        drop(relock);
-        waited == Waited::TimedOut
+        let unlocked = Cell::new(false);
+        // A kill or an expired `timeout` unwinds out of the wait; it is caught here and raised
+        // again once the mutex is ours (see the module docs).
+        let waited = catch_unwind(AssertUnwindSafe(|| {
+            wait(
+                &self.waiters,
+                q,
+                |q| q,
+                (),
+                deadline,
+                || {
+                    guard.unlock_raw();
+                    unlocked.set(true);
+                },
+            )
+        }));
+        if unlocked.get() {
+            grove_runtime::shielded(|| guard.relock_raw());
+        }
+        match waited {
+            Ok(w) => w == Waited::TimedOut,
+            Err(cancelled) => resume_unwind(cancelled),
+        }
     }
 
     /// Wakes one waiter; true if there was one.
@@ -94,19 +110,5 @@ impl std::fmt::Debug for Condvar {
         f.debug_struct("Condvar")
             .field("waiters", &self.waiters.lock().len())
             .finish()
-    }
-}
-
-/// Re-locks the user's mutex when the wait ends, however it ends, if the wait had released it.
-struct Relock<'g, 'm, T: ?Sized> {
-    guard: &'g MutexGuard<'m, T>,
-    unlocked: Cell<bool>,
-}
-
-impl<T: ?Sized> Drop for Relock<'_, '_, T> {
-    fn drop(&mut self) {
-        if self.unlocked.get() {
-            self.guard.relock_raw();
-        }
     }
 }
