@@ -344,3 +344,61 @@ fn rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else() {
     assert!(b.is_err(), "B's timeout did not fire: {b:?}");
     drop(keep);
 }
+
+#[test]
+fn rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind() {
+    // A destructor that runs while its greenlet is killed (or its thread panics) waits with a
+    // `timeout` around it. The unwind cannot unwind again, but the deadline must still end the
+    // wait: it used to be dropped, and the wait lasted for ever (holding the worker).
+    if common::role().is_none() {
+        for workers in ["1", "2"] {
+            let out = common::run_child(
+                "rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind",
+                "unwind",
+                &[("GROVE_WORKERS", workers)],
+            );
+            assert!(out.status.success(), "{}", common::stderr(&out));
+        }
+        return;
+    }
+    for green in [true, false] {
+        let outcome = Arc::new(std::sync::Mutex::new(None));
+        let o = outcome.clone();
+        let body = move || {
+            let (_keep, never) = grove::sync::channel::<u32>();
+            let _cleanup = OnDrop(move || {
+                let t = Instant::now();
+                let r = grove::timeout(Duration::from_millis(50), || never.recv());
+                *o.lock().unwrap() = Some((r.is_err(), t.elapsed()));
+            });
+            if green {
+                grove::sleep(Duration::from_secs(30));
+            } else {
+                panic!("a plain thread's panic unwinds through the destructor");
+            }
+        };
+        let t = Instant::now();
+        if green {
+            let h = grove::spawn(body);
+            grove::sleep(Duration::from_millis(10));
+            h.kill();
+            assert!(is_killed(&h.join().unwrap_err()));
+        } else {
+            assert!(std::thread::spawn(body).join().is_err());
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the unwind took {:?}",
+            t.elapsed()
+        );
+        let (elapsed, waited) = outcome.lock().unwrap().take().expect("the destructor ran");
+        assert!(
+            elapsed,
+            "timeout did not report its deadline (green: {green})"
+        );
+        assert!(
+            waited >= Duration::from_millis(50),
+            "waited only {waited:?}"
+        );
+    }
+}

@@ -17,7 +17,11 @@
 //!   only its own `timeout` catches it.
 //!
 //! A thread that is already unwinding is never made to unwind again (that would abort): its
-//! parks report [`crate::Wake::Killed`] / [`crate::Wake::TimedOut`] and return instead.
+//! parks report [`crate::Wake::Killed`] / [`crate::Wake::TimedOut`] and return instead. An
+//! enclosing `timeout` still bounds such a park (a destructor that receives with a `timeout`
+//! around it gets a timeout error, not a wait for ever), but only once: the scope is then marked
+//! spent, so a wait that cannot fail (a mutex's `lock`, which retries) is not made to spin on an
+//! expired deadline.
 //!
 //! # Shielded sections
 //!
@@ -78,6 +82,10 @@ impl From<Elapsed> for std::io::Error {
 /// The unwind payload of an expired `timeout` scope.
 struct ScopeExpired(u64);
 
+/// Set in a scope's id once a park has reported its deadline during an unwind: a spent scope
+/// bounds no more parks (see the module docs). Ids count up from 1 and never reach it.
+const SPENT: u64 = 1 << 63;
+
 static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
 
 /// Runs `f`; if `d` passes while `f` is parked in a grove blocking call, that call unwinds back
@@ -93,8 +101,11 @@ pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     with_scopes(|s| s.push((deadline, id)));
     let popped = PopScope(id);
     let r = catch_unwind(AssertUnwindSafe(f));
-    drop(popped);
+    let spent = popped.pop();
     match r {
+        // During an unwind the deadline cut a wait short without unwinding (see the module
+        // docs): what `f` made of that error is dropped, as an unwind would have.
+        Ok(_) if spent => Err(Elapsed(())),
         Ok(v) => Ok(v),
         Err(p) if p.downcast_ref::<ScopeExpired>().is_some_and(|s| s.0 == id) => Err(Elapsed(())),
         Err(p) => resume_unwind(p),
@@ -104,17 +115,30 @@ pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
 /// Pops scope `id` however `timeout`'s closure ends.
 struct PopScope(u64);
 
+impl PopScope {
+    /// Pops the scope now; true if a park reported its deadline during an unwind.
+    fn pop(self) -> bool {
+        let spent = pop_scope(self.0);
+        std::mem::forget(self);
+        spent
+    }
+}
+
 impl Drop for PopScope {
     fn drop(&mut self) {
-        let id = self.0;
-        with_scopes(|s| {
-            let top = s.pop();
-            assert!(
-                top.is_some_and(|t| t.1 == id),
-                "grove: timeout scopes popped out of order"
-            );
-        });
+        pop_scope(self.0);
     }
+}
+
+fn pop_scope(id: u64) -> bool {
+    with_scopes(|s| {
+        let top = s.pop();
+        assert!(
+            top.is_some_and(|t| t.1 & !SPENT == id),
+            "grove: timeout scopes popped out of order"
+        );
+        top.is_some_and(|t| t.1 & SPENT != 0)
+    })
 }
 
 /// Runs `f` on the current greenlet's (or thread's) scope stack.
@@ -130,7 +154,22 @@ fn with_scopes<R>(f: impl FnOnce(&mut Vec<(Instant, u64)>) -> R) -> R {
 }
 
 fn earliest_scope(scopes: &[(Instant, u64)]) -> Option<(Instant, u64)> {
-    scopes.iter().copied().min_by_key(|s| s.0)
+    scopes
+        .iter()
+        .copied()
+        .filter(|s| s.1 & SPENT == 0)
+        .min_by_key(|s| s.0)
+}
+
+/// Depth of the current greenlet's (or thread's) shielded sections.
+fn shield_depth() -> u32 {
+    let h = current_task();
+    if h.is_null() {
+        with_thread_ctx(|c| c.shield.get())
+    } else {
+        // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+        unsafe { (*(*h).local_ptr()).shield }
+    }
 }
 
 /// Entry check of every greenlet park: unwinds if killed or if a scope has expired; otherwise
@@ -148,15 +187,17 @@ pub(crate) fn check_interrupts_greenlet(h: &Header) -> Option<(Instant, u64)> {
 #[cold]
 #[inline(never)]
 fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
-    if std::thread::panicking() {
-        return None;
-    }
     // SAFETY: the running greenlet alone touches its own local part, one field at a time.
     if unsafe { (*h.local_ptr()).shield } > 0 {
         if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
             defer_kill(h);
         }
         return None;
+    }
+    if std::thread::panicking() {
+        // (`park` sends an unwinding greenlet to `park_thread`; this is for completeness.)
+        // SAFETY: as above.
+        return earliest_scope(unsafe { &(*h.local_ptr()).scopes });
     }
     if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
         resume_unwind(Box::new(Killed));
@@ -165,12 +206,16 @@ fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
     expire_if_due(earliest_scope(unsafe { &(*h.local_ptr()).scopes }))
 }
 
-/// Entry check of every thread park.
+/// Entry check of every thread park, and of a greenlet's park during an unwind (which blocks
+/// its worker thread: see `park`), whose scopes are the greenlet's own.
 pub(crate) fn check_interrupts_thread() -> Option<(Instant, u64)> {
-    if std::thread::panicking() || with_thread_ctx(|c| c.shield.get()) > 0 {
+    if shield_depth() > 0 {
         return None;
     }
-    let scope = with_thread_ctx(|c| earliest_scope(&c.scopes.borrow()));
+    let scope = with_scopes(|s| earliest_scope(s));
+    if std::thread::panicking() {
+        return scope; // a deadline for the park, never a second unwind
+    }
     expire_if_due(scope)
 }
 
@@ -210,8 +255,17 @@ pub(crate) fn resolve_wake(
             }
         }
         Wake::TimedOut => match scope {
-            Some((sd, id)) if deadline.is_none_or(|d| sd < d) && !std::thread::panicking() => {
-                resume_unwind(Box::new(ScopeExpired(id)))
+            Some((sd, id)) if deadline.is_none_or(|d| sd < d) => {
+                if !std::thread::panicking() {
+                    resume_unwind(Box::new(ScopeExpired(id)));
+                }
+                // Reported once; the scope bounds no more parks of this unwind.
+                with_scopes(|s| {
+                    s.iter_mut()
+                        .filter(|s| s.1 == id)
+                        .for_each(|s| s.1 |= SPENT)
+                });
+                Wake::TimedOut
             }
             _ => Wake::TimedOut,
         },

@@ -7,7 +7,7 @@
 //! rendezvous, gevent's `Channel`.
 
 use crate::event::Event;
-use crate::queue_core::{Buffer, Lifo, MinHeap, PutError, QueueCore};
+use crate::queue_core::{Buffer, GetError, Lifo, MinHeap, PutError, QueueCore};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +32,15 @@ macro_rules! queue_type {
 
             /// Adds an item, waiting while the queue is full. A cancellation point.
             pub fn put(&self, item: T) {
-                if self.core.put(item, true, None).is_err() {
-                    unreachable!("grove: a queue never disconnects");
+                let mut item = item;
+                loop {
+                    match self.core.put(item, true, None) {
+                        Ok(()) => return,
+                        // Only during an unwind, once: an enclosing `timeout` reported its
+                        // deadline (see grove_runtime's cancel docs). A put cannot fail: retry.
+                        Err(PutError::Timeout(v)) => item = v,
+                        Err(_) => unreachable!("grove: a queue never disconnects"),
+                    }
                 }
             }
 
@@ -51,9 +58,12 @@ macro_rules! queue_type {
 
             /// Removes and returns an item, waiting while the queue is empty.
             pub fn get(&self) -> T {
-                match self.core.get(true, None) {
-                    Ok(v) => v,
-                    Err(e) => unreachable!("grove: a queue get without deadline failed: {e:?}"),
+                loop {
+                    match self.core.get(true, None) {
+                        Ok(v) => return v,
+                        Err(GetError::Timeout) => continue, // as in `put`
+                        Err(e) => unreachable!("grove: a queue get without deadline failed: {e:?}"),
+                    }
                 }
             }
 
