@@ -413,3 +413,69 @@ fn http_serve_forever_serves_from_a_plain_thread_and_headers_lists_them_in_order
         "X-One=1,X-Two=second,X-One=again"
     );
 }
+
+#[test]
+fn http_stop_kills_a_busy_handler_instead_of_answering_500() {
+    // The handler's panic guard caught the kill `stop` sent (the kill flag is consumed when
+    // delivered): the client got a 500, the keep-alive connection went on, and `stop` waited
+    // for the idle timeout.
+    let (addr, server) = start(
+        Server::bind("127.0.0.1:0", |req| {
+            if req.path() == "/slow" {
+                grove::sleep(Duration::from_secs(3600));
+            }
+            Response::text("ok")
+        })
+        .unwrap()
+        .idle_timeout(Duration::from_secs(30)),
+    );
+    let mut s = connect(addr);
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    server.stop(Duration::from_millis(100));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "stop took {:?}",
+        t.elapsed()
+    );
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest); // EOF or a reset: either way, no answer
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("500"),
+        "the killed handler was answered as a panic: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
+
+#[test]
+fn http_stop_from_a_handler_stops_the_others_and_answers() {
+    // A `/shutdown` endpoint: `stop` called from one of the server's own handlers waited out
+    // its grace for itself, then killed itself.
+    let handle = Arc::new(std::sync::OnceLock::<grove::net::ServerHandle>::new());
+    let h = handle.clone();
+    let server = Server::bind("127.0.0.1:0", move |req| {
+        if req.path() == "/shutdown" {
+            let t = Instant::now();
+            h.get().unwrap().stop(Duration::from_secs(3));
+            return Response::text(format!("stopped in {} ms", t.elapsed().as_millis()));
+        }
+        Response::text("ok")
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    assert!(handle.set(server.start()).is_ok());
+    let mut s = connect(addr);
+    s.write_all(b"GET /shutdown HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let (status, _, body) = read_response(&mut s);
+    assert_eq!(status, 200);
+    let ms: u64 = String::from_utf8_lossy(&body)
+        .trim_start_matches("stopped in ")
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap();
+    assert!(ms < 1000, "stop from a handler took {ms} ms");
+    assert!(TcpStream::connect(addr).is_err(), "still accepting");
+}

@@ -8,7 +8,9 @@
 //! Accept errors never end the loop: `ECONNABORTED` (the client gave up in the backlog) is
 //! skipped; running out of file descriptors (`EMFILE`, `ENFILE`) or buffers is reported once and
 //! backed off from, 10 ms doubling to 1 s, instead of spinning on a listener that stays
-//! readable; anything else is reported once per kind and backed off from the same way.
+//! readable; anything else is reported once per kind and backed off from the same way. A
+//! connection whose greenlet cannot be spawned (no memory or mappings left for its stack) is
+//! closed, and reported and backed off from likewise.
 //!
 //! `ServerHandle::stop(grace)` kills the accept loop (closing the listener), waits up to `grace`
 //! for the running handlers, then kills the rest.
@@ -32,7 +34,10 @@ pub struct StreamServer {
     owns_listener: bool,
 }
 
-/// A server running in the background (from [`StreamServer::start`]).
+/// A server running in the background (from [`StreamServer::start`]). Dropping it leaves the
+/// server running for the rest of the process (as a dropped `JoinHandle` detaches its
+/// greenlet); [`ServerHandle::stop`] ends it.
+#[must_use = "dropping a ServerHandle leaves the server running with no way to stop it"]
 pub struct ServerHandle {
     accept_loop: grove_runtime::JoinHandle<()>,
     handlers: Group,
@@ -96,6 +101,7 @@ impl StreamServer {
     }
 
     /// Serves in a background greenlet.
+    #[must_use = "dropping the ServerHandle leaves the server running with no way to stop it"]
     pub fn start(self) -> ServerHandle {
         let handlers = Group::new();
         let g = handlers.clone();
@@ -123,10 +129,9 @@ impl StreamServer {
             let slot = slots.clone().map(Slot);
             match accepted {
                 Ok((stream, peer)) => {
-                    backoff.reset();
                     let handler = self.handler.clone();
                     let set_nodelay = !nodelay.inherited_by(&stream);
-                    handlers.spawn(move || {
+                    let spawned = grove_runtime::Builder::new().spawn(move || {
                         let _slot = slot;
                         // Here, not in the accept loop: the loop only accepts and spawns, so a
                         // burst of connections is spread over the workers sooner.
@@ -135,6 +140,16 @@ impl StreamServer {
                         }
                         handler(stream, peer);
                     });
+                    match spawned {
+                        Ok(h) => {
+                            backoff.reset();
+                            handlers.add(h.greenlet());
+                        }
+                        // No stack for its greenlet (memory or mappings ran out): the connection
+                        // is closed (the closure and the stream in it are dropped), and the
+                        // loop reports once and backs off, as for running out of descriptors.
+                        Err(e) => backoff.on_error(&e),
+                    }
                 }
                 Err(e) => {
                     drop(slot);
@@ -177,6 +192,12 @@ impl Backoff {
                     );
                 }
             }
+            None if e.kind() == io::ErrorKind::OutOfMemory => {
+                if !self.reported_fd_exhaustion {
+                    self.reported_fd_exhaustion = true;
+                    eprintln!("grove: StreamServer cannot start a handler: {e}; backing off");
+                }
+            }
             _ => {
                 if !self.reported.contains(&e.kind()) {
                     self.reported.push(e.kind());
@@ -204,7 +225,8 @@ impl ServerHandle {
     }
 
     /// Stops accepting (closing the listener), waits up to `grace` for the running handlers,
-    /// then kills the rest and waits for them to unwind.
+    /// then kills the rest and waits for them to unwind. Called from one of the server's own
+    /// handlers (a `/shutdown` endpoint), it leaves that one running.
     pub fn stop(&self, grace: Duration) {
         self.accept_loop.kill();
         self.accept_loop.greenlet().wait();

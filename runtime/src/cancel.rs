@@ -316,3 +316,11 @@ fn defer_kill(h: &Header) {
     // SAFETY: the running greenlet alone touches its own local part, one field at a time.
     unsafe { (*h.local_ptr()).kill_deferred = true };
 }
+
+/// True if `payload` is one of grove's own cancellations (a kill, an expired `timeout`) rather
+/// than a panic. Code that turns caught panics into errors (an HTTP 500) must re-raise these,
+/// or a `kill` (a server's `stop`) would be swallowed.
+#[doc(hidden)]
+pub fn is_cancellation(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload.is::<Killed>() || payload.is::<ScopeExpired>()
+}

@@ -35,7 +35,7 @@ mod task;
 mod task_alloc;
 mod timer;
 
-pub use cancel::{shielded, timeout, Elapsed, Killed};
+pub use cancel::{is_cancellation, shielded, timeout, Elapsed, Killed};
 pub use config::{Config, ConfigError};
 pub use greenlet::{
     block_in_pool, current, kill_all, spawn, spawn_blocking, workers, Builder, Current, Greenlet,

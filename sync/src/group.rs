@@ -55,14 +55,20 @@ impl Group {
         self.len() == 0
     }
 
-    /// Waits for every member, including members spawned while waiting.
+    /// Members still running, except the caller (a member that joins or kills its own group
+    /// must not wait for itself).
+    fn others(&self) -> Vec<Greenlet> {
+        let me = grove_runtime::current().map(|c| c.id());
+        let mut m = self.members.lock();
+        m.retain(|g| !g.is_finished());
+        m.iter().filter(|g| Some(g.id()) != me).cloned().collect()
+    }
+
+    /// Waits for every member, including members spawned while waiting (from a member: every
+    /// other member).
     pub fn join(&self) {
         loop {
-            let running: Vec<Greenlet> = {
-                let mut m = self.members.lock();
-                m.retain(|g| !g.is_finished());
-                m.clone()
-            };
+            let running = self.others();
             if running.is_empty() {
                 return;
             }
@@ -79,32 +85,33 @@ impl Group {
             return true;
         };
         loop {
-            let running: Vec<Greenlet> = {
-                let mut m = self.members.lock();
-                m.retain(|g| !g.is_finished());
-                m.clone()
-            };
+            let running = self.others();
             if running.is_empty() {
                 return true;
             }
             for g in running {
                 let left = until.saturating_duration_since(Instant::now());
                 if left.is_zero() || !g.wait_timeout(left) {
-                    return self.is_empty();
+                    return self.others().is_empty();
                 }
             }
         }
     }
 
-    /// Kills every member and waits for them to die (gevent's `kill(block=True)`).
+    /// Kills every member and waits for them to die (gevent's `kill(block=True)`), again while
+    /// dying members spawn new ones. Called from a member, it kills every other member.
     pub fn kill(&self) {
-        let members: Vec<Greenlet> = self.members.lock().clone();
-        // One process-wide fence for them all, not one each (`kill_all`).
-        grove_runtime::kill_all(&members);
-        for g in &members {
-            g.wait();
+        loop {
+            let members = self.others();
+            if members.is_empty() {
+                return;
+            }
+            // One process-wide fence for them all, not one each (`kill_all`).
+            grove_runtime::kill_all(&members);
+            for g in &members {
+                g.wait();
+            }
         }
-        self.members.lock().retain(|g| !g.is_finished());
     }
 }
 
@@ -120,6 +127,9 @@ impl std::fmt::Debug for Group {
 #[derive(Clone)]
 pub struct Pool {
     group: Group,
+    /// `imap_unordered`'s feeders: not members (they hold no slot and do not count in `len`),
+    /// but `join` and `kill` reach them first, so a killed pool starts nothing more.
+    feeders: Group,
     slots: Arc<Semaphore>,
     size: usize,
 }
@@ -142,6 +152,7 @@ impl Pool {
         assert!(size > 0, "grove: a Pool needs at least one slot");
         Pool {
             group: Group::new(),
+            feeders: Group::new(),
             slots: Arc::new(Semaphore::new(size)),
             size,
         }
@@ -192,18 +203,26 @@ impl Pool {
         self.group.is_empty()
     }
 
-    /// Waits for every member.
+    /// Waits for every member, and for what `imap_unordered` has yet to start.
     pub fn join(&self) {
+        self.feeders.join();
         self.group.join()
     }
 
     /// Waits at most `d` for every member; true if all finished.
     pub fn join_timeout(&self, d: Duration) -> bool {
-        self.group.join_timeout(d)
+        let until = Instant::now().checked_add(d);
+        if !self.feeders.join_timeout(d) {
+            return false;
+        }
+        let left = until.map_or(d, |u| u.saturating_duration_since(Instant::now()));
+        self.group.join_timeout(left)
     }
 
-    /// Kills every member and waits for them to die.
+    /// Kills every member (and stops `imap_unordered` from starting more) and waits for them
+    /// to die.
     pub fn kill(&self) {
+        self.feeders.kill();
         self.group.kill()
     }
 
@@ -244,7 +263,7 @@ impl Pool {
         let (tx, rx) = channel();
         let pool = self.clone();
         let f = Arc::new(f);
-        let feeder = spawn(move || {
+        let feeder = self.feeders.spawn(move || {
             // A panic of the input iterator itself is delivered like a member's.
             let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 for item in items {
@@ -285,10 +304,14 @@ pub struct ImapUnordered<T> {
 impl<T> Iterator for ImapUnordered<T> {
     type Item = T;
     fn next(&mut self) -> Option<T> {
-        // Ends once the feeder and every member are done (all senders dropped).
-        self.rx
-            .recv()
-            .ok()
-            .map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
+        // Ends once the feeder and every member are done (all senders dropped). A member the
+        // pool's `kill` stopped has no result: it is skipped, not re-raised here.
+        loop {
+            match self.rx.recv().ok()? {
+                Ok(v) => return Some(v),
+                Err(p) if p.is::<grove_runtime::Killed>() => continue,
+                Err(p) => resume_unwind(p),
+            }
+        }
     }
 }

@@ -19,7 +19,7 @@ use crate::tcp::TcpStream;
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// Most headers a request may have.
@@ -97,6 +97,8 @@ where
         let head = req.method() == "HEAD";
         let resp = match catch_unwind(AssertUnwindSafe(|| handler(&req))) {
             Ok(r) => r,
+            // A kill (the server's `stop`) is not the handler's panic: it ends the connection.
+            Err(p) if grove_runtime::is_cancellation(&*p) => resume_unwind(p),
             Err(_) => Response::text("internal server error").status_code(500),
         };
         if conn.write_response(resp, &req, keep_alive, head).is_err() || !keep_alive {
