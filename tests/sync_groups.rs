@@ -665,3 +665,65 @@ fn sync_pool_imap_unordered_reraises_a_panic_of_the_input_iterator() {
 fn sync_pool_of_size_zero_panics() {
     let _ = Pool::new(0);
 }
+
+/// A member that, when it dies, spawns its successor into the same group (a restart pattern).
+struct Respawn(Group, u32);
+impl Drop for Respawn {
+    fn drop(&mut self) {
+        if self.1 > 0 {
+            let (g, n) = (self.0.clone(), self.1 - 1);
+            self.0.spawn(move || {
+                let _r = Respawn(g, n);
+                grove::sleep(Duration::from_secs(30));
+            });
+        }
+    }
+}
+
+#[test]
+fn sync_group_kill_also_kills_members_spawned_while_dying() {
+    // gevent's `kill(block=True)` loops while the group has members; one snapshot left the
+    // successors running.
+    let g = Group::new();
+    let g2 = g.clone();
+    g.spawn(move || {
+        let _r = Respawn(g2, 3);
+        grove::sleep(Duration::from_secs(30));
+    });
+    grove::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    g.kill();
+    assert_eq!(g.len(), 0, "a successor survived kill");
+    assert!(t.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn sync_pool_kill_and_join_reach_imap_unordered_items_not_yet_started() {
+    // The feeder was not a member: after `kill` it went on starting members, and `join`
+    // returned before the items it had yet to start had run.
+    let started = Arc::new(AtomicUsize::new(0));
+    let pool = Pool::new(1);
+    let s = started.clone();
+    let it = pool.imap_unordered(0..5u32, move |i| {
+        s.fetch_add(1, SeqCst);
+        grove::sleep(Duration::from_millis(30));
+        i
+    });
+    grove::sleep(Duration::from_millis(10));
+    pool.kill();
+    let after_kill = started.load(SeqCst);
+    grove::sleep(Duration::from_millis(150));
+    assert_eq!(started.load(SeqCst), after_kill, "members started after kill");
+    let got: Vec<u32> = it.collect(); // the killed member has no result; nothing re-raised
+    assert!(got.is_empty(), "{got:?}");
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let pool = Pool::new(1);
+    let d = done.clone();
+    let _it = pool.imap_unordered(0..4u32, move |_| {
+        grove::sleep(Duration::from_millis(5));
+        d.fetch_add(1, SeqCst);
+    });
+    pool.join();
+    assert_eq!(done.load(SeqCst), 4, "join returned before every item ran");
+}
