@@ -765,3 +765,34 @@ fn sync_channel_mixed_cancellation_storm_accounts_for_every_value() {
     assert!(kills > 0);
     assert_exactly_once(all, COUNT, "kill storm");
 }
+
+#[test]
+fn sync_select_picks_both_always_ready_receivers_with_another_select_in_the_loop() {
+    // A process-wide rotating start kept its parity when a second select ran in the same
+    // loop: one of two always-ready receivers was never picked (1000 / 0).
+    let (ta, ra) = grove::sync::unbounded::<u32>();
+    let (tb, rb) = grove::sync::unbounded::<u32>();
+    let (tc, rc) = grove::sync::unbounded::<u32>();
+    for i in 0..1000 {
+        ta.send(i).unwrap();
+        tb.send(i).unwrap();
+        tc.send(i).unwrap();
+    }
+    let (mut na, mut nb) = (0, 0);
+    for _ in 0..1000 {
+        let mut s = Select::new();
+        let ia = s.recv(&ra);
+        let _ = s.recv(&rb);
+        if s.ready() == ia {
+            ra.try_recv().unwrap();
+            na += 1;
+        } else {
+            rb.try_recv().unwrap();
+            nb += 1;
+        }
+        let mut other = Select::new();
+        other.recv(&rc);
+        let _ = other.try_ready();
+    }
+    assert!(na > 300 && nb > 300, "picked a={na} b={nb}");
+}

@@ -713,7 +713,11 @@ fn sync_pool_kill_and_join_reach_imap_unordered_items_not_yet_started() {
     pool.kill();
     let after_kill = started.load(SeqCst);
     grove::sleep(Duration::from_millis(150));
-    assert_eq!(started.load(SeqCst), after_kill, "members started after kill");
+    assert_eq!(
+        started.load(SeqCst),
+        after_kill,
+        "members started after kill"
+    );
     let got: Vec<u32> = it.collect(); // the killed member has no result; nothing re-raised
     assert!(got.is_empty(), "{got:?}");
 

@@ -13,7 +13,6 @@ pub use crossbeam_channel::{
 use grove_runtime::{park, Unparker, Wake};
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -314,7 +313,25 @@ pub struct Select<'a> {
     handles: Vec<&'a dyn Watchable>,
 }
 
-static ROTATE: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// xorshift32 state for `Select`'s random start, per OS thread (seeded from its address).
+    static SELECT_RNG: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// A random start for a scan over `n` handles (`n > 0`).
+fn random_start(n: usize) -> usize {
+    SELECT_RNG.with(|c| {
+        let mut x = c.get();
+        if x == 0 {
+            x = (c as *const _ as usize as u32) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        c.set(x);
+        x as usize % n
+    })
+}
 
 impl<'a> Select<'a> {
     /// An empty selection.
@@ -361,10 +378,16 @@ impl<'a> Select<'a> {
         self.ready_until(Some(at))
     }
 
-    /// Scans from a rotating start, so one busy receiver cannot starve the others.
+    /// Scans from a random start (as crossbeam-channel's select does), so one busy receiver
+    /// cannot starve the others. (A process-wide rotating counter did not: any other select in
+    /// the same loop, or a greenlet selecting in lockstep, kept its parity, and one of two
+    /// always-ready receivers was never picked.)
     fn first_ready(&self) -> Option<usize> {
         let n = self.handles.len();
-        let start = ROTATE.fetch_add(1, Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let start = random_start(n);
         (0..n)
             .map(|k| (start + k) % n)
             .find(|&i| self.handles[i].ready())
