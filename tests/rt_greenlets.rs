@@ -477,3 +477,43 @@ fn rt_join_handle_methods_answer_in_the_contracts_path_form() {
     assert!(err.downcast_ref::<grove::Killed>().is_some());
     release.store(true, SeqCst);
 }
+
+/// Sleeps and joins a greenlet when its thread's thread-locals are destroyed.
+struct BlocksOnThreadExit(std::sync::mpsc::Sender<bool>);
+impl Drop for BlocksOnThreadExit {
+    fn drop(&mut self) {
+        grove::sleep(Duration::from_millis(5));
+        let joined = grove::spawn(|| 5).join().is_ok_and(|v| v == 5);
+        let _ = self.0.send(joined);
+    }
+}
+
+thread_local! {
+    static ON_EXIT: std::cell::RefCell<Option<BlocksOnThreadExit>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn rt_blocking_calls_work_in_a_thread_local_destructor() {
+    // A user's thread-local registered before grove's own per-thread context is destroyed
+    // after it: its `Drop` calling `grove::sleep` panicked ("cannot access a Thread Local
+    // Storage value during or after destruction") and the process aborted. In a child.
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_blocking_calls_work_in_a_thread_local_destructor",
+            "tls",
+            &[],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    let _ = grove::workers();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        ON_EXIT.with(|x| *x.borrow_mut() = Some(BlocksOnThreadExit(tx))); // registered first
+        grove::sleep(Duration::from_millis(1)); // grove's context second
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+}

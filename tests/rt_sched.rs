@@ -366,3 +366,78 @@ fn rt_runnext_steals_race_the_owner_without_losing_a_greenlet() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn rt_yielding_pinned_greenlet_lets_the_global_queue_run() {
+    // One worker: a pinned greenlet polls a flag with `yield_now`; the greenlet that sets it was
+    // spawned from a plain thread (the global queue). The pinned inbox was taken before the
+    // global queue, even on the global queue's periodic turn: the setter never ran.
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_yielding_pinned_greenlet_lets_the_global_queue_run",
+            "pinned",
+            &[("GROVE_WORKERS", "1")],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let poller = grove::Builder::new()
+        .pinned(true)
+        .spawn(move || {
+            started_tx.send(()).unwrap();
+            let t = Instant::now();
+            let mut yields = 0u64;
+            while !f.load(SeqCst) && t.elapsed() < Duration::from_secs(5) {
+                yields += 1;
+                grove::yield_now();
+            }
+            (f.load(SeqCst), yields)
+        })
+        .unwrap();
+    started.recv().unwrap();
+    let f = flag.clone();
+    let setter = grove::spawn(move || f.store(true, SeqCst));
+    let (seen, yields) = poller.join().unwrap();
+    assert!(seen, "the setter never ran ({yields} yields)");
+    assert!(yields <= 64, "the setter ran only after {yields} yields");
+    setter.join().unwrap();
+}
+
+#[test]
+fn rt_greenlet_woken_on_a_blocked_worker_is_taken_by_another() {
+    // A greenlet that has held its worker long enough for the monitor to mark it blocked wakes
+    // another: the woken one went to the blocked worker's `runnext`, and nobody was told, so
+    // it waited until the busy one parked (600 ms here).
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_greenlet_woken_on_a_blocked_worker_is_taken_by_another",
+            "blocked",
+            &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "0")],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    fn spin(d: Duration) {
+        let t = Instant::now();
+        while t.elapsed() < d {
+            std::hint::spin_loop();
+        }
+    }
+    let (tx, rx) = grove::sync::channel::<Instant>();
+    let waiter = grove::spawn(move || rx.recv().unwrap().elapsed());
+    grove::sleep(Duration::from_millis(20)); // parked in recv
+    let busy = grove::spawn(move || {
+        spin(Duration::from_millis(60)); // the monitor marks this worker blocked
+        tx.send(Instant::now()).unwrap(); // wakes the waiter into this worker's runnext
+        spin(Duration::from_millis(600));
+    });
+    let latency = waiter.join().unwrap();
+    busy.join().unwrap();
+    assert!(
+        latency < Duration::from_millis(300),
+        "the woken greenlet waited {latency:?}"
+    );
+}

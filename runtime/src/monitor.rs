@@ -48,7 +48,13 @@ impl RunInfo {
         match &h.name {
             None => self.name_len.store(0, Relaxed),
             Some(name) => {
-                let bytes = &name.as_bytes()[..name.len().min(NAME_WORDS * 8)];
+                // At most 32 bytes, cut at a character boundary (a report must not show a
+                // split character).
+                let mut cut = name.len().min(NAME_WORDS * 8);
+                while !name.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let bytes = &name.as_bytes()[..cut];
                 for (i, chunk) in bytes.chunks(8).enumerate() {
                     let mut w = [0u8; 8];
                     w[..chunk.len()].copy_from_slice(chunk);
@@ -165,7 +171,14 @@ fn run(shared: &'static Shared) {
         shared.fire_timers_due_before(interval);
         // Every worker may be busy: look at the poller so ready sockets are not left waiting
         // for a worker to come by (Go's sysmon does the same).
-        if shared.driver.poll_if_free() && shared.idle.all_parked() {
+        // SeqCst fence between releasing the driver (in `poll_if_free`) and reading the idle
+        // count: pairs with the fence a worker makes between counting itself out and trying
+        // the driver (`idle::transition_to_parked`, then `has_work`), so either that worker
+        // finds the driver free and sleeps in it, or we see it parked and wake one.
+        if shared.driver.poll_if_free() && {
+            fence(SeqCst);
+            shared.idle.all_parked()
+        } {
             // Workers that went to sleep while we held the driver sleep on their condvars:
             // wake one to sleep in the poller instead, or timers and sockets would wait.
             if let Some(i) = shared.idle.claim_any_sleeper() {
@@ -222,7 +235,11 @@ fn check_worker(
         return;
     }
     let held = now - w.since;
-    if held >= interval && !remote.blocked.swap(true, Relaxed) {
+    if held >= interval {
+        remote.blocked.store(true, Relaxed);
+        // Every tick while it stays blocked, not only when first seen: a searcher may have
+        // looked just before `blocked` was set (and found the `runnext` it may not take yet),
+        // or the blocked greenlet may have woken another since.
         let queued = !remote.stealer.is_empty() || !remote.runnext.looks_empty();
         if queued {
             shared.notify_work();
@@ -232,8 +249,13 @@ fn check_worker(
         w.reported = true;
         eprintln!(
             "grove: greenlet '{name}' (id {id}) has held worker {i} for {} ms without parking \
-             (GROVE_MAX_BLOCKING_MS={threshold}); other workers take over its queue meanwhile",
-            held.as_millis()
+             (GROVE_MAX_BLOCKING_MS={threshold}){}",
+            held.as_millis(),
+            if shared.remotes.len() > 1 {
+                "; other workers take over its queue meanwhile"
+            } else {
+                "; with one worker (GROVE_WORKERS=1) nothing else runs meanwhile"
+            }
         );
     }
 }

@@ -262,10 +262,26 @@ thread_local! {
     };
 }
 
-/// Runs `f` with this plain thread's context.
+/// Runs `f` with this plain thread's context. In a thread-local destructor that runs after
+/// the context's own (a user's value whose `Drop` sleeps or locks), a fresh context stands in
+/// for the call: blocking works there as `std::thread::sleep` does, with no `timeout` scopes.
 #[inline(never)]
 pub(crate) fn with_thread_ctx<R>(f: impl FnOnce(&ThreadCtx) -> R) -> R {
-    THREAD_CTX.with(f)
+    let mut f = Some(f);
+    if let Ok(r) = THREAD_CTX.try_with(|c| (f.take().expect("grove: thread context used twice"))(c))
+    {
+        return r;
+    }
+    let stand_in = ThreadCtx {
+        parker: Arc::new(ThreadParker {
+            state: ParkState::new(),
+            lock: parking_lot::Mutex::new(()),
+            cvar: parking_lot::Condvar::new(),
+        }),
+        scopes: RefCell::new(Vec::new()),
+        shield: std::cell::Cell::new(0),
+    };
+    (f.take().expect("grove: thread context used twice"))(&stand_in)
 }
 
 /// Blocks the current greenlet (or thread) until a token made here is unparked or `deadline`

@@ -2,7 +2,7 @@
 //!
 //! # Finding work, in order
 //!
-//! 1. Every [`GLOBAL_CHECK_INTERVAL`] ticks, the pinned inbox and the injector first, so a
+//! 1. Every [`GLOBAL_CHECK_INTERVAL`] ticks, the injector and the pinned inbox first, so a
 //!    worker whose own greenlets keep each other busy cannot starve them (Go's `schedtick % 61`).
 //! 2. `runnext`, at most [`MAX_RUNNEXT_STREAK`] times in a row: two greenlets that wake each
 //!    other would otherwise hand the worker back and forth forever.
@@ -265,11 +265,13 @@ fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
     take_shared(shared, core, remote)
 }
 
-/// The periodic turn of the pinned inbox and the injector (see the module docs).
+/// The periodic turn of the injector and the pinned inbox (see the module docs). The injector
+/// first: the pinned inbox also gets a turn whenever the deque runs dry, the injector only
+/// after it, so a pinned greenlet that keeps yielding would otherwise never let it run.
 #[cold]
 fn take_global(shared: &Shared, core: &Core) -> Option<TaskRef> {
     core.global_countdown.set(GLOBAL_CHECK_INTERVAL);
-    steal_one(&shared.remotes[core.index].pinned).or_else(|| steal_one(&shared.injector))
+    steal_one(&shared.injector).or_else(|| steal_one(&shared.remotes[core.index].pinned))
 }
 
 fn take_runnext(core: &Core, remote: &Remote) -> Option<TaskRef> {
@@ -366,7 +368,11 @@ fn has_work(shared: &Shared, core: &Core) -> bool {
         || !remote.runnext.looks_empty()
         || !remote.pinned.is_empty()
         || !shared.injector.is_empty()
-        || shared.remotes.iter().any(|r| !r.stealer.is_empty())
+        || shared.remotes.iter().any(|r| {
+            // A blocked worker's `runnext` is ours to take too (see `steal_from`): a search
+            // that ended just before the monitor marked it blocked must not leave it there.
+            !r.stealer.is_empty() || (r.blocked.load(Relaxed) && !r.runnext.looks_empty())
+        })
 }
 
 fn park(shared: &Shared, core: &Core) {
@@ -464,6 +470,11 @@ fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
     let remote = core.remote(shared);
     if task.header().home.load(Relaxed) == core.index {
         remote.pinned.push(task);
+        if !shared.injector.is_empty() {
+            // It cannot go to the global queue (another worker could take it), so the global
+            // queue's turn comes now instead.
+            core.global_countdown.set(1);
+        }
     } else if !remote.pinned.is_empty() || !shared.injector.is_empty() {
         // This worker is awake and takes the global queue before it sleeps: nobody to wake.
         shared.injector.push(task);
