@@ -402,3 +402,80 @@ fn rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind() {
         );
     }
 }
+
+/// Panics when dropped.
+struct PanicsOnDrop;
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a drop that panics (expected in this test)");
+    }
+}
+
+/// Joins a greenlet when dropped: a destructor that blocks.
+struct JoinsOnDrop(Option<grove::JoinHandle<()>>);
+impl Drop for JoinsOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn spin(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+#[test]
+fn rt_values_dropped_outside_their_greenlet_break_no_worker() {
+    // The captures of a greenlet killed before it ran, and the result of a detached greenlet,
+    // were dropped on the worker's own stack: a `Drop` that panicked ended the worker thread
+    // (the killed greenlet never completed; with one worker nothing ran again), and one that
+    // blocked blocked the worker. In a child, one worker.
+    if let Some(how) = common::role() {
+        let busy = grove::spawn(|| spin(Duration::from_millis(100))); // holds the one worker
+        std::thread::sleep(Duration::from_millis(10));
+        let h = match how.as_str() {
+            "unstarted_panic" => {
+                let p = PanicsOnDrop;
+                grove::spawn(move || drop(p))
+            }
+            "unstarted_join" => {
+                let g = JoinsOnDrop(Some(grove::spawn(|| {
+                    grove::sleep(Duration::from_millis(20))
+                })));
+                grove::spawn(move || drop(g))
+            }
+            _ => {
+                drop(grove::spawn(|| PanicsOnDrop)); // detached: its result is dropped for it
+                grove::spawn(|| ())
+            }
+        };
+        if how != "result_panic" {
+            h.kill(); // before it ever runs: the worker is busy
+        }
+        busy.join().unwrap();
+        assert!(
+            h.wait_timeout(Duration::from_secs(5)),
+            "{how}: never finished"
+        );
+        let probes: Vec<_> = (0..8).map(|i| grove::spawn(move || i)).collect();
+        for p in probes {
+            assert!(
+                p.wait_timeout(Duration::from_secs(5)),
+                "{how}: the worker is gone"
+            );
+        }
+        return;
+    }
+    for how in ["unstarted_panic", "unstarted_join", "result_panic"] {
+        let out = common::run_child(
+            "rt_values_dropped_outside_their_greenlet_break_no_worker",
+            how,
+            &[("GROVE_WORKERS", "1")],
+        );
+        assert!(out.status.success(), "{how}: {}", common::stderr(&out));
+    }
+}

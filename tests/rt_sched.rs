@@ -382,16 +382,19 @@ fn rt_yielding_pinned_greenlet_lets_the_global_queue_run() {
         return;
     }
     let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
+    let spawned = Arc::new(AtomicBool::new(false));
+    let (f, sp) = (flag.clone(), spawned.clone());
     let (started_tx, started) = std::sync::mpsc::channel();
     let poller = grove::Builder::new()
         .pinned(true)
         .spawn(move || {
             started_tx.send(()).unwrap();
             let t = Instant::now();
+            // Yields counted once the setter is queued (this thread may be descheduled
+            // between `spawn` and the store: that only undercounts).
             let mut yields = 0u64;
             while !f.load(SeqCst) && t.elapsed() < Duration::from_secs(5) {
-                yields += 1;
+                yields += u64::from(sp.load(SeqCst));
                 grove::yield_now();
             }
             (f.load(SeqCst), yields)
@@ -400,6 +403,7 @@ fn rt_yielding_pinned_greenlet_lets_the_global_queue_run() {
     started.recv().unwrap();
     let f = flag.clone();
     let setter = grove::spawn(move || f.store(true, SeqCst));
+    spawned.store(true, SeqCst);
     let (seen, yields) = poller.join().unwrap();
     assert!(seen, "the setter never ran ({yields} yields)");
     assert!(yields <= 64, "the setter ran only after {yields} yields");

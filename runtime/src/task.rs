@@ -448,7 +448,15 @@ where
 {
     // SAFETY: the caller runs the task exactly once, alone.
     let f = unsafe { (*cell.start.get()).take() }.expect("grove: task started twice");
-    let r = catch_unwind(AssertUnwindSafe(f));
+    let r = if cell.header.kill.load(Acquire) && cell.header.kill.swap(false, AcqRel) {
+        // Killed before it first ran: it never runs. Its closure is dropped here, on the
+        // greenlet's own stack, where a destructor that blocks parks like any greenlet code
+        // (on the worker's stack it blocked the worker thread) and one that panics is caught.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(f)));
+        Err(Box::new(crate::cancel::Killed) as Box<dyn std::any::Any + Send>)
+    } else {
+        catch_unwind(AssertUnwindSafe(f))
+    };
     // Greenlet-local values die with the greenlet, on its own stack, before it reports done. A
     // destructor that panics has had its message printed; the greenlet's own result stands.
     // SAFETY: as above.
@@ -488,7 +496,10 @@ where
     // SAFETY: the caller's promise; nothing else touches the slots of an unstarted task.
     unsafe {
         let cell = h.cast::<TaskCell<F, T>>().as_ref();
-        drop((*cell.start.get()).take());
+        let f = (*cell.start.get()).take();
+        // A closure whose captures panic when dropped: the message is printed, the task still
+        // ends (on a worker or pool thread, the panic would have ended the thread).
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(f)));
         *cell.result.get() = Some(Err(payload));
     }
 }
@@ -514,13 +525,17 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    let cell = h.cast::<TaskCell<F, T>>();
+    // A result nobody joined (a detached greenlet's), dropped wherever the last reference goes,
+    // often a worker thread: a panicking `Drop` has its message printed and is contained (std
+    // aborts the process here), so the thread, and the block, are not lost with it.
     // SAFETY: the cell was written into a block from `task_alloc::alloc` with this layout in
-    // `TaskRef::new`, and nobody refers to it any more.
-    unsafe {
-        let cell = h.cast::<TaskCell<F, T>>();
-        std::ptr::drop_in_place(cell.as_ptr());
-        crate::task_alloc::dealloc(cell.cast(), Layout::new::<TaskCell<F, T>>());
-    }
+    // `TaskRef::new`, and nobody refers to it any more; it is dropped once, then freed.
+    let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+        std::ptr::drop_in_place(cell.as_ptr())
+    }));
+    // SAFETY: as above.
+    unsafe { crate::task_alloc::dealloc(cell.cast(), Layout::new::<TaskCell<F, T>>()) };
 }
 
 /// What a committed park holds of its greenlet (see `park_state::ParkRef`).

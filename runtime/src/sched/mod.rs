@@ -196,13 +196,6 @@ impl Shared {
         // SAFETY: a non-null current core is the live core of this worker thread, only used by
         // shared reference while greenlets run.
         let core = unsafe { &*core };
-        // A blocked worker (the monitor saw one greenlet hold it) will not come to its
-        // `runnext` soon: queue behind, where the others steal from, and tell them.
-        let hint = if hint == Hint::Next && self.remotes[core.index()].blocked.load(Relaxed) {
-            Hint::Back
-        } else {
-            hint
-        };
         match hint {
             Hint::Next => {
                 let prev = self.remotes[core.index()].runnext.replace(task.into_raw());

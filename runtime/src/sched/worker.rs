@@ -29,7 +29,7 @@ use corosensei::CoroutineResult;
 use crossbeam_deque::{Steal, Stealer, Worker};
 use std::cell::{Cell, UnsafeCell};
 use std::io;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Ticks between checks of the global queues.
 const GLOBAL_CHECK_INTERVAL: u32 = 61;
@@ -483,21 +483,13 @@ fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
     }
 }
 
-/// First run: builds the coroutine, or finishes a greenlet killed before it ran (false).
+/// First run: builds the coroutine, or finishes a greenlet that cannot get a stack (false).
 fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot) -> bool {
     let h = task.header();
     // SAFETY: as in `run_task`: this thread alone touches the slot of a greenlet it holds.
     let slot = unsafe { &mut *slot };
-    if h.kill.load(Acquire) {
-        // Killed before it ever ran: it never runs.
-        match slot.stack.take() {
-            Some(dedicated) => drop(dedicated),
-            None => core.return_credit(shared),
-        }
-        task.cancel_unstarted();
-        h.complete();
-        return false;
-    }
+    // (A greenlet killed before it ever ran starts too, but never calls its closure: see
+    // `task::run_body`.)
     let stack = match slot.stack.take() {
         Some(dedicated) => dedicated,
         None => match core
