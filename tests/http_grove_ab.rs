@@ -325,19 +325,32 @@ fn http_grove_ab_compares_every_length_with_the_runs_first_response() {
         "failed {failed}, lengths {short}/{long}\n{text}"
     );
     assert!(text.contains(&format!("Length: {failed}")), "{text}");
-    // With -l (dynamic pages) a different length is not a failure.
-    let text = report(&[
-        "-n",
-        "40",
-        "-c",
-        "2",
-        "-k",
-        "-l",
-        "-q",
-        &format!("http://{addr}/"),
-    ]);
-    assert_eq!(field(&text, "Complete requests:"), "40");
-    assert_eq!(field(&text, "Failed requests:"), "0", "{text}");
+    handle.stop(Duration::from_secs(1));
+    // With -l (dynamic pages) a different length is not a failure, as in ab, and the report
+    // says the length is variable. A page whose length changes with every request:
+    let served = std::sync::atomic::AtomicU64::new(0);
+    let server = Server::bind("127.0.0.1:0", move |_| {
+        let n = served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Response::text("x".repeat(1 + (n % 3) as usize))
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let handle = server.start();
+    for (flags, failed_none) in [(&["-k", "-q"][..], false), (&["-k", "-q", "-l"][..], true)] {
+        let url = format!("http://{addr}/");
+        let mut args = vec!["-n", "40", "-c", "2"];
+        args.extend_from_slice(flags);
+        args.push(&url);
+        let text = report(&args);
+        assert_eq!(field(&text, "Complete requests:"), "40");
+        let failed: u64 = field(&text, "Failed requests:").parse().unwrap();
+        assert_eq!(failed == 0, failed_none, "{flags:?}: {text}");
+        assert_eq!(
+            field(&text, "Document Length:") == "Variable",
+            failed_none,
+            "{text}"
+        );
+    }
     handle.stop(Duration::from_secs(1));
 }
 

@@ -176,6 +176,7 @@ impl Client {
             .first_len
             .get_or_insert_with(|| self.sh.first_length(len))
             != len
+            && !self.sh.opts.variable_length
         {
             t.failed_length += 1;
         }

@@ -415,6 +415,7 @@ impl Shared {
             concurrency: self.opts.concurrency,
             keep_alive: self.opts.keep_alive,
             posting: self.opts.body.is_some(),
+            variable_length: self.opts.variable_length,
             host: bare_host(&self.target.host).to_string(),
             port: self.target.port,
             path: self.target.path.clone(),

@@ -14,6 +14,8 @@ pub struct Report {
     pub(super) keep_alive: bool,
     /// Requests carried a body (`-p`): ab then reports what was sent too.
     pub(super) posting: bool,
+    /// `-l`: lengths may vary (reported as `Variable`, never counted as failures).
+    pub(super) variable_length: bool,
     /// Without an IPv6 literal's brackets, as ab prints it.
     pub(super) host: String,
     pub(super) port: u16,
@@ -70,7 +72,11 @@ impl Report {
         println!("Server Port:            {}", self.port);
         println!();
         println!("Document Path:          {}", self.path);
-        println!("Document Length:        {} bytes", t.doc_len.unwrap_or(0));
+        if self.variable_length {
+            println!("Document Length:        Variable");
+        } else {
+            println!("Document Length:        {} bytes", t.doc_len.unwrap_or(0));
+        }
         println!();
     }
 
