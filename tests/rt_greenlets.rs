@@ -517,3 +517,39 @@ fn rt_blocking_calls_work_in_a_thread_local_destructor() {
     .unwrap();
     assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
 }
+
+grove::greenlet_local! {
+    static JOB_VALUE: Cell<u32> = Cell::new(0);
+    static JOB_DROPS: JobDropCounter = JobDropCounter;
+}
+
+static JOB_DROPPED: AtomicUsize = AtomicUsize::new(0);
+
+struct JobDropCounter;
+impl Drop for JobDropCounter {
+    fn drop(&mut self) {
+        JOB_DROPPED.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+fn rt_spawn_blocking_jobs_get_their_own_locals_dropped_when_they_end() {
+    // Values were kept per pool thread: a later, unrelated job saw an earlier job's value,
+    // and none was dropped when its job ended.
+    for i in 0..4u32 {
+        let seen = grove::spawn_blocking(move || {
+            JOB_DROPS.with(|_| ());
+            let seen = JOB_VALUE.with(|v| v.get());
+            JOB_VALUE.with(|v| v.set(100 + i));
+            seen
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, 0, "job {i} saw another job's value");
+        assert_eq!(
+            JOB_DROPPED.load(SeqCst),
+            i as usize + 1,
+            "job {i}'s value lived on"
+        );
+    }
+}

@@ -114,6 +114,7 @@ fn run_job(task: TaskRef) {
         task.cancel_unstarted();
     } else {
         task.run_inline();
+        crate::local::clear_thread_locals();
     }
     h.complete();
 }

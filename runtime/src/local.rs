@@ -5,7 +5,8 @@
 //! [`greenlet_local!`](crate::greenlet_local) static gives each greenlet its own value instead,
 //! made by the initialiser on first use and dropped when the greenlet ends, on the greenlet's
 //! own stack, before `join` returns. On a plain thread the value is per thread, dropped when the
-//! thread exits.
+//! thread exits; a `spawn_blocking` job, which runs on a pool thread, gets values of its own,
+//! dropped when the job ends.
 //!
 //! Storage is a short vector of (key, boxed value) in the greenlet's header: greenlets use a
 //! handful of locals at most, and a linear scan of a few entries beats hashing.
@@ -51,6 +52,23 @@ impl LocalMap {
 
 thread_local! {
     static THREAD_LOCALS: RefCell<LocalMap> = RefCell::new(LocalMap::default());
+}
+
+/// Drops this plain thread's values, newest first, until none is left (a destructor may make
+/// new ones): a `spawn_blocking` job's values die with the job, as a greenlet's do, instead of
+/// passing to the next job on the same pool thread. A destructor that panics has its message
+/// printed; the rest are still dropped.
+pub(crate) fn clear_thread_locals() {
+    loop {
+        let map = THREAD_LOCALS.with(|m| std::mem::take(&mut *m.borrow_mut()));
+        if map.is_empty() {
+            return;
+        }
+        let mut map = map;
+        while !map.is_empty() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.clear()));
+        }
+    }
 }
 
 /// A plain thread's value for `key` (through a non-inlined accessor, like every runtime
