@@ -481,7 +481,7 @@ fn sync_channel_receiver_dropped_while_sender_loops() {
             let mut sent = 0u32;
             while tx.send(sent).is_ok() {
                 sent += 1;
-                if sent % 64 == 0 {
+                if sent.is_multiple_of(64) {
                     grove::yield_now();
                 }
                 assert!(sent < 10_000_000, "sender never saw the disconnection");

@@ -290,12 +290,12 @@ enum Progress {
 
 fn progress(sh: &Shared, done: u64) {
     if sh.progress == Progress::Bar {
-        if done % (sh.opts.requests / 100).max(1) == 0 || done == sh.opts.requests {
+        if done.is_multiple_of((sh.opts.requests / 100).max(1)) || done == sh.opts.requests {
             let pct = done * 100 / sh.opts.requests;
             let bar = "#".repeat((pct / 2) as usize);
             eprint!("\r[{bar:<50}] {pct:3}% ({done} requests)");
         }
-    } else if done % (sh.opts.requests / 10).max(100) == 0 {
+    } else if done.is_multiple_of((sh.opts.requests / 10).max(100)) {
         // ab's heartbeat: every tenth of the run, but no more often than every 100.
         eprintln!("Completed {done} requests");
     }

@@ -338,7 +338,7 @@ pub fn pairs_beside_hogs(
                     tx1.send(2 * i).unwrap();
                     assert_eq!(rx2.recv().unwrap(), 2 * i + 1, "a value lost or repeated");
                     i += 1;
-                    if i % 64 == 0 {
+                    if i.is_multiple_of(64) {
                         // Leave the worker idle now and then, so it goes stealing.
                         grove::sleep(Duration::from_millis(1));
                     }
