@@ -479,3 +479,35 @@ fn http_stop_from_a_handler_stops_the_others_and_answers() {
     assert!(ms < 1000, "stop from a handler took {ms} ms");
     assert!(TcpStream::connect(addr).is_err(), "still accepting");
 }
+
+#[test]
+fn http_stop_closes_idle_keep_alive_connections_at_once() {
+    // One idle keep-alive connection held `stop` for its whole grace (Go's Shutdown closes
+    // idle connections at once); a request in progress is answered, with `Connection: close`.
+    let (addr, server) = start(
+        Server::bind("127.0.0.1:0", |req| {
+            if req.path() == "/slow" {
+                grove::sleep(Duration::from_millis(300));
+            }
+            Response::text("ok")
+        })
+        .unwrap(),
+    );
+    let mut idle = connect(addr);
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut idle).0, 200); // now idle, kept alive
+    let mut busy = connect(addr);
+    busy.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    server.stop(Duration::from_secs(5));
+    let took = t.elapsed();
+    let (status, headers, _) = read_response(&mut busy);
+    assert_eq!(status, 200, "the request in progress was not answered");
+    assert_eq!(header(&headers, "connection"), Some("close"));
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
+    let mut rest = Vec::new();
+    assert_eq!(idle.read_to_end(&mut rest).unwrap_or(0), 0, "{rest:?}");
+}

@@ -14,15 +14,111 @@
 //!
 //! `ServerHandle::stop(grace)` kills the accept loop (closing the listener), waits up to `grace`
 //! for the running handlers, then kills the rest.
+//!
+//! # Idle connections at `stop`
+//!
+//! A plain `StreamServer` handler is opaque: `stop` waits for it. The HTTP server's handlers say
+//! when they are idle, waiting for a keep-alive connection's next request ([`ConnState`]), and
+//! `stop` closes those at once, as Go's `Shutdown` does, instead of letting one idle browser
+//! connection hold `stop` for its whole grace. The race between a request arriving and `stop`
+//! is settled by one compare-exchange on the connection's state: `stop` claims an `IDLE`
+//! connection (`CLOSING`) and kills it, or the connection claimed it first (`BUSY`) and
+//! answers, with `Connection: close` since the server is stopping. The state is per
+//! connection, so the per-request cost is a store, a load and a compare-exchange on a line
+//! only that connection's greenlet writes.
 
 use crate::tcp::{TcpListener, TcpStream};
+use grove_runtime::Greenlet;
 use grove_sync::{Group, Semaphore};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU8};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-type Handler = Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync + 'static>;
+/// What the server calls for each connection.
+#[derive(Clone)]
+enum Handler {
+    /// A user's handler: `stop` waits for it (up to the grace).
+    Plain(Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync + 'static>),
+    /// One that reports when it is idle (the HTTP server's), so `stop` may close it at once.
+    Tracked(Arc<dyn Fn(TcpStream, SocketAddr, &ConnState) + Send + Sync + 'static>),
+}
+
+const BUSY: u8 = 0;
+const IDLE: u8 = 1;
+const CLOSING: u8 = 2;
+
+/// A tracked connection as `stop` sees it (see the module docs).
+pub(crate) struct ConnState {
+    state: AtomicU8,
+    stopping: Arc<AtomicBool>,
+    greenlet: OnceLock<Greenlet>,
+}
+
+impl ConnState {
+    /// The handler is about to wait for the client's next request. False if the server is
+    /// stopping: close instead.
+    pub(crate) fn enter_idle(&self) -> bool {
+        // SeqCst store, then SeqCst load: pairs with `stop`'s store of `stopping` and its
+        // compare-exchange here, so either `stop` finds this connection idle or we see it
+        // stopping.
+        self.state.store(IDLE, SeqCst);
+        !self.stopping.load(SeqCst)
+    }
+
+    /// A request has begun to arrive. False if `stop` claimed the connection first (it is
+    /// being killed): close without answering.
+    pub(crate) fn leave_idle(&self) -> bool {
+        self.state
+            .compare_exchange(IDLE, BUSY, SeqCst, Relaxed)
+            .is_ok()
+    }
+
+    /// True once `stop` has begun: answer with `Connection: close`.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Relaxed)
+    }
+
+    /// `stop`'s side: kills the connection if it is idle.
+    fn close_if_idle(&self) {
+        if self
+            .state
+            .compare_exchange(IDLE, CLOSING, SeqCst, Relaxed)
+            .is_ok()
+        {
+            if let Some(g) = self.greenlet.get() {
+                g.kill();
+            }
+        }
+    }
+}
+
+/// Tracked connections of one server, and whether it is stopping.
+#[derive(Default)]
+struct Tracked {
+    stopping: Arc<AtomicBool>,
+    /// Taken by the accept loop and `stop` only, briefly.
+    conns: std::sync::Mutex<Vec<Arc<ConnState>>>,
+}
+
+impl Tracked {
+    fn register(&self, conn: Arc<ConnState>) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        conns.retain(|c| !c.greenlet.get().is_some_and(|g| g.is_finished()));
+        conns.push(conn);
+    }
+
+    /// Marks the server stopping and closes every idle connection.
+    fn close_idle(&self) {
+        self.stopping.store(true, SeqCst);
+        let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        for c in conns {
+            c.close_if_idle();
+        }
+    }
+}
 
 /// A TCP server calling `handler` in a new greenlet for each connection.
 pub struct StreamServer {
@@ -41,6 +137,7 @@ pub struct StreamServer {
 pub struct ServerHandle {
     accept_loop: grove_runtime::JoinHandle<()>,
     handlers: Group,
+    tracked: Arc<Tracked>,
     addr: io::Result<SocketAddr>,
 }
 
@@ -64,9 +161,23 @@ impl StreamServer {
     {
         StreamServer {
             listener,
-            handler: Arc::new(handler),
+            handler: Handler::Plain(Arc::new(handler)),
             max_connections: None,
             owns_listener: false,
+        }
+    }
+
+    /// Serves on the HTTP server's own listener, with handlers that report when they are idle
+    /// (see the module docs).
+    pub(crate) fn tracked<H>(listener: TcpListener, handler: H) -> StreamServer
+    where
+        H: Fn(TcpStream, SocketAddr, &ConnState) + Send + Sync + 'static,
+    {
+        StreamServer {
+            listener,
+            handler: Handler::Tracked(Arc::new(handler)),
+            max_connections: None,
+            owns_listener: true,
         }
     }
 
@@ -95,8 +206,7 @@ impl StreamServer {
 
     /// Serves until killed (or the process ends), blocking the caller.
     pub fn serve_forever(self) -> io::Result<()> {
-        let group = Group::new();
-        self.accept_loop(&group);
+        self.accept_loop(&Group::new(), &Tracked::default());
         Ok(())
     }
 
@@ -104,20 +214,22 @@ impl StreamServer {
     #[must_use = "dropping the ServerHandle leaves the server running with no way to stop it"]
     pub fn start(self) -> ServerHandle {
         let handlers = Group::new();
-        let g = handlers.clone();
+        let tracked = Arc::new(Tracked::default());
+        let (g, t) = (handlers.clone(), tracked.clone());
         let addr = self.local_addr();
         let accept_loop = grove_runtime::Builder::new()
             .name("stream-server-accept")
-            .spawn(move || self.accept_loop(&g))
+            .spawn(move || self.accept_loop(&g, &t))
             .unwrap_or_else(|e| panic!("grove: cannot start the accept loop: {e}"));
         ServerHandle {
             accept_loop,
             handlers,
+            tracked,
             addr,
         }
     }
 
-    fn accept_loop(self, handlers: &Group) {
+    fn accept_loop(self, handlers: &Group, tracked: &Tracked) {
         let slots = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let mut backoff = Backoff::default();
         let mut nodelay = NoDelay::new(&self.listener, self.owns_listener);
@@ -131,6 +243,15 @@ impl StreamServer {
                 Ok((stream, peer)) => {
                     let handler = self.handler.clone();
                     let set_nodelay = !nodelay.inherited_by(&stream);
+                    let state = match handler {
+                        Handler::Plain(_) => None,
+                        Handler::Tracked(_) => Some(Arc::new(ConnState {
+                            state: AtomicU8::new(BUSY),
+                            stopping: tracked.stopping.clone(),
+                            greenlet: OnceLock::new(),
+                        })),
+                    };
+                    let st = state.clone();
                     let spawned = grove_runtime::Builder::new().spawn(move || {
                         let _slot = slot;
                         // Here, not in the accept loop: the loop only accepts and spawns, so a
@@ -138,12 +259,20 @@ impl StreamServer {
                         if set_nodelay {
                             let _ = stream.set_nodelay(true);
                         }
-                        handler(stream, peer);
+                        match (&handler, st) {
+                            (Handler::Tracked(h), Some(st)) => h(stream, peer, &st),
+                            (Handler::Plain(h), _) => h(stream, peer),
+                            (Handler::Tracked(_), None) => unreachable!("grove: untracked"),
+                        }
                     });
                     match spawned {
                         Ok(h) => {
                             backoff.reset();
                             handlers.add(h.greenlet());
+                            if let Some(state) = state {
+                                let _ = state.greenlet.set(h.greenlet());
+                                tracked.register(state);
+                            }
                         }
                         // No stack for its greenlet (memory or mappings ran out): the connection
                         // is closed (the closure and the stream in it are dropped), and the
@@ -230,6 +359,7 @@ impl ServerHandle {
     pub fn stop(&self, grace: Duration) {
         self.accept_loop.kill();
         self.accept_loop.greenlet().wait();
+        self.tracked.close_idle();
         if !self.handlers.join_timeout(grace) {
             self.handlers.kill();
         }

@@ -15,6 +15,7 @@ use super::framing::{framing, parse_chunk_size, parse_content_length, Framing};
 use super::message::{reason, Body, Known, Request, Response, Span};
 
 use super::Limits;
+use crate::server::ConnState;
 use crate::tcp::TcpStream;
 use std::borrow::Cow;
 use std::io::{self, Read, Write};
@@ -65,8 +66,13 @@ struct Conn<'a> {
 }
 
 /// Serves `stream` until the client is done, the connection must close, or an error.
-pub(crate) fn serve<H>(stream: TcpStream, peer: SocketAddr, handler: &H, limits: &Limits)
-where
+pub(crate) fn serve<H>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    handler: &H,
+    limits: &Limits,
+    state: &ConnState,
+) where
     H: Fn(&Request) -> Response + ?Sized,
 {
     let mut conn = Conn {
@@ -83,7 +89,17 @@ where
         ..Request::default()
     };
     loop {
-        match conn.read_request(&mut req, limits) {
+        // Waiting for the client's next request, `stop` may close the connection at once (see
+        // `server`'s "Idle connections at stop"); a pipelined request already here is no wait.
+        let idle = conn.pos == conn.end;
+        if idle && !state.enter_idle() {
+            return;
+        }
+        let read = conn.read_request(&mut req, limits);
+        if idle && !state.leave_idle() {
+            return; // `stop` claimed it first, and is killing it
+        }
+        match read {
             Ok(()) => {}
             Err(Stop::Quiet) => return,
             Err(Stop::Status(status, why)) => {
@@ -93,7 +109,6 @@ where
                 return;
             }
         }
-        let keep_alive = wants_keep_alive(&req);
         let head = req.method() == "HEAD";
         let resp = match catch_unwind(AssertUnwindSafe(|| handler(&req))) {
             Ok(r) => r,
@@ -101,6 +116,8 @@ where
             Err(p) if grove_runtime::is_cancellation(&*p) => resume_unwind(p),
             Err(_) => Response::text("internal server error").status_code(500),
         };
+        // Asked after the handler: a server that began stopping meanwhile closes after this.
+        let keep_alive = wants_keep_alive(&req) && !state.stopping();
         if conn.write_response(resp, &req, keep_alive, head).is_err() || !keep_alive {
             return;
         }
@@ -167,6 +184,7 @@ impl Conn<'_> {
         }
     }
 
+    #[inline(always)]
     fn read_request(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
         // Idle wait for the first byte of the next request.
         if self.pos == self.end && self.fill(limits.idle_timeout)? == 0 {

@@ -118,8 +118,8 @@ impl Server {
     fn into_stream_server(self) -> StreamServer {
         let handler = self.handler;
         let limits = Arc::new(self.limits);
-        let server = StreamServer::from_own_listener(self.listener, move |stream, peer| {
-            conn::serve(stream, peer, &*handler, &limits)
+        let server = StreamServer::tracked(self.listener, move |stream, peer, state| {
+            conn::serve(stream, peer, &*handler, &limits, state)
         });
         match self.max_connections {
             Some(n) => server.max_connections(n),
