@@ -37,13 +37,16 @@ use std::sync::atomic::{AtomicBool, AtomicU8};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+type PlainFn = dyn Fn(TcpStream, SocketAddr) + Send + Sync + 'static;
+type TrackedFn = dyn Fn(TcpStream, SocketAddr, &ConnState) + Send + Sync + 'static;
+
 /// What the server calls for each connection.
 #[derive(Clone)]
 enum Handler {
     /// A user's handler: `stop` waits for it (up to the grace).
-    Plain(Arc<dyn Fn(TcpStream, SocketAddr) + Send + Sync + 'static>),
+    Plain(Arc<PlainFn>),
     /// One that reports when it is idle (the HTTP server's), so `stop` may close it at once.
-    Tracked(Arc<dyn Fn(TcpStream, SocketAddr, &ConnState) + Send + Sync + 'static>),
+    Tracked(Arc<TrackedFn>),
 }
 
 const BUSY: u8 = 0;
