@@ -511,3 +511,41 @@ fn http_stop_closes_idle_keep_alive_connections_at_once() {
     let mut rest = Vec::new();
     assert_eq!(idle.read_to_end(&mut rest).unwrap_or(0), 0, "{rest:?}");
 }
+
+#[test]
+fn http_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    // No write timeout: a client that never read a large response held its connection (and
+    // the response's memory) for ever.
+    let (addr, server) = start(
+        Server::bind("127.0.0.1:0", |_| {
+            Response::new(200).body(vec![b'x'; 32 << 20])
+        })
+        .unwrap()
+        .write_timeout(Duration::from_millis(200)),
+    );
+    // A small receive window, so the response cannot all sit in the kernel's buffers.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&addr.into()).unwrap();
+    let mut s: TcpStream = sock.into();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut head = [0u8; 64];
+    s.read_exact(&mut head).unwrap(); // the response has begun: the handler is writing
+    assert_eq!(server.connections(), 1);
+    let t = Instant::now();
+    while server.connections() > 0 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        server.connections(),
+        0,
+        "the stalled connection is still served"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    drop(s);
+    server.stop(Duration::from_secs(1));
+}

@@ -36,6 +36,9 @@ const LINGER_BYTES: usize = 64 << 20;
 /// Buffers grown past this by one large request or response go back to their starting size
 /// once it is done: an idle keep-alive connection must not keep a past upload's memory.
 const SHRINK_ABOVE: usize = 64 << 10;
+/// In-memory bodies shorter than this are copied behind the head and sent with it in one
+/// write; longer ones are written from where they are (see `write_bytes`).
+const COPY_BODY_BELOW: usize = 64 << 10;
 
 /// Headers parsed with a stack array; more take the heap path. Kept small on purpose: the array
 /// is 32 bytes a header, and a 100-header array alone (3.2 KiB) pushed every connection's
@@ -75,6 +78,7 @@ pub(crate) fn serve<H>(
 ) where
     H: Fn(&Request) -> Response + ?Sized,
 {
+    let _ = stream.set_write_timeout(Some(limits.write_timeout)); // an atomic store, no syscall
     let mut conn = Conn {
         stream: &stream,
         // Small to start (it grows by doubling): an idle keep-alive connection's memory is
@@ -496,13 +500,21 @@ impl Conn<'_> {
             None => self.out.extend_from_slice(b"\r\n"),
             Some(n) => self.content_length(n as usize),
         }
-        if !no_body {
+        let rest: &[u8] = if no_body {
+            &self.out
+        } else if bytes.len() < COPY_BODY_BELOW {
             self.out.extend_from_slice(bytes);
-        }
-        if keep_alive {
-            (&mut self.stream).write_all(&self.out)
+            &self.out
         } else {
-            self.stream.write_all_then_shutdown(&self.out)
+            // A large body goes out from where it is, after the head: copying it would hold
+            // it twice for as long as the client takes to read it.
+            (&mut self.stream).write_all(&self.out)?;
+            bytes
+        };
+        if keep_alive {
+            (&mut self.stream).write_all(rest)
+        } else {
+            self.stream.write_all_then_shutdown(rest)
         }
     }
 

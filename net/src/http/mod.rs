@@ -41,6 +41,7 @@ pub(crate) struct Limits {
     pub(crate) max_body_bytes: usize,
     pub(crate) head_timeout: Duration,
     pub(crate) idle_timeout: Duration,
+    pub(crate) write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +51,7 @@ impl Default for Limits {
             max_body_bytes: 16 << 20,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -107,6 +109,15 @@ impl Server {
     /// Time a keep-alive connection may sit idle between requests. Default 60 s.
     pub fn idle_timeout(mut self, d: Duration) -> Server {
         self.limits.idle_timeout = d;
+        self
+    }
+
+    /// Time a response write may wait for the client to take more of it (each wait, so a slow
+    /// reader is fine and one that stops reading is not); then the connection closes. Default
+    /// 60 s. Without it, a client that never reads held its connection, and the response's
+    /// memory, for ever.
+    pub fn write_timeout(mut self, d: Duration) -> Server {
+        self.limits.write_timeout = d.max(Duration::from_nanos(1));
         self
     }
 
