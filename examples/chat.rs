@@ -18,19 +18,23 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Longest line accepted from a client; a longer one ends its session.
 const MAX_LINE: usize = 4096;
 
+/// What a writer greenlet is given: a line to send, or `None`: send nothing more, and end.
+type Outbox = Queue<Option<String>>;
+
 /// Every user online: name -> the queue its writer greenlet drains.
-type Users = Arc<Mutex<HashMap<String, Queue<String>>>>;
+type Users = Arc<Mutex<HashMap<String, Outbox>>>;
 
 /// Puts `msg` into the queue of every user but `except`. Called with the map locked, so joins,
 /// leaves and messages reach every queue in one order.
-fn broadcast(users: &HashMap<String, Queue<String>>, except: &str, msg: &str) {
+fn broadcast(users: &HashMap<String, Outbox>, except: &str, msg: &str) {
     for (name, queue) in users {
         if name != except {
-            queue.put(msg.to_owned());
+            queue.put(Some(msg.to_owned()));
         }
     }
 }
@@ -49,11 +53,10 @@ fn read_line(reader: &mut impl BufRead) -> Option<String> {
     Some(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
-/// The writer greenlet: sends every queued line until killed. If the client stops taking data,
-/// it shuts the socket down, which ends the reader's wait as well.
-fn writer(stream: Arc<TcpStream>, queue: Queue<String>) {
-    loop {
-        let line = queue.get();
+/// The writer greenlet: sends every queued line until it gets `None` (or is killed). If the
+/// client stops taking data, it shuts the socket down, which ends the reader's wait as well.
+fn writer(stream: Arc<TcpStream>, queue: Outbox) {
+    while let Some(line) = queue.get() {
         if (&*stream)
             .write_all(format!("{line}\r\n").as_bytes())
             .is_err()
@@ -65,10 +68,13 @@ fn writer(stream: Arc<TcpStream>, queue: Queue<String>) {
 }
 
 /// A user who has joined. Dropping it (at the end of the session, or while the handler unwinds
-/// because it was killed) takes the user out of the map, tells the others, and kills the writer.
+/// because it was killed) takes the user out of the map, tells the others, and ends the writer:
+/// after it has sent what was queued (up to a second) when the client left, at once when the
+/// handler was killed.
 struct Session {
     users: Users,
     name: String,
+    queue: Outbox,
     writer: grove::JoinHandle<()>,
 }
 
@@ -79,9 +85,15 @@ impl Drop for Session {
             users.remove(&self.name);
             broadcast(&users, &self.name, &format!("*** {} left", self.name));
         }
-        // Killing the writer unwinds it out of `queue.get()` (or a pending write); joining waits
-        // for that, so the socket is closed only after the writer let go of it.
-        self.writer.kill();
+        // Nothing more is queued for us now. Unless we are being killed (then no wait: a
+        // destructor that waits during an unwind holds its worker), the writer sends what is
+        // queued, our welcome included, then ends. Killing it unwinds it out of `queue.get()`
+        // (or a pending write); joining waits for that, so the socket is closed only after the
+        // writer let go of it.
+        self.queue.put(None);
+        if std::thread::panicking() || !self.writer.wait_timeout(Duration::from_secs(1)) {
+            self.writer.kill();
+        }
         self.writer.greenlet().wait();
     }
 }
@@ -109,25 +121,26 @@ fn join(users: &Users, stream: &Arc<TcpStream>, reader: &mut impl BufRead) -> Op
         let queue = Queue::new();
         let mut others: Vec<&str> = map.keys().map(String::as_str).collect();
         others.sort_unstable();
-        queue.put(format!(
+        queue.put(Some(format!(
             "*** Welcome, {name}! Online: {}",
             if others.is_empty() {
                 "nobody else".to_owned()
             } else {
                 others.join(", ")
             }
-        ));
+        )));
         broadcast(&map, &name, &format!("*** {name} joined"));
         map.insert(name.clone(), queue.clone());
         drop(map);
-        let s = stream.clone();
+        let (s, q) = (stream.clone(), queue.clone());
         let writer = grove::Builder::new()
             .name(format!("chat-writer-{name}"))
-            .spawn(move || writer(s, queue))
+            .spawn(move || writer(s, q))
             .ok()?;
         return Some(Session {
             users: users.clone(),
             name,
+            queue,
             writer,
         });
     }

@@ -10,12 +10,22 @@ use std::net::SocketAddr;
 fn echo(stream: TcpStream, peer: SocketAddr) {
     let mut out = &stream;
     let _ = out.write_all(b"Welcome to the echo server! Type quit to exit.\r\n");
-    for line in BufReader::new(&stream).lines() {
-        let Ok(line) = line else { break };
-        if line.trim() == "quit" {
+    let mut reader = BufReader::new(&stream);
+    let mut line = Vec::new();
+    loop {
+        // Bytes, not text: like gevent's, the server echoes whatever it is sent.
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.trim_ascii().eq_ignore_ascii_case(b"quit") {
             break;
         }
-        if out.write_all(format!("{line}\r\n").as_bytes()).is_err() {
+        let len = line.trim_ascii_end().len();
+        line.truncate(len);
+        line.extend_from_slice(b"\r\n");
+        if out.write_all(&line).is_err() {
             break;
         }
     }

@@ -259,6 +259,24 @@ fn net_example_echo_welcome_echo_quit() {
     b.expect_eof();
 }
 
+#[test]
+fn net_example_echo_echoes_bytes_that_are_not_text_and_any_case_of_quit() {
+    // As gevent's: the server echoes bytes; a line that was not UTF-8 ended the session.
+    let (_echo, addr) = start_example("echo", &["127.0.0.1:0"], "echo server listening on ");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).unwrap(); // the welcome
+    s.write_all(b"caf\xe9\n").unwrap();
+    line.clear();
+    r.read_until(b'\n', &mut line).unwrap();
+    assert_eq!(line, b"caf\xe9\r\n");
+    s.write_all(b"QUIT\n").unwrap();
+    line.clear();
+    assert_eq!(r.read_until(b'\n', &mut line).unwrap(), 0, "{line:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // chat
 
@@ -269,6 +287,25 @@ fn chat_join(addr: SocketAddr, name: &str, online: &str) -> Client {
     c.send(name);
     c.expect(&format!("*** Welcome, {name}! Online: {online}"));
     c
+}
+
+#[test]
+fn net_example_chat_sends_what_was_queued_before_a_client_that_left() {
+    // A client that sends its name and a line, then closes its sending side: the writer was
+    // killed at once, and the client's own welcome, still queued, was lost (10 runs in 20).
+    let (_chat, addr) = start_example("chat", &["127.0.0.1:0"], "chat server listening on ");
+    for i in 0..10 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(format!("quitter{i}\nhi\n").as_bytes()).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut all = String::new();
+        let _ = s.read_to_string(&mut all);
+        assert!(
+            all.contains(&format!("*** Welcome, quitter{i}!")),
+            "round {i}: {all:?}"
+        );
+    }
 }
 
 #[test]
