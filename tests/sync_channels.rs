@@ -764,3 +764,27 @@ fn sync_always_ready_receiver_lets_others_run_on_one_worker() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+fn unwind_safe<T: std::panic::RefUnwindSafe + std::panic::UnwindSafe>() {}
+
+#[test]
+fn sync_handles_cross_catch_unwind_like_std_ones() {
+    // std's `mpsc` and crossbeam's channels are unwind-safe; grove's were not (their internal
+    // lock's cell), so `catch_unwind(|| q.get())` needed `AssertUnwindSafe`.
+    unwind_safe::<grove::sync::Sender<u8>>();
+    unwind_safe::<grove::sync::Receiver<u8>>();
+    unwind_safe::<grove::sync::Queue<u8>>();
+    unwind_safe::<grove::sync::PriorityQueue<u8>>();
+    unwind_safe::<grove::sync::JoinableQueue<u8>>();
+    unwind_safe::<grove::sync::Event>();
+    unwind_safe::<grove::sync::Semaphore>();
+    unwind_safe::<grove::sync::Condvar>();
+    unwind_safe::<grove::sync::AsyncResult<u8>>();
+    unwind_safe::<grove::sync::Pool>();
+    unwind_safe::<grove::JoinHandle<u8>>();
+    unwind_safe::<grove::net::TcpStream>();
+    unwind_safe::<grove::net::UdpSocket>();
+    let q = grove::sync::Queue::new();
+    q.put(7);
+    assert_eq!(std::panic::catch_unwind(|| q.get()).unwrap(), 7);
+}

@@ -54,6 +54,11 @@ struct Waiters {
     write: Vec<Unparker>,
 }
 
+// The waiter lists are changed under their lock by this module alone, never across user code:
+// an unwind leaves them whole, so sockets may cross `catch_unwind` as std's do.
+impl std::panic::RefUnwindSafe for IoSource {}
+impl std::panic::UnwindSafe for IoSource {}
+
 impl IoSource {
     /// A source that starts ready in both directions (`optimistic`) or in neither.
     pub(crate) fn new(optimistic: bool) -> IoSource {

@@ -381,6 +381,13 @@ impl Header {
     }
 }
 
+// A header's cells are changed only by the runtime (the owner's part by the greenlet or the
+// worker resuming it, the scheduler slot by its holder, the joiners under their lock), never
+// across user code, so an unwind through a user's frame leaves them whole: a `JoinHandle` or
+// `Greenlet` may cross `catch_unwind` as std's `JoinHandle` does.
+impl std::panic::RefUnwindSafe for Header {}
+impl std::panic::UnwindSafe for Header {}
+
 impl Drop for Header {
     fn drop(&mut self) {
         if let Some(coro) = self.sched.get_mut().coro.take() {

@@ -115,6 +115,11 @@ impl Group {
     }
 }
 
+// The member list is changed under its lock by this module alone (push, retain), never across
+// user code, so an unwind leaves it whole.
+impl std::panic::RefUnwindSafe for Group {}
+impl std::panic::UnwindSafe for Group {}
+
 impl std::fmt::Debug for Group {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Group")

@@ -30,6 +30,13 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 // SAFETY: as above; owning the lock owns the `T`.
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
+// A critical section under this lock is a few lines of this crate's code, never the user's (no
+// callback, no `Drop` of a user value, no blocking call), so an unwind never leaves the state
+// half-changed: every primitive built on it is as unwind-safe as std's (crossbeam-channel and
+// std's `mpsc` make the same promise for theirs).
+impl<T> std::panic::RefUnwindSafe for SpinLock<T> {}
+impl<T> std::panic::UnwindSafe for SpinLock<T> {}
+
 impl<T> SpinLock<T> {
     pub(crate) const fn new(value: T) -> SpinLock<T> {
         SpinLock {
