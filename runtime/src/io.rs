@@ -132,8 +132,8 @@ impl IoSource {
             match woke {
                 // Only an event unparks this park, and it took our token off the list.
                 Wake::Unparked => listed.id = None,
-                // Only a park during an unwind returns this, and such a park blocks its thread
-                // with its own token (see `park`): not ours, but take ours off if it were.
+                // Only a park during an unwind (which blocks its thread with its own token, see
+                // `park`) or in a shielded section returns this: take our token off.
                 Wake::Killed => drop(listed),
                 Wake::TimedOut => {
                     drop(listed);

@@ -16,9 +16,13 @@
 //! In a greenlet, [`park`] makes the token (bumping the park generation, see
 //! [`crate::park_state`]), arms the deadline's timer, runs `register`, and switches to the
 //! worker. The worker runs the returned unlock step on its own stack and only then commits the
-//! park. A waker can only find the token under the object's lock, so it always finds the greenlet
-//! fully switched out: no waker ever resumes a greenlet whose stack is still in use. Timers and
-//! `kill` do not take the object's lock; the park state's compare-exchanges settle those races.
+//! park. A waker can only find the token under the object's lock, and the lock is released by
+//! the unlock step, after the switch: so a waker finds the greenlet switched out, though perhaps
+//! not yet committed (a `Select` even publishes its tokens with no lock to release). Either way
+//! no waker ever resumes a greenlet whose stack is still in use: waking a park that has not
+//! committed only marks it (`WonEarly`) and schedules nothing; the worker's commit then fails
+//! and it resumes the greenlet itself. Timers and `kill` do not take the object's lock; the
+//! park state's compare-exchanges settle those races.
 //!
 //! # Who keeps a parked greenlet alive
 //!

@@ -6,7 +6,7 @@
 //! their `crate::sync::AtomicU64` loom's. The other half, `IoSource::dispatch` /
 //! `IoSource::poll_ready` / `Registration::io` in `src/io.rs`, needs the whole runtime (the
 //! poller, `park`, the scheduler), so its few lines are mirrored below, each step naming the
-//! production line it stands for. The waiter list is a loom `Mutex` (production: a
+//! production function it stands for. The waiter list is a loom `Mutex` (production: a
 //! `parking_lot::Mutex`); "scheduling" a greenlet whose park a waker won is a per-greenlet loom
 //! flag plus a loom `Notify` its thread blocks on.
 //!
@@ -91,13 +91,13 @@ impl Green {
         }
     }
 
-    /// `Unparker::wake_with` for a greenlet (park.rs:76-85). True if this call ended the park.
+    /// `Unparker::wake_with` for a greenlet. True if this call ended the park.
     fn wake(&self, gen: u64, why: Wake) -> bool {
         match self.park.wake(gen, why) {
             WakeOutcome::Lost => false,
             WakeOutcome::WonEarly => true,
             WakeOutcome::WonParked => {
-                // park.rs:82 `runtime().schedule(task, hint)`: a run-queue push (Release).
+                // `runtime().schedule(task, hint)`: a run-queue push (Release).
                 self.scheduled.store(true, Release);
                 self.run.notify();
                 true
@@ -105,37 +105,37 @@ impl Green {
         }
     }
 
-    /// `park_greenlet` (park.rs:235-276) with no deadline and no kill, and the worker's side of
-    /// the switch (sched/worker.rs:383-394). `register` gets the generation (the token) and
+    /// `park_greenlet` with no deadline and no kill, and the worker's side of
+    /// the switch. `register` gets the generation (the token) and
     /// returns the object's lock guard, whose drop is the unlock step, or `None` if there is
     /// nothing to wait for after all.
     fn park<G>(&self, register: impl FnOnce(u64) -> Option<G>) -> Wake {
-        let gen = self.park.prepare(); // park.rs:242
+        let gen = self.park.prepare();
         let Some(unlock) = register(gen) else {
-            // park.rs:250-255: end the park ourselves.
+            // end the park ourselves.
             let _ = self.park.wake(gen, Wake::Unparked);
             let _ = self.park.take_wake(gen);
             return Wake::Unparked;
         };
-        // suspend (park.rs:267); the worker runs the unlock step (worker.rs:386), then commits
-        // (worker.rs:387). A failed commit means "run it again at once" (worker.rs:388).
+        // suspend; the worker runs the unlock step, then commits
+        //. A failed commit means "run it again at once".
         drop(unlock);
         if self.park.commit(gen) {
-            // worker.rs:394: parked, the worker lets go. It runs again once scheduled.
+            // parked, the worker lets go. It runs again once scheduled.
             // (loom's `Notify` may wake spuriously: hence the flag.)
             while !self.scheduled.load(Acquire) {
                 self.run.wait();
             }
             self.scheduled.store(false, Relaxed);
         }
-        // park.rs:268-271.
+        // .
         self.park
             .take_wake(gen)
             .expect("grove: greenlet resumed from a park nobody ended")
     }
 }
 
-/// `Waiters` (io.rs:48-51); a token is (greenlet index, park generation).
+/// `Waiters`; a token is (greenlet index, park generation).
 #[derive(Default)]
 struct Waiters {
     read: Vec<(usize, u64)>,
@@ -145,7 +145,7 @@ struct Waiters {
 /// The syscall said `WouldBlock`.
 struct WouldBlock;
 
-/// One registered socket: the `IoSource` (io.rs:42-45), the kernel's side of the socket, and the
+/// One registered socket: the `IoSource`, the kernel's side of the socket, and the
 /// greenlets that use it.
 struct Socket {
     readiness: Readiness,
@@ -158,7 +158,7 @@ struct Socket {
 }
 
 impl Socket {
-    /// `IoSource::new(optimistic)` (io.rs:55-60), nothing in either kernel buffer.
+    /// `IoSource::new(optimistic)`, nothing in either kernel buffer.
     fn new(optimistic: bool) -> Socket {
         Socket {
             readiness: Readiness::new(optimistic),
@@ -169,55 +169,55 @@ impl Socket {
         }
     }
 
-    /// `IoSource::dispatch` (io.rs:63-78): the poller saw `bits`.
+    /// `IoSource::dispatch`: the poller saw `bits`.
     fn dispatch(&self, bits: u8) {
-        self.readiness.set(bits); // io.rs:64, before taking the lock
-        let mut woken = Vec::new(); // io.rs:65
+        self.readiness.set(bits); // before taking the lock
+        let mut woken = Vec::new();
         {
-            let mut w = self.waiters.lock().unwrap(); // io.rs:67
+            let mut w = self.waiters.lock().unwrap();
             if Direction::Read.wants(bits) {
-                woken.append(&mut w.read); // io.rs:68-70
+                woken.append(&mut w.read);
             }
             if Direction::Write.wants(bits) {
-                woken.append(&mut w.write); // io.rs:71-73
+                woken.append(&mut w.write);
             }
-        } // io.rs:74: unlock
+        } // unlock
         for (i, gen) in woken {
-            self.greens[i].wake(gen, Wake::Unparked); // io.rs:75-77
+            self.greens[i].wake(gen, Wake::Unparked);
         }
     }
 
-    /// `IoSource::poll_ready` (io.rs:86-120) for greenlet `me`, no deadline. `progress` is called
+    /// `IoSource::poll_ready` for greenlet `me`, no deadline. `progress` is called
     /// whenever the waiter gets past a wait: `ready` said yes, or a waker ended its park.
     fn poll_ready(&self, me: usize, dir: Direction, progress: &dyn Fn()) -> ReadyEvent {
         let g = &self.greens[me];
         loop {
             if let Some(ev) = self.readiness.ready(dir) {
                 progress();
-                return ev; // io.rs:92-94
+                return ev;
             }
             let mut woken_by_waker = true;
             let woke = g.park(|gen| {
-                let mut w = self.waiters.lock().unwrap(); // io.rs:97
+                let mut w = self.waiters.lock().unwrap();
                 if self.readiness.ready(dir).is_some() {
                     woken_by_waker = false;
-                    return None; // io.rs:98-100: an event got in first
+                    return None; // an event got in first
                 }
                 match dir {
-                    Direction::Read => w.read.push((me, gen)),   // io.rs:102
-                    Direction::Write => w.write.push((me, gen)), // io.rs:103
+                    Direction::Read => w.read.push((me, gen)),
+                    Direction::Write => w.write.push((me, gen)),
                 }
-                Some(w) // io.rs:105: the lock is released after the switch
+                Some(w) // the lock is released after the switch
             });
             assert_eq!(woke, Wake::Unparked, "no deadline, no kill here");
             if woken_by_waker {
                 progress();
             }
-            // io.rs:109 is for `TimedOut` only: loop and re-check (io.rs:91).
+            // is for `TimedOut` only: loop and re-check.
         }
     }
 
-    /// `Registration::io` (io.rs:174-188): `op` until it does not block.
+    /// `Registration::io`: `op` until it does not block.
     fn io<R>(
         &self,
         me: usize,
@@ -226,10 +226,10 @@ impl Socket {
         mut op: impl FnMut() -> Result<R, WouldBlock>,
     ) -> R {
         loop {
-            let ev = self.poll_ready(me, dir, progress); // io.rs:181
+            let ev = self.poll_ready(me, dir, progress);
             match op() {
-                Err(WouldBlock) => self.readiness.clear(ev), // io.rs:183
-                Ok(r) => return r,                           // io.rs:185
+                Err(WouldBlock) => self.readiness.clear(ev),
+                Ok(r) => return r,
             }
         }
     }
@@ -274,7 +274,7 @@ impl Socket {
 
 /// (a) No lost wake-up. The socket starts not ready (a bare `wait_fd` source); a reader finds no
 /// readiness and parks, while the peer's data arrives and the poller sets `READABLE` and drains
-/// the read list. Either the reader's re-check under the lock sees the event (io.rs:98), or the
+/// the read list. Either the reader's re-check under the lock sees the event, or the
 /// poller's drain, which takes the lock after the reader pushed its token, finds it. Loom fails
 /// the model if any interleaving leaves the reader parked (spinning forever); the reader must
 /// then read the byte, and leave no token behind.

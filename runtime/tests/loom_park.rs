@@ -486,8 +486,8 @@ fn plain_thread_park_vs_wake() {
 /// for a waker that got the token through a channel that does not itself synchronise". This
 /// model hands the token over through exactly such a channel (a `Relaxed` slot) and FAILS: the
 /// owner prepares, publishes the gen, commits (`PARKED`); the waker reads the gen, but `wake`'s
-/// first `load(Acquire)` (park_state.rs:139) may still return the pre-`prepare` word (gen 0,
-/// nothing synchronises it past that), so `wake` returns `Lost` at park_state.rs:142 without
+/// first `load(Acquire)` may still return the pre-`prepare` word (gen 0,
+/// nothing synchronises it past that), so `wake` returns `Lost` without
 /// ever trying the compare-exchange, and the greenlet stays parked with nobody to wake it.
 /// The Release in `prepare` cannot help: it only synchronises with a load that *reads* it.
 ///

@@ -146,7 +146,9 @@ impl<T: ?Sized> Mutex<T> {
                 // The unlocker handed us the lock, still LOCKED. Its writes are visible: the
                 // hand-off went through the park state's AcqRel transition.
                 Waited::HandedOver => return,
-                Waited::TimedOut => continue, // only while unwinding (a kill during a panic)
+                // Only while unwinding or shielded (a kill reported, not raised; an enclosing
+                // timeout reported once during an unwind): the lock cannot fail, so retry.
+                Waited::TimedOut => continue,
             }
         }
     }

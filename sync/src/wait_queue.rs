@@ -3,7 +3,8 @@
 //! Each primitive keeps its state and a [`WaitQueue`] under one short internal lock
 //! (`parking_lot::Mutex`). A blocking call registers its park token in the queue *with that lock
 //! held* and parks with the lock's release as the unlock step (runtime's `park`, Go's `gopark`),
-//! so a waker that pops the token always finds the waiter fully parked.
+//! so a waker that pops the token finds the waiter switched out (if its park is not committed
+//! yet, the wake only marks it, and its worker resumes it: see runtime's `park`).
 //!
 //! Waking is a *hand-off*: the waker first gives the waiter what it waited for (ownership of a
 //! lock, a permit, a value written into the waiter's slot), then unparks it. If the unpark fails,

@@ -38,7 +38,7 @@ struct SlotCell {
     v: Option<u32>,
 }
 
-/// `Slot<T>` (queue_core.rs:88): a pointer into the waiter's frame. The frame is a loom cell, so
+/// `Slot<T>`: a pointer into the waiter's frame. The frame is a loom cell, so
 /// loom reports any access by a waker not ordered with the owner's; `live` catches an access
 /// after the frame is gone (use after free) that happens to be ordered.
 #[derive(Clone)]
@@ -75,7 +75,7 @@ impl Slot {
     }
 }
 
-/// `queue_core::State` (queue_core.rs:95-105), FIFO buffer; no `Select` watchers (every
+/// `queue_core::State`, FIFO buffer; no `Select` watchers (every
 /// `watchers.wake_all()` below is on an empty queue, a no-op).
 struct ChanState {
     buf: VecDeque<u32>,
@@ -86,7 +86,7 @@ struct ChanState {
     putters: WaitQueue<Slot>,
 }
 
-/// `PutError` (queue_core.rs:108-112).
+/// `PutError`.
 #[derive(Debug, PartialEq, Eq)]
 enum PutError {
     Full(u32),
@@ -94,7 +94,7 @@ enum PutError {
     Timeout(u32),
 }
 
-/// `GetError` (queue_core.rs:116-120).
+/// `GetError`.
 #[derive(Debug, PartialEq, Eq)]
 enum GetError {
     Empty,
@@ -102,7 +102,7 @@ enum GetError {
     Timeout,
 }
 
-/// `QueueCore<u32, VecDeque<u32>>` (queue_core.rs:123-266).
+/// `QueueCore<u32, VecDeque<u32>>`.
 struct Chan {
     state: Mutex<ChanState>,
 }
@@ -121,27 +121,27 @@ impl Chan {
         }
     }
 
-    /// `put` (queue_core.rs:147-184).
+    /// `put`.
     fn put(&self, me: &Arc<Green>, v: u32, block: bool, timed: bool) -> Result<(), PutError> {
         let mut st = self.state.lock().unwrap();
         if st.receivers == 0 {
-            return Err(PutError::Disconnected(v)); // queue_core.rs:154-156
+            return Err(PutError::Disconnected(v));
         }
         let v = match hand_to_getter(&mut st, v) {
-            None => return Ok(()), // queue_core.rs:157-160
+            None => return Ok(()),
             Some(v) => v,
         };
         if st.cap.is_none_or(|c| st.buf.len() < c) {
-            st.buf.push_back(v); // queue_core.rs:161-165
+            st.buf.push_back(v);
             return Ok(());
         }
         if !block {
-            return Err(PutError::Full(v)); // queue_core.rs:166-168
+            return Err(PutError::Full(v));
         }
-        let slot = Slot::new(Some(v)); // queue_core.rs:170
+        let slot = Slot::new(Some(v));
         let waited = wait(&self.state, st, |s| &mut s.putters, slot.clone(), me, timed);
         let r = match (waited, slot.take()) {
-            (_, None) => Ok(()), // queue_core.rs:180
+            (_, None) => Ok(()),
             (Waited::HandedOver, Some(v)) => Err(PutError::Disconnected(v)),
             (Waited::TimedOut, Some(v)) => Err(PutError::Timeout(v)),
         };
@@ -149,12 +149,12 @@ impl Chan {
         r
     }
 
-    /// `get` (queue_core.rs:187-214).
+    /// `get`.
     fn get(&self, me: &Arc<Green>, block: bool, timed: bool) -> Result<u32, GetError> {
         loop {
             let mut st = self.state.lock().unwrap();
             if let Some(v) = take_available(&mut st) {
-                return Ok(v); // queue_core.rs:190-192
+                return Ok(v);
             }
             if st.senders == 0 {
                 return Err(GetError::Disconnected);
@@ -162,12 +162,12 @@ impl Chan {
             if !block {
                 return Err(GetError::Empty);
             }
-            let slot = Slot::new(None); // queue_core.rs:199
+            let slot = Slot::new(None);
             let waited = wait(&self.state, st, |s| &mut s.getters, slot.clone(), me, timed);
             let r = match (waited, slot.take()) {
-                (_, Some(v)) => Some(Ok(v)), // queue_core.rs:209
-                (Waited::TimedOut, None) => Some(Err(GetError::Timeout)), // queue_core.rs:210
-                (Waited::HandedOver, None) => None, // queue_core.rs:211
+                (_, Some(v)) => Some(Ok(v)),
+                (Waited::TimedOut, None) => Some(Err(GetError::Timeout)),
+                (Waited::HandedOver, None) => None,
             };
             slot.free(); // end of the loop body: the slot's frame is gone
             if let Some(r) = r {
@@ -187,37 +187,37 @@ impl Chan {
     }
 }
 
-/// `hand_to_getter` (queue_core.rs:276-289).
+/// `hand_to_getter`.
 fn hand_to_getter(st: &mut ChanState, v: u32) -> Option<u32> {
     let mut v = Some(v);
     while let Some(w) = st.getters.pop_front() {
-        w.data.put(v.take()); // queue_core.rs:281
+        w.data.put(v.take());
         if w.token.unpark() {
-            return None; // queue_core.rs:282-284
+            return None;
         }
-        v = w.data.take(); // queue_core.rs:286: take it back
+        v = w.data.take(); // take it back
     }
     v
 }
 
-/// `take_available` (queue_core.rs:293-317).
+/// `take_available`.
 fn take_available(st: &mut ChanState) -> Option<u32> {
-    let got = st.buf.pop_front(); // queue_core.rs:294
+    let got = st.buf.pop_front();
     while let Some(w) = st.putters.pop_front() {
-        let offered = w.data.take(); // queue_core.rs:298
+        let offered = w.data.take();
         let Some(offered) = offered else {
-            continue; // queue_core.rs:299-301
+            continue;
         };
         if !w.token.unpark() {
-            w.data.put(Some(offered)); // queue_core.rs:302-306: it stays the putter's
+            w.data.put(Some(offered)); // it stays the putter's
             continue;
         }
         match got {
             Some(g) => {
-                st.buf.push_back(offered); // queue_core.rs:309-312
+                st.buf.push_back(offered);
                 return Some(g);
             }
-            None => return Some(offered), // queue_core.rs:313
+            None => return Some(offered),
         }
     }
     got
@@ -331,7 +331,7 @@ fn try_recv_vs_send_timeout_rendezvous() {
 // event.rs
 // ------------------------------------------------------------------------------------------------
 
-/// `Event` (event.rs:13-16), plus data written before `set`.
+/// `Event`, plus data written before `set`.
 struct Event {
     flag: AtomicBool,
     waiters: Mutex<WaitQueue<()>>,
@@ -347,30 +347,30 @@ impl Event {
         }
     }
 
-    /// `set` (event.rs:28-33).
+    /// `set`.
     fn set(&self) {
         let mut q = self.waiters.lock().unwrap();
         self.flag.store(true, Release);
         q.wake_all();
     }
 
-    /// `is_set` (event.rs:41-43).
+    /// `is_set`.
     fn is_set(&self) -> bool {
         self.flag.load(Acquire)
     }
 
-    /// `wait_until` (event.rs:55-68).
+    /// `wait_until`.
     fn wait_until(&self, me: &Arc<Green>, timed: bool) -> bool {
         if self.is_set() {
-            return true; // event.rs:56-58
+            return true;
         }
-        let q = self.waiters.lock().unwrap(); // event.rs:59
+        let q = self.waiters.lock().unwrap();
         if self.is_set() {
-            return true; // event.rs:60-62
+            return true;
         }
         match wait(&self.waiters, q, |q| q, (), me, timed) {
-            Waited::HandedOver => true,        // event.rs:65
-            Waited::TimedOut => self.is_set(), // event.rs:66
+            Waited::HandedOver => true,
+            Waited::TimedOut => self.is_set(),
         }
     }
 }

@@ -34,13 +34,13 @@ include!("loom_handoff/common.rs");
 // semaphore.rs
 // ------------------------------------------------------------------------------------------------
 
-/// `semaphore::State` (semaphore.rs:10-13).
+/// `semaphore::State`.
 struct SemState {
     permits: usize,
     waiters: WaitQueue<()>,
 }
 
-/// `Semaphore` (semaphore.rs:16-18), plus the data the permit guards (to check the hand-off
+/// `Semaphore`, plus the data the permit guards (to check the hand-off
 /// orders the releaser's writes before the next holder's accesses).
 struct Semaphore {
     state: Mutex<SemState>,
@@ -58,7 +58,7 @@ impl Semaphore {
         }
     }
 
-    /// `acquire_until` (semaphore.rs:64-74): true if it got a permit.
+    /// `acquire_until`: true if it got a permit.
     fn acquire_until(&self, me: &Arc<Green>, timed: bool) -> bool {
         match self.acquire_begin(me, timed) {
             Ok(q) => self.acquire_end(me, q, None),
@@ -66,17 +66,17 @@ impl Semaphore {
         }
     }
 
-    /// semaphore.rs:65-70, up to the switch. `Err(got)`: done without parking.
+    /// `Semaphore::acquire_until` (semaphore.rs), up to the switch. `Err(got)`: done without parking.
     fn acquire_begin(&self, me: &Arc<Green>, timed: bool) -> Result<Queued, bool> {
-        let mut st = self.state.lock().unwrap(); // semaphore.rs:65
+        let mut st = self.state.lock().unwrap();
         if st.permits > 0 && st.waiters.is_empty() {
-            st.permits -= 1; // semaphore.rs:66-69
+            st.permits -= 1;
             return Err(true);
         }
         wait_begin(st, |s| &mut s.waiters, (), me, timed).map_err(|w| w == Waited::HandedOver)
     }
 
-    /// semaphore.rs:70-73, after the switch (`committed`: as in [`wait_end`]).
+    /// `Semaphore::acquire_until`, after the switch (`committed`: as in [`wait_end`]).
     fn acquire_end(&self, me: &Green, q: Queued, committed: Option<bool>) -> bool {
         match wait_end(&self.state, |s| &mut s.waiters, me, q, committed) {
             Waited::HandedOver => true,
@@ -84,7 +84,7 @@ impl Semaphore {
         }
     }
 
-    /// `release` (semaphore.rs:88-93).
+    /// `release`.
     fn release(&self) {
         let mut st = self.state.lock().unwrap();
         if st.waiters.wake_one(|_| (), |_| ()).is_none() {
@@ -167,7 +167,7 @@ fn killed_first_waiter_passes_the_permit_on() {
             thread::spawn(move || {
                 let got = sem.acquire_end(&w1, q1, None);
                 if got {
-                    sem.release(); // `Permit::drop` (semaphore.rs:104-106)
+                    sem.release(); // `Permit::drop`
                 }
                 got
             })
@@ -199,10 +199,10 @@ fn killed_first_waiter_passes_the_permit_on() {
 // mutex.rs
 // ------------------------------------------------------------------------------------------------
 
-const LOCKED: u8 = 1; // mutex.rs:22
-const QUEUED: u8 = 2; // mutex.rs:23
+const LOCKED: u8 = 1;
+const QUEUED: u8 = 2;
 
-/// `Mutex<u32>` (mutex.rs:27-31).
+/// `Mutex<u32>`.
 struct GMutex {
     state: AtomicU8,
     queue: Mutex<WaitQueue<()>>,
@@ -219,7 +219,7 @@ impl GMutex {
         }
     }
 
-    /// `lock` (mutex.rs:71-80); false if the greenlet was killed while waiting (an unwind).
+    /// `lock`; false if the greenlet was killed while waiting (an unwind).
     fn lock(&self, me: &Arc<Green>) -> bool {
         if self
             .state
@@ -231,20 +231,20 @@ impl GMutex {
         true
     }
 
-    /// `lock_slow` (mutex.rs:101-152) with one worker (`workers() > 1` is false: no spinning).
+    /// `lock_slow` with one worker (`workers() > 1` is false: no spinning).
     fn lock_slow(&self, me: &Arc<Green>) -> bool {
         loop {
-            let q = self.queue.lock().unwrap(); // mutex.rs:123
-            let s = self.state.load(Relaxed); // mutex.rs:124
+            let q = self.queue.lock().unwrap();
+            let s = self.state.load(Relaxed);
             if s & LOCKED == 0 {
                 if self
                     .state
                     .compare_exchange(s, s | LOCKED, Acquire, Relaxed)
                     .is_ok()
                 {
-                    return true; // mutex.rs:125-131
+                    return true;
                 }
-                continue; // mutex.rs:133
+                continue;
             }
             if s & QUEUED == 0
                 && self
@@ -252,17 +252,17 @@ impl GMutex {
                     .compare_exchange(s, s | QUEUED, Relaxed, Relaxed)
                     .is_err()
             {
-                continue; // mutex.rs:137-144
+                continue;
             }
             match wait(&self.queue, q, |q| q, (), me, false) {
-                Waited::HandedOver => return true, // mutex.rs:148
-                // mutex.rs:149 `continue`s only while already unwinding; a kill unwinds.
+                Waited::HandedOver => return true,
+                // `continue`s only while already unwinding; a kill unwinds.
                 Waited::TimedOut => return false,
             }
         }
     }
 
-    /// `unlock` (mutex.rs:154-162).
+    /// `unlock`.
     fn unlock(&self) {
         if self
             .state
@@ -273,15 +273,15 @@ impl GMutex {
         }
     }
 
-    /// `unlock_slow` (mutex.rs:165-176).
+    /// `unlock_slow`.
     fn unlock_slow(&self) {
         let mut q = self.queue.lock().unwrap();
         if q.wake_one(|_| (), |_| ()).is_some() {
             if q.is_empty() {
-                self.state.fetch_and(!QUEUED, Relaxed); // mutex.rs:169-171
+                self.state.fetch_and(!QUEUED, Relaxed);
             }
         } else {
-            self.state.store(0, Release); // mutex.rs:174
+            self.state.store(0, Release);
         }
     }
 }

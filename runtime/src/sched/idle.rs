@@ -24,6 +24,8 @@
 //! read-modify-write, under the sleepers lock); read the queues. Both sides run a `SeqCst`
 //! operation between their write and their read, so at least one sees the other: either the
 //! producer sees the sleeper gone and wakes someone, or the sleeper's re-check sees the work.
+//! The re-check covers every queue a searcher may take from, a blocked worker's `runnext`
+//! included (the monitor's notify for it is the producer here; `tests/loom_monitor.rs`).
 //! A sleeper chosen to be woken may already be on its way to sleep: its [`super::parker`]
 //! keeps the notification as a token, so the sleep that follows returns at once.
 

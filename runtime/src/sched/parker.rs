@@ -15,8 +15,10 @@
 //! notification is already there and it returns. A condvar sleeper holds the mutex across its
 //! compare-exchange and its first wait; the notifier takes the same mutex before signalling, so
 //! the signal cannot fall between the sleeper's check and its wait. The driver sleeper cannot
-//! hold a mutex while in `epoll_wait`; instead the poller's waker is level-like (an eventfd that
-//! stays readable until drained), so a wake fired before `epoll_wait` begins still ends it.
+//! hold a mutex while in `epoll_wait`; instead the poller's waker is an eventfd registered
+//! edge-triggered and never drained: a wake fired before `epoll_wait` begins puts the eventfd's
+//! edge on the epoll ready list, where it stays until an `epoll_wait` collects it, so that wait
+//! still returns at once.
 //! After either kind of sleep the sleeper swaps `EMPTY` back in, consuming any notification.
 //!
 //! The swap and the compare-exchange are `SeqCst`/`AcqRel`, pairing with each other: work the

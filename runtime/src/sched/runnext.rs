@@ -37,8 +37,8 @@
 //! twice or lost. Where the kernel has no `membarrier` (or a sandbox forbids it), both fences are
 //! `fence(SeqCst)`: a symmetric Dekker pair, where the owner's fence costs about what the swap did.
 //!
-//! The monitor and the owner's idle check read the slot with plain loads, which is fine: a read
-//! only decides whether to look further.
+//! The monitor and the idle checks only look at the slot (`looks_empty`, an Acquire load) to
+//! decide whether to look further; taking from it always goes through the swaps above.
 //!
 //! `tests/loom_runnext.rs` model-checks this file with both fences as `SeqCst` fences (what
 //! `membarrier` guarantees each side, in effect).

@@ -2,25 +2,22 @@
 // `loom_handoff_channels.rs` with `include!`, so `crate::park_state` and the other items stay
 // crate-root names in both): the model runner, the greenlet and its park (the production
 // `park_state.rs`), wake-up tokens, the wait queue and `wait`, and cell helpers.
-//
 // `wait_queue.rs` is built on `grove_runtime::park` and cannot be included here. What can is
 // the park state machine every waiter's park goes through, the production file
 // `runtime/src/park_state.rs`, included verbatim with `#[path]` by each model file (its `sync`
-// module makes `crate::sync::AtomicU64` loom's). The rest, the thin queue and slot logic, is re-implemented
-// below line by line, each step naming the production line it mirrors (line numbers as of commit
-// 56acf76: later commits moved the lines, not the logic, except 8b3273f, which changed who holds
-// a parked greenlet's reference, see `Green::left_wait`) (`wait_queue.rs:NN`,
-// `queue_core.rs:NN`, `semaphore.rs:NN`, `mutex.rs:NN`, `event.rs:NN`, and for the park itself
-// `runtime/src/park.rs:NN`, `runtime/src/sched/worker.rs:NN`, `runtime/src/cancel.rs:NN`,
-// `runtime/src/greenlet.rs:NN`). The objects' internal lock (`spin.rs`) is a loom `Mutex`.
-//
+// module makes `crate::sync::AtomicU64` loom's). The rest, the thin queue and slot logic, is
+// re-implemented below step by step, each step naming the production function it mirrors
+// (`WaitQueue::*` in `wait_queue.rs`, `queue_core.rs`, `semaphore.rs`, `mutex.rs`, `event.rs`,
+// and for the park itself `runtime/src/park.rs`, `sched/worker.rs`, `cancel.rs`,
+// `greenlet.rs`); functions, not line numbers, which drift. (8b3273f changed who holds a parked
+// greenlet's reference: see `Green::left_wait`.) The objects' internal lock (`spin.rs`) is a
+// loom `Mutex`.
 // Each greenlet is a loom thread. Parked, it blocks on a loom `Notify` until a waker that won
 // against `PARKED` "schedules" it, so a lost wake-up shows as loom's "deadlock" failure. A park
 // with a deadline spawns a timer thread (`arm_timer`) that may fire at any point after
 // `prepare`; `kill` is a thread running `kill_task`'s two steps. Data handed over (a lock's
 // protected value, a channel slot) is a loom `UnsafeCell`, so loom also reports any access to it
 // that the hand-off does not order.
-//
 // Broken variants these models were checked to catch (each in a scratch copy): `wake_one`
 // ignoring a failed unpark, or not trying the next waiter after one; a sender dropping the value
 // it took back from a timed-out receiver's slot; `take_available` not putting a timed-out
@@ -31,12 +28,10 @@
 // counting the permit even after handing it over; a killed waiter treated as handed over; and,
 // in `park_state.rs`, `wake` losing to `PREPARED`, `wake`'s CAS `Relaxed` (the hand-off is not
 // published: loom reports the data race), and `commit` ignoring an early wake.
-//
 // Not caught here: dropping the worker's kill check before `commit` (the Dekker half; every
 // kill here finds the park already prepared; `runtime/tests/loom_park.rs` models a kill at any
 // point and catches it), and `take_wake` loading `Relaxed` (the "scheduling" flag's
 // Release/Acquire, like the real run queue, already orders the hand-off).
-//
 
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, AtomicU64};
@@ -89,17 +84,17 @@ struct Green {
     timers: std::sync::Mutex<Vec<thread::JoinHandle<()>>>,
 }
 
-/// A wake-up token (`Unparker`, park.rs:45-48).
+/// A wake-up token (`Unparker`, park.rs).
 struct Token {
     g: Arc<Green>,
     gen: u64,
 }
 
-/// `ParkId` (park.rs:165-168).
+/// `ParkId`.
 type ParkId = (usize, u64);
 
 impl Token {
-    /// `Unparker::unpark` (park.rs:67-68).
+    /// `Unparker::unpark`.
     fn unpark(&self) -> bool {
         assert!(
             self.g.left_wait.load(Acquire) < self.gen,
@@ -109,7 +104,7 @@ impl Token {
         self.g.wake(self.gen, Wake::Unparked)
     }
 
-    /// `Unparker::park_id` (park.rs:114-123).
+    /// `Unparker::park_id`.
     fn park_id(&self) -> ParkId {
         (Arc::as_ptr(&self.g) as usize, self.gen)
     }
@@ -134,13 +129,13 @@ impl Green {
         })
     }
 
-    /// `Unparker::wake_with` for a greenlet (park.rs:76-85). True if this call ended the park.
+    /// `Unparker::wake_with` for a greenlet. True if this call ended the park.
     fn wake(&self, gen: u64, why: Wake) -> bool {
         match self.park.wake(gen, why) {
             WakeOutcome::Lost => false,
             WakeOutcome::WonEarly => true,
             WakeOutcome::WonParked => {
-                // park.rs:82 `runtime().schedule(task, hint)`: a run-queue push (Release).
+                // `runtime().schedule(task, hint)`: a run-queue push (Release).
                 self.scheduled.store(true, Release);
                 self.run.notify();
                 true
@@ -157,8 +152,8 @@ impl Green {
         }
     }
 
-    /// The first half of `park_greenlet` (park.rs:240-267), up to and including the switch, and
-    /// the worker's unlock step (worker.rs:386). `timed`: the park has a deadline. `Err` is how
+    /// The first half of `park_greenlet`, up to and including the switch, and
+    /// the worker's unlock step. `timed`: the park has a deadline. `Err` is how
     /// the park ended without parking: `Killed` (an unwind at the entry check), or `Unparked`
     /// (`register` found nothing to wait for).
     fn begin<G>(
@@ -166,13 +161,13 @@ impl Green {
         timed: bool,
         register: impl FnOnce(Token) -> Option<G>,
     ) -> Result<Parking, Wake> {
-        // park.rs:240, `check_interrupts_greenlet` (cancel.rs:126, 138-139): unwind if killed.
+        // `check_interrupts_greenlet`: unwind if killed.
         if me.kill.load(Relaxed) && me.kill.load(Acquire) && me.kill.swap(false, AcqRel) {
             return Err(Wake::Killed);
         }
-        let gen = me.park.prepare(); // park.rs:242
+        let gen = me.park.prepare();
         if timed {
-            // park.rs:249 `arm_timer(d, token.clone())`: the timer may fire any time from now.
+            // `arm_timer(d, token.clone())`: the timer may fire any time from now.
             let g = me.clone();
             let t = thread::spawn(move || {
                 g.wake(gen, Wake::TimedOut);
@@ -181,12 +176,12 @@ impl Green {
         }
         let token = Token { g: me.clone(), gen };
         let Some(unlock) = register(token) else {
-            // park.rs:250-255.
+            // .
             let _ = me.park.wake(gen, Wake::Unparked);
             let _ = me.park.take_wake(gen);
             return Err(Wake::Unparked);
         };
-        // park.rs:267 switches away; the worker runs the unlock step (worker.rs:386). The worker
+        // switches away; the worker runs the unlock step. The worker
         // may be preempted for any length of time before its commit, in `finish`.
         drop(unlock);
         Ok(Parking { gen })
@@ -199,11 +194,11 @@ impl Green {
         !self.park.commit_unless_killed(p.gen, &self.kill)
     }
 
-    /// After [`Green::commit`]: wait until scheduled if parked, then resume (park.rs:268-275).
+    /// After [`Green::commit`]: wait until scheduled if parked, then resume.
     fn resume(&self, p: Parking, run_now: bool) -> Wake {
         let gen = p.gen;
         if !run_now {
-            // worker.rs:394: parked. Runs again once a waker schedules it. (loom's `Notify` may
+            // parked. Runs again once a waker schedules it. (loom's `Notify` may
             // wake spuriously: hence the flag.)
             while !self.scheduled.load(Acquire) {
                 self.run.wait();
@@ -213,11 +208,11 @@ impl Green {
         let why = self
             .park
             .take_wake(gen)
-            .expect("grove: greenlet resumed from a park nobody ended"); // park.rs:268-271
-                                                                         // park.rs:272-274 cancels the timer unless it fired; a timer thread that still fires
+            .expect("grove: greenlet resumed from a park nobody ended");
+                                                                         // cancels the timer unless it fired; a timer thread that still fires
                                                                          // later carries a stale generation, and `wake` says `Lost`: the same as a late cancel.
         if why == Wake::Killed {
-            self.kill.store(false, Relaxed); // cancel.rs:175
+            self.kill.store(false, Relaxed);
         }
         why
     }
@@ -235,13 +230,13 @@ impl Green {
 // wait_queue.rs
 // ------------------------------------------------------------------------------------------------
 
-/// `Waiter<E>` (wait_queue.rs:25-28).
+/// `Waiter<E>`.
 struct Waiter<E> {
     token: Token,
     data: E,
 }
 
-/// `WaitQueue<E>` (wait_queue.rs:31-114).
+/// `WaitQueue<E>`.
 struct WaitQueue<E> {
     q: VecDeque<Waiter<E>>,
 }
@@ -259,12 +254,12 @@ impl<E> WaitQueue<E> {
         self.q.len()
     }
 
-    /// wait_queue.rs:60-62.
+    /// `WaitQueue::push` (wait_queue.rs).
     fn push(&mut self, token: Token, data: E) {
         self.q.push_back(Waiter { token, data });
     }
 
-    /// wait_queue.rs:65-74.
+    /// `WaitQueue::remove` (wait_queue.rs).
     fn remove(&mut self, id: ParkId) -> bool {
         match self.q.iter().rposition(|w| w.token.park_id() == id) {
             Some(i) => {
@@ -275,30 +270,30 @@ impl<E> WaitQueue<E> {
         }
     }
 
-    /// wait_queue.rs:85-87.
+    /// `WaitQueue::pop_front` (wait_queue.rs).
     fn pop_front(&mut self) -> Option<Waiter<E>> {
         self.q.pop_front()
     }
 
-    /// wait_queue.rs:92-105.
+    /// `WaitQueue::wake_one` (wait_queue.rs).
     fn wake_one(&mut self, mut give: impl FnMut(&E), mut take_back: impl FnMut(&E)) -> Option<E> {
         while let Some(w) = self.q.pop_front() {
-            give(&w.data); // wait_queue.rs:98
+            give(&w.data);
             if w.token.unpark() {
-                return Some(w.data); // wait_queue.rs:99-101
+                return Some(w.data);
             }
-            take_back(&w.data); // wait_queue.rs:102
+            take_back(&w.data);
         }
         None
     }
 
-    /// wait_queue.rs:108-113.
+    /// `WaitQueue::wake_all` (wait_queue.rs).
     fn wake_all(&mut self) -> usize {
         self.q.drain(..).filter(|w| w.token.unpark()).count()
     }
 }
 
-/// `Waited` (wait_queue.rs:118-123).
+/// `Waited`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Waited {
     HandedOver,
@@ -312,7 +307,7 @@ struct Queued {
     id: ParkId,
 }
 
-/// `wait` (wait_queue.rs:130-160), first half: register under the lock and switch away.
+/// `wait`, first half: register under the lock and switch away.
 /// `Err` if the park ended before the switch (killed at the entry check: an unwind, with no
 /// entry queued, which `Tidy` with `token: None` leaves alone).
 fn wait_begin<S, E>(
@@ -323,11 +318,11 @@ fn wait_begin<S, E>(
     timed: bool,
 ) -> Result<Queued, Waited> {
     let mut guard = guard;
-    let mut id = None; // wait_queue.rs:139-143 `Tidy { token: None }`
+    let mut id = None; // `Tidy { token: None }`
     let begun = Green::begin(me, timed, |token| {
-        id = Some(token.park_id()); // wait_queue.rs:146
-        queue(&mut guard).push(token, data); // wait_queue.rs:147
-        Some(guard) // wait_queue.rs:149: the unlock step
+        id = Some(token.park_id());
+        queue(&mut guard).push(token, data);
+        Some(guard) // the unlock step
     });
     match begun {
         Ok(park) => Ok(Queued {
@@ -339,7 +334,7 @@ fn wait_begin<S, E>(
     }
 }
 
-/// `wait`, second half: resume, and `Tidy` (wait_queue.rs:153-175). `committed`: the worker
+/// `wait`, second half: resume, and `Tidy`. `committed`: the worker
 /// already ran its commit, with this result (see [`Green::commit`]); `None`: do it now.
 fn wait_end<S, E>(
     lock: &Mutex<S>,
@@ -352,13 +347,13 @@ fn wait_end<S, E>(
     let run_now = committed.unwrap_or_else(|| me.commit(q.park));
     let waited = match me.resume(q.park, run_now) {
         Wake::Unparked => {
-            tidy = None; // wait_queue.rs:155: the waker popped our entry
+            tidy = None; // the waker popped our entry
             Waited::HandedOver
         }
-        // wait_queue.rs:158 (a `Killed` park unwinds instead; `Tidy` runs the same way).
+        // (a `Killed` park unwinds instead; `Tidy` runs the same way).
         Wake::TimedOut | Wake::Killed => Waited::TimedOut,
     };
-    // `Tidy::drop` (wait_queue.rs:170-174).
+    // `Tidy::drop`.
     if let Some(id) = tidy {
         let mut state = lock.lock().unwrap();
         queue(&mut state).remove(id);
@@ -368,7 +363,7 @@ fn wait_end<S, E>(
     waited
 }
 
-/// `wait` (wait_queue.rs:130-160).
+/// `wait`.
 fn wait<S, E>(
     lock: &Mutex<S>,
     guard: MutexGuard<'_, S>,
