@@ -659,3 +659,39 @@ fn net_name_resolution_does_not_hold_the_worker() {
     opener.join().unwrap();
     l.accept().unwrap();
 }
+
+#[test]
+fn net_udp_recv_after_a_refused_send_waits_out_its_timeout_without_spinning() {
+    // After one ICMP "port unreachable" (returned once as ConnectionRefused, as std does), the
+    // error bit stayed set: every later recv with nothing queued spun at 100% CPU and never
+    // saw its timeout.
+    on_thread_and_greenlet(|| {
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.connect(closed).unwrap();
+        s.set_read_timeout(Some(ms(50))).unwrap();
+        let mut buf = [0u8; 16];
+        let _ = s.recv(&mut buf); // registers with the poller (times out)
+        s.send(b"x").unwrap();
+        grove::sleep(ms(20));
+        assert_eq!(
+            s.recv(&mut buf).unwrap_err().kind(),
+            ErrorKind::ConnectionRefused
+        );
+        s.set_read_timeout(Some(ms(150))).unwrap();
+        let cpu = common::cpu_time();
+        let t = std::time::Instant::now();
+        let r = s.recv(&mut buf);
+        assert!(t.elapsed() < LIMIT, "recv never returned: {r:?}");
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
+        let spent = common::cpu_time() - cpu;
+        assert!(
+            spent < ms(100),
+            "{spent:?} of CPU to wait {:?}",
+            t.elapsed()
+        );
+    });
+}

@@ -348,3 +348,53 @@ fn net_reused_poller_slots_never_get_a_closed_sockets_events() {
     let text = common::stdout(&out);
     assert!(text.contains("stuck=[]"), "{text}{}", common::stderr(&out));
 }
+
+#[test]
+fn net_unix_datagram_shut_for_reading_waits_out_its_timeout_without_spinning() {
+    // A hang-up bit stayed set after a recv said `WouldBlock`: every later recv went straight
+    // back to the kernel, a spin at 100% CPU that never saw the 300 ms timeout.
+    on_thread_and_greenlet(|| {
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        a.set_read_timeout(Some(ms(150))).unwrap();
+        a.shutdown(Shutdown::Read).unwrap();
+        let cpu = common::cpu_time();
+        let t = std::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let r = a.recv(&mut buf);
+        assert!(t.elapsed() < LIMIT, "recv never returned: {r:?}");
+        let spent = common::cpu_time() - cpu;
+        assert!(
+            spent < ms(100),
+            "{r:?} after {:?}, {spent:?} of CPU",
+            t.elapsed()
+        );
+    });
+}
+
+#[test]
+fn net_unix_datagram_send_to_a_full_receiver_waits_without_spinning() {
+    // An unconnected send_to waits for room in the receiver's queue, which no poller event
+    // reports, while the sender's own socket reports writable after each failed attempt: it
+    // spun a core until the receiver drained (or its write timeout passed).
+    on_thread_and_greenlet(|| {
+        let dir = TempPath::new("full");
+        let rx = std::os::unix::net::UnixDatagram::bind(dir.path()).unwrap();
+        let filler = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        while filler.send_to(b"x", dir.path()).is_ok() {}
+        let tx = UnixDatagram::unbound().unwrap();
+        tx.set_write_timeout(Some(ms(300))).unwrap();
+        let cpu = common::cpu_time();
+        let t = std::time::Instant::now();
+        let r = tx.send_to(b"y", dir.path());
+        let spent = common::cpu_time() - cpu;
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
+        assert!(t.elapsed() >= ms(250), "gave up after {:?}", t.elapsed());
+        assert!(
+            spent < ms(150),
+            "{spent:?} of CPU to wait {:?}",
+            t.elapsed()
+        );
+        drop(rx);
+    });
+}

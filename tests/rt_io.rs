@@ -119,3 +119,46 @@ fn rt_io_registration_deadline_gives_timed_out() {
     );
     assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
 }
+
+#[test]
+fn rt_two_greenlets_may_wait_for_the_same_fd() {
+    // Each wait registered the caller's fd with the poller, which refuses a second
+    // registration: the second waiter failed at once with EEXIST (poll(2) allows any number).
+    let (a, mut b) = UnixStream::pair().unwrap();
+    let fd = a.as_raw_fd();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| grove::spawn(move || wait_readable(fd, Some(Duration::from_secs(5)))))
+        .collect();
+    grove::sleep(Duration::from_millis(20));
+    b.write_all(b"x").unwrap();
+    for w in waiters {
+        w.join().unwrap().unwrap();
+    }
+    drop(a);
+}
+
+#[test]
+fn rt_a_wait_on_a_closed_fd_leaves_a_socket_that_reuses_its_number_alone() {
+    // The wait unregistered by fd number when it ended: if the caller had closed the fd and a
+    // new socket got its number, the new socket's registration went, and its reads never saw
+    // data again.
+    let (r, _w) = UnixStream::pair().unwrap();
+    let fd = r.as_raw_fd();
+    let waiter = grove::spawn(move || wait_readable(fd, Some(Duration::from_millis(150))));
+    grove::sleep(Duration::from_millis(30));
+    drop(r); // frees the number the waiter waits on
+    drop(_w);
+    let (x, y) = grove::net::UnixStream::pair().unwrap();
+    x.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 4];
+    let _ = (&x).read(&mut buf); // registers (likely under the freed number) and times out
+    let _ = waiter.join().unwrap(); // the wait ends, unregistering
+    x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        (&y).write_all(b"data").unwrap();
+        y
+    });
+    assert_eq!((&x).read(&mut buf).unwrap(), 4, "the data never arrived");
+    drop(writer.join().unwrap());
+}

@@ -302,15 +302,13 @@ impl UnixDatagram {
     /// Sends to `path`.
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
         let p = path.as_ref();
-        self.ev
-            .io(Direction::Write, || self.ev.sock.send_to(buf, p))
+        self.ev.io_paced(|| self.ev.sock.send_to(buf, p))
     }
 
     /// Sends to `socket_addr`.
     pub fn send_to_addr(&self, buf: &[u8], socket_addr: &SocketAddr) -> io::Result<usize> {
-        self.ev.io(Direction::Write, || {
-            self.ev.sock.send_to_addr(buf, socket_addr)
-        })
+        self.ev
+            .io_paced(|| self.ev.sock.send_to_addr(buf, socket_addr))
     }
 
     /// Receives from the connected peer.

@@ -365,8 +365,34 @@ pub fn wait_writable(fd: RawFd, timeout: Option<std::time::Duration>) -> io::Res
 
 fn wait_fd(fd: RawFd, dir: Direction, timeout: Option<std::time::Duration>) -> io::Result<()> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    // The wait registers a private duplicate of `fd`, not `fd` itself. The poller keys its
+    // registrations by fd number, so registering `fd` clashed (`EEXIST`) with a second waiter
+    // on it, or with a grove socket that owns it; and unregistering by number after the caller
+    // closed `fd` could remove the registration of an unrelated socket that reused the number.
+    // The duplicate's number is ours until we close it, after unregistering.
+    // SAFETY: F_DUPFD_CLOEXEC on a caller's fd only makes a new descriptor (or fails).
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let _close = CloseFd(dup);
     // Not optimistic: for a bare wait we need the kernel's word, which the edge-triggered
     // registration reports as its first event.
-    let reg = Registration::with_source(fd, IoSource::new(false));
-    reg.wait(dir, deadline)
+    let reg = Registration::with_source(dup, IoSource::new(false));
+    match reg.wait(dir, deadline) {
+        // epoll refuses regular files and the like, which poll(2) reports ready at once.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        r => r,
+    }
+    // `reg` unregisters, then `_close` closes the duplicate.
+}
+
+/// Closes a descriptor this module made, when dropped.
+struct CloseFd(RawFd);
+
+impl Drop for CloseFd {
+    fn drop(&mut self) {
+        // SAFETY: the fd was made by `wait_fd` and is closed once, here.
+        unsafe { libc::close(self.0) };
+    }
 }

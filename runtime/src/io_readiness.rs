@@ -83,10 +83,16 @@ impl Readiness {
     }
 
     /// Clears what `ev` observed, unless an event came in since (then the caller retries).
+    ///
+    /// Everything that let the operation in goes: a hang-up or an error bit too. The operation
+    /// said `WouldBlock`, so whatever those reported has been consumed (a UDP socket's ICMP
+    /// error was returned once; a Unix datagram socket shut for reading waits like any other),
+    /// and a bit left set would send every later operation straight back into `WouldBlock`, a
+    /// spin that ignored the socket's timeout. A condition that comes back brings a new event.
     pub fn clear(&self, ev: ReadyEvent) {
         let clear = u64::from(match ev.dir {
-            Direction::Read => READABLE | PRIORITY,
-            Direction::Write => WRITABLE,
+            Direction::Read => READABLE | PRIORITY | READ_CLOSED | ERROR,
+            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
         });
         // Failure means a newer event arrived: keep its bits.
         let _ = self
