@@ -549,3 +549,35 @@ fn http_client_that_stops_reading_is_dropped_after_the_write_timeout() {
     drop(s);
     server.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn http_stop_lets_a_request_in_progress_and_a_fresh_connection_finish() {
+    // A connection counted as idle for the whole of reading a request, head and body, and a
+    // fresh connection before its first byte: `stop` closed them unanswered, though its grace
+    // would have allowed the request.
+    for (first, rest) in [
+        (&b"GET / HTTP/1.1\r\nHost: x\r\n"[..], &b"\r\n"[..]),
+        (
+            &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345"[..],
+            &b"67890"[..],
+        ),
+        (&b""[..], &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..]),
+    ] {
+        let (addr, server) = start(
+            Server::bind("127.0.0.1:0", |req| {
+                Response::text(format!("got {}", req.body().len()))
+            })
+            .unwrap(),
+        );
+        let mut c = connect(addr);
+        c.write_all(first).unwrap();
+        std::thread::sleep(Duration::from_millis(100)); // the server has read it
+        let stopper = std::thread::spawn(move || server.stop(Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(100));
+        c.write_all(rest).unwrap();
+        let (status, headers, _) = read_response(&mut c);
+        assert_eq!(status, 200, "{:?}", String::from_utf8_lossy(first));
+        assert_eq!(header(&headers, "connection"), Some("close"));
+        stopper.join().unwrap();
+    }
+}

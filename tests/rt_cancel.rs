@@ -479,3 +479,94 @@ fn rt_values_dropped_outside_their_greenlet_break_no_worker() {
         assert!(out.status.success(), "{how}: {}", common::stderr(&out));
     }
 }
+
+/// Waits (bounded) in its destructor.
+struct WaitsInDrop(Duration);
+impl Drop for WaitsInDrop {
+    fn drop(&mut self) {
+        let (_keep, rx) = grove::sync::channel::<()>();
+        let _ = rx.recv_timeout(self.0);
+    }
+}
+
+#[test]
+fn rt_timeout_bounds_a_closure_after_it_caught_an_unwind_that_waited() {
+    // A destructor waited during an unwind the closure then caught; the scope's deadline was
+    // reported to that wait and marked, and the mark kept the scope from bounding the rest of
+    // the closure: its next `sleep` ran its full 3 s. In a child (the destructor's wait holds
+    // its worker).
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_timeout_bounds_a_closure_after_it_caught_an_unwind_that_waited",
+            "caught",
+            &[("GROVE_WORKERS", "2")],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    let t = Instant::now();
+    let r = grove::spawn(|| {
+        grove::timeout(Duration::from_millis(200), || {
+            let _ = std::panic::catch_unwind(|| {
+                let _d = WaitsInDrop(Duration::from_millis(400));
+                std::panic::resume_unwind(Box::new(1));
+            });
+            grove::sleep(Duration::from_secs(3));
+            "finished"
+        })
+    })
+    .join()
+    .unwrap();
+    assert!(r.is_err(), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
+/// Joins a greenlet when dropped.
+struct JoinsHelper(Option<grove::JoinHandle<u32>>, Arc<AtomicUsize>);
+impl Drop for JoinsHelper {
+    fn drop(&mut self) {
+        let r = self.0.take().unwrap().join();
+        self.1.store(r.unwrap_or(0) as usize, SeqCst);
+    }
+}
+
+#[test]
+fn rt_a_timeouts_own_unwind_may_block_in_its_cleanup() {
+    // When a timeout fired, the first blocking call of its own unwind's cleanup was handed the
+    // expired deadline again and ended at once: `join` then read the result of a greenlet that
+    // was still running ("result already taken", an abort), `recv` said disconnected. In a
+    // child, two workers (the cleanup holds its worker while it waits).
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_a_timeouts_own_unwind_may_block_in_its_cleanup",
+            "cleanup",
+            &[("GROVE_WORKERS", "2")],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    let r = grove::spawn(move || {
+        grove::timeout(Duration::from_millis(50), move || {
+            let helper = grove::spawn(|| {
+                grove::sleep(Duration::from_millis(150));
+                7
+            });
+            let _j = JoinsHelper(Some(helper), g);
+            grove::sleep(Duration::from_secs(10));
+        })
+    })
+    .join()
+    .unwrap();
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(
+        got.load(SeqCst),
+        7,
+        "the cleanup's join did not wait for the helper"
+    );
+}

@@ -484,7 +484,14 @@ impl Drop for BlocksOnThreadExit {
     fn drop(&mut self) {
         grove::sleep(Duration::from_millis(5));
         let joined = grove::spawn(|| 5).join().is_ok_and(|v| v == 5);
-        let _ = self.0.send(joined);
+        // A `timeout` and a condvar wait (which re-locks shielded) here too: each kept state on
+        // a stand-in context made afresh per call (scopes popped out of order; a shield count
+        // that underflowed), and aborted the process.
+        let timed = grove::timeout(Duration::from_millis(50), || 1) == Ok(1);
+        let m = grove::sync::Mutex::new(());
+        let cv = grove::sync::Condvar::new();
+        let waited = cv.wait_timeout(&mut m.lock(), Duration::from_millis(5));
+        let _ = self.0.send(joined && timed && waited);
     }
 }
 

@@ -445,3 +445,66 @@ fn rt_greenlet_woken_on_a_blocked_worker_is_taken_by_another() {
         "the woken greenlet waited {latency:?}"
     );
 }
+
+#[test]
+fn rt_pinned_greenlet_runs_beside_a_busy_deque_and_yielders() {
+    // One worker: a pinned greenlet that sleeps 5 ms in a loop, beside a ping-pong pair (the
+    // deque never runs dry) and a yielder (which goes to the global queue while the pinned
+    // inbox holds work, so that queue is never empty at its turn). With the global turn taking
+    // the global queue first every time, the pinned inbox never got one: 0 wake-ups in 2 s.
+    if role().is_none() {
+        let out = run_child(
+            "rt_pinned_greenlet_runs_beside_a_busy_deque_and_yielders",
+            "pinned",
+            &[("GROVE_WORKERS", "1"), ("GROVE_MAX_BLOCKING_MS", "0")],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let (atx, arx) = grove::sync::channel::<u32>();
+    let (btx, brx) = grove::sync::channel::<u32>();
+    let s = stop.clone();
+    let a = grove::spawn(move || {
+        while !s.load(SeqCst) {
+            btx.send(1).unwrap();
+            if arx.recv().is_err() {
+                break;
+            }
+        }
+    });
+    let b = grove::spawn(move || {
+        while let Ok(v) = brx.recv() {
+            if atx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let s = stop.clone();
+    let y = grove::spawn(move || {
+        while !s.load(SeqCst) {
+            grove::yield_now();
+        }
+    });
+    let (s, t) = (stop.clone(), ticks.clone());
+    let p = grove::Builder::new()
+        .pinned(true)
+        .spawn(move || {
+            while !s.load(SeqCst) {
+                grove::sleep(Duration::from_millis(5));
+                t.fetch_add(1, SeqCst);
+            }
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, SeqCst);
+    let woke = ticks.load(SeqCst);
+    for h in [a, b, y, p] {
+        h.join().unwrap();
+    }
+    assert!(
+        woke >= 20,
+        "the pinned greenlet woke {woke} times in 500 ms"
+    );
+}

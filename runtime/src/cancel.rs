@@ -19,9 +19,12 @@
 //! A thread that is already unwinding is never made to unwind again (that would abort): its
 //! parks report [`crate::Wake::Killed`] / [`crate::Wake::TimedOut`] and return instead. An
 //! enclosing `timeout` still bounds such a park (a destructor that receives with a `timeout`
-//! around it gets a timeout error, not a wait for ever), but only once: the scope is then marked
-//! spent, so a wait that cannot fail (a mutex's `lock`, which retries) is not made to spin on an
-//! expired deadline.
+//! around it gets a timeout error, not a wait for ever, and `timeout` then returns
+//! `Err(Elapsed)`), but only once per unwind: the scope is marked *reported*, so a wait that
+//! cannot fail (a mutex's `lock`, which retries) is not made to spin on an expired deadline.
+//! Likewise a scope whose own unwind is under way (*fired*) bounds nothing in that unwind's
+//! cleanup. Both marks count only while the thread unwinds: code that catches the unwind and
+//! blocks again meets the expired scope again, as it did before any mark.
 //!
 //! # Shielded sections
 //!
@@ -38,7 +41,6 @@
 //! greenlet's next blocking call unwinds. An expired scope needs no note: it stays on the scope
 //! stack and fires at the next park.
 
-use crate::park::with_thread_ctx;
 use crate::park_state::Wake;
 use crate::sched::context::current_task;
 use crate::task::Header;
@@ -82,9 +84,12 @@ impl From<Elapsed> for std::io::Error {
 /// The unwind payload of an expired `timeout` scope.
 struct ScopeExpired(u64);
 
-/// Set in a scope's id once a park has reported its deadline during an unwind: a spent scope
-/// bounds no more parks (see the module docs). Ids count up from 1 and never reach it.
-const SPENT: u64 = 1 << 63;
+/// Set in a scope's id once a park has reported its deadline during an unwind (module docs).
+const REPORTED: u64 = 1 << 63;
+/// Set in a scope's id once its `ScopeExpired` unwind has been started (module docs).
+const FIRED: u64 = 1 << 62;
+/// The marks; ids count up from 1 and never reach them.
+const MARKS: u64 = REPORTED | FIRED;
 
 static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
 
@@ -98,14 +103,18 @@ pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
         return Ok(f()); // beyond any representable instant: no deadline
     };
     let id = NEXT_SCOPE.fetch_add(1, Relaxed);
-    with_scopes(|s| s.push((deadline, id)));
+    if with_scopes(|s| s.push((deadline, id))).is_none() {
+        // A plain thread's thread-local destructor, after grove's own context was destroyed:
+        // no scope stack to bound `f` with.
+        return Ok(f());
+    }
     let popped = PopScope(id);
     let r = catch_unwind(AssertUnwindSafe(f));
-    let spent = popped.pop();
+    let marks = popped.pop();
     match r {
         // During an unwind the deadline cut a wait short without unwinding (see the module
         // docs): what `f` made of that error is dropped, as an unwind would have.
-        Ok(_) if spent => Err(Elapsed(())),
+        Ok(_) if marks & REPORTED != 0 => Err(Elapsed(())),
         Ok(v) => Ok(v),
         Err(p) if p.downcast_ref::<ScopeExpired>().is_some_and(|s| s.0 == id) => Err(Elapsed(())),
         Err(p) => resume_unwind(p),
@@ -116,11 +125,11 @@ pub fn timeout<T>(d: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
 struct PopScope(u64);
 
 impl PopScope {
-    /// Pops the scope now; true if a park reported its deadline during an unwind.
-    fn pop(self) -> bool {
-        let spent = pop_scope(self.0);
+    /// Pops the scope now; returns its marks.
+    fn pop(self) -> u64 {
+        let marks = pop_scope(self.0);
         std::mem::forget(self);
-        spent
+        marks
     }
 }
 
@@ -130,46 +139,69 @@ impl Drop for PopScope {
     }
 }
 
-fn pop_scope(id: u64) -> bool {
+fn pop_scope(id: u64) -> u64 {
     with_scopes(|s| {
         let top = s.pop();
         assert!(
-            top.is_some_and(|t| t.1 & !SPENT == id),
+            top.is_some_and(|t| t.1 & !MARKS == id),
             "grove: timeout scopes popped out of order"
         );
-        top.is_some_and(|t| t.1 & SPENT != 0)
+        top.map_or(0, |t| t.1 & MARKS)
     })
+    .unwrap_or(0)
 }
 
-/// Runs `f` on the current greenlet's (or thread's) scope stack.
-fn with_scopes<R>(f: impl FnOnce(&mut Vec<(Instant, u64)>) -> R) -> R {
+/// Runs `f` on the current greenlet's (or thread's) scope stack; `None` on a plain thread whose
+/// grove context is already destroyed (in a thread-local destructor).
+fn with_scopes<R>(f: impl FnOnce(&mut Vec<(Instant, u64)>) -> R) -> Option<R> {
     let h = current_task();
     if h.is_null() {
-        with_thread_ctx(|c| f(&mut c.scopes.borrow_mut()))
+        try_thread_ctx(|c| f(&mut c.scopes.borrow_mut()))
     } else {
         // SAFETY: the running greenlet alone touches its own local part, and `f` (this module's
-        // push, pop and retain) does nothing that touches the scopes again.
-        f(unsafe { &mut (*(*h).local_ptr()).scopes })
+        // push, pop, look and mark) does nothing that touches the scopes again.
+        Some(f(unsafe { &mut (*(*h).local_ptr()).scopes }))
     }
 }
 
-fn earliest_scope(scopes: &[(Instant, u64)]) -> Option<(Instant, u64)> {
+/// Sets `mark` on scope `id`.
+fn mark_scope(id: u64, mark: u64) {
+    let _ = with_scopes(|s| {
+        s.iter_mut()
+            .filter(|s| s.1 & !MARKS == id)
+            .for_each(|s| s.1 |= mark)
+    });
+}
+
+/// The scope whose deadline a park must honour: the earliest of those at or above `floor` (a
+/// shielded section's: the scopes opened inside it), leaving out, during an unwind, those
+/// already reported or fired.
+fn live_scope(scopes: &[(Instant, u64)], floor: usize) -> Option<(Instant, u64)> {
+    let unwinding = std::thread::panicking();
     scopes
+        .get(floor..)
+        .unwrap_or(&[])
         .iter()
         .copied()
-        .filter(|s| s.1 & SPENT == 0)
+        .filter(|s| !unwinding || s.1 & MARKS == 0)
         .min_by_key(|s| s.0)
+        .map(|(d, id)| (d, id & !MARKS))
 }
 
-/// Depth of the current greenlet's (or thread's) shielded sections.
-fn shield_depth() -> u32 {
+/// The current greenlet's (or thread's) shielded-section depth and floor.
+fn shield_state() -> (u32, usize) {
     let h = current_task();
     if h.is_null() {
-        with_thread_ctx(|c| c.shield.get())
+        try_thread_ctx(|c| (c.shield.get(), c.shield_floor.get())).unwrap_or((0, 0))
     } else {
         // SAFETY: the running greenlet alone touches its own local part, one field at a time.
-        unsafe { (*(*h).local_ptr()).shield }
+        unsafe { ((*(*h).local_ptr()).shield, (*(*h).local_ptr()).shield_floor) }
     }
+}
+
+/// This plain thread's grove context, unless it is already destroyed.
+fn try_thread_ctx<R>(f: impl FnOnce(&crate::park::ThreadCtx) -> R) -> Option<R> {
+    crate::park::try_with_thread_ctx(f)
 }
 
 /// Entry check of every greenlet park: unwinds if killed or if a scope has expired; otherwise
@@ -187,32 +219,29 @@ pub(crate) fn check_interrupts_greenlet(h: &Header) -> Option<(Instant, u64)> {
 #[cold]
 #[inline(never)]
 fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
-    // SAFETY: the running greenlet alone touches its own local part, one field at a time.
-    if unsafe { (*h.local_ptr()).shield } > 0 {
-        if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
-            defer_kill(h);
-        }
-        return None;
+    let (shield, floor) = shield_state();
+    if shield > 0 && h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
+        defer_kill(h);
     }
+    let floor = if shield > 0 { floor } else { 0 };
+    // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+    let scope = live_scope(unsafe { &(*h.local_ptr()).scopes }, floor);
     if std::thread::panicking() {
         // (`park` sends an unwinding greenlet to `park_thread`; this is for completeness.)
-        // SAFETY: as above.
-        return earliest_scope(unsafe { &(*h.local_ptr()).scopes });
+        return scope;
     }
     if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
         resume_unwind(Box::new(Killed));
     }
-    // SAFETY: the running greenlet alone touches its own local part.
-    expire_if_due(earliest_scope(unsafe { &(*h.local_ptr()).scopes }))
+    expire_if_due(scope)
 }
 
 /// Entry check of every thread park, and of a greenlet's park during an unwind (which blocks
 /// its worker thread: see `park`), whose scopes are the greenlet's own.
 pub(crate) fn check_interrupts_thread() -> Option<(Instant, u64)> {
-    if shield_depth() > 0 {
-        return None;
-    }
-    let scope = with_scopes(|s| earliest_scope(s));
+    let (shield, floor) = shield_state();
+    let floor = if shield > 0 { floor } else { 0 };
+    let scope = with_scopes(|s| live_scope(s, floor)).flatten();
     if std::thread::panicking() {
         return scope; // a deadline for the park, never a second unwind
     }
@@ -222,10 +251,16 @@ pub(crate) fn check_interrupts_thread() -> Option<(Instant, u64)> {
 fn expire_if_due(scope: Option<(Instant, u64)>) -> Option<(Instant, u64)> {
     if let Some((d, id)) = scope {
         if Instant::now() >= d {
-            resume_unwind(Box::new(ScopeExpired(id)));
+            fire(id);
         }
     }
     scope
+}
+
+/// Starts scope `id`'s unwind.
+fn fire(id: u64) -> ! {
+    mark_scope(id, FIRED);
+    resume_unwind(Box::new(ScopeExpired(id)))
 }
 
 /// Turns how a park ended into its result, unwinding for kills and expired scopes.
@@ -257,14 +292,10 @@ pub(crate) fn resolve_wake(
         Wake::TimedOut => match scope {
             Some((sd, id)) if deadline.is_none_or(|d| sd < d) => {
                 if !std::thread::panicking() {
-                    resume_unwind(Box::new(ScopeExpired(id)));
+                    fire(id);
                 }
                 // Reported once; the scope bounds no more parks of this unwind.
-                with_scopes(|s| {
-                    s.iter_mut()
-                        .filter(|s| s.1 == id)
-                        .for_each(|s| s.1 |= SPENT)
-                });
+                mark_scope(id, REPORTED);
                 Wake::TimedOut
             }
             _ => Wake::TimedOut,
@@ -278,13 +309,26 @@ pub(crate) fn resolve_wake(
 #[doc(hidden)]
 pub fn shielded<R>(f: impl FnOnce() -> R) -> R {
     let h = current_task();
-    if h.is_null() {
-        with_thread_ctx(|c| c.shield.set(c.shield.get() + 1));
+    let entered = if h.is_null() {
+        try_thread_ctx(|c| {
+            if c.shield.get() == 0 {
+                c.shield_floor.set(c.scopes.borrow().len());
+            }
+            c.shield.set(c.shield.get() + 1);
+        })
+        .is_some()
     } else {
         // SAFETY: the running greenlet alone touches its own local part, one field at a time.
-        unsafe { (*(*h).local_ptr()).shield += 1 };
-    }
-    let _leave = LeaveShield(h);
+        unsafe {
+            let local = (*h).local_ptr();
+            if (*local).shield == 0 {
+                (*local).shield_floor = (*local).scopes.len();
+            }
+            (*local).shield += 1;
+        }
+        true
+    };
+    let _leave = entered.then_some(LeaveShield(h));
     f()
 }
 
@@ -294,7 +338,8 @@ struct LeaveShield(*const Header);
 impl Drop for LeaveShield {
     fn drop(&mut self) {
         if self.0.is_null() {
-            return with_thread_ctx(|c| c.shield.set(c.shield.get() - 1));
+            let _ = try_thread_ctx(|c| c.shield.set(c.shield.get() - 1));
+            return;
         }
         // SAFETY: the greenlet that entered the section is the one running it, and alive; it
         // alone touches its own local part, one field at a time.

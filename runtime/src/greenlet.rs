@@ -230,9 +230,10 @@ impl<T> JoinHandle<T> {
     /// greenlet's payload downcasts to [`crate::Killed`].
     pub fn join(self) -> thread::Result<T> {
         let task = &self.greenlet.task;
-        wait_done(task, None);
+        let done = wait_done(task, None);
+        assert!(done, "grove: join's wait ended before the greenlet did");
         // SAFETY: T is this task's result type (JoinHandle<T> is only made for a task of F -> T)
-        // and `wait_done` returned, so the task is done.
+        // and `wait_done` said the task is done.
         unsafe { task.take_result::<T>() }.expect("grove: greenlet result already taken")
     }
 
@@ -387,9 +388,15 @@ fn wait_done(task: &TaskRef, deadline: Option<Instant>) -> bool {
     let _tidy = Tidy(h);
     while !h.is_done() {
         let woke = park(|u| h.add_joiner(u).map(|g| move || drop(g)), deadline);
-        if woke == Wake::TimedOut {
+        if woke == Wake::TimedOut && deadline.is_some() {
             h.remove_stale_joiners();
             return h.is_done();
+        }
+        // Without a deadline of our own, a `TimedOut` or `Killed` that did not unwind (during
+        // an unwind, or shielded: an enclosing `timeout` reported once, a kill deferred) does
+        // not mean the greenlet finished: wait on.
+        if woke != Wake::Unparked {
+            h.remove_stale_joiners();
         }
     }
     true

@@ -96,9 +96,16 @@ impl IoSource {
         }
     }
 
-    /// Clears the readiness `ev` observed, unless an event came in since.
+    /// Clears the data readiness `ev` observed (a short transfer), unless an event came in
+    /// since.
     pub(crate) fn clear_readiness(&self, ev: ReadyEvent) {
         self.readiness.clear(ev);
+    }
+
+    /// Clears all the readiness `ev` observed (its operation said `WouldBlock`), unless an
+    /// event came in since.
+    pub(crate) fn clear_after_would_block(&self, ev: ReadyEvent) {
+        self.readiness.clear_would_block(ev);
     }
 
     /// Waits until `dir` is ready (or `deadline` passes: `TimedOut`).
@@ -260,7 +267,7 @@ impl Registration {
     /// The readiness read before `op` was stale: register if needed, then clear it.
     fn on_would_block(&self, ev: ReadyEvent) -> io::Result<()> {
         self.ensure_registered()?;
-        self.source.clear_readiness(ev);
+        self.source.clear_after_would_block(ev);
         Ok(())
     }
 

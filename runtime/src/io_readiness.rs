@@ -82,21 +82,40 @@ impl Readiness {
         dir.wants(word as u8).then_some(ReadyEvent { word, dir })
     }
 
-    /// Clears what `ev` observed, unless an event came in since (then the caller retries).
-    ///
-    /// Everything that let the operation in goes: a hang-up or an error bit too. The operation
-    /// said `WouldBlock`, so whatever those reported has been consumed (a UDP socket's ICMP
-    /// error was returned once; a Unix datagram socket shut for reading waits like any other),
-    /// and a bit left set would send every later operation straight back into `WouldBlock`, a
-    /// spin that ignored the socket's timeout. A condition that comes back brings a new event.
+    /// Clears the data readiness `ev` observed (a short transfer drained the buffer), unless an
+    /// event came in since (then the caller retries). A hang-up or error bit stays: the kernel
+    /// reports those once, and the next operation must see them (a read after the peer's FIN
+    /// returns 0 at once; clearing that bit here left it parked for ever).
     pub fn clear(&self, ev: ReadyEvent) {
-        let clear = u64::from(match ev.dir {
-            Direction::Read => READABLE | PRIORITY | READ_CLOSED | ERROR,
-            Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
-        });
+        self.clear_bits(
+            ev,
+            match ev.dir {
+                Direction::Read => READABLE | PRIORITY,
+                Direction::Write => WRITABLE,
+            },
+        );
+    }
+
+    /// Clears everything that let the operation of `ev` in, unless an event came in since: the
+    /// operation said `WouldBlock`, so a hang-up or error bit too has been consumed (a UDP
+    /// socket's ICMP error was returned once; a Unix datagram socket shut for reading waits like
+    /// any other), and left set it would send every later operation straight back into
+    /// `WouldBlock`, a spin that ignored the socket's timeout. A condition that comes back
+    /// brings a new event.
+    pub fn clear_would_block(&self, ev: ReadyEvent) {
+        self.clear_bits(
+            ev,
+            match ev.dir {
+                Direction::Read => READABLE | PRIORITY | READ_CLOSED | ERROR,
+                Direction::Write => WRITABLE | WRITE_CLOSED | ERROR,
+            },
+        );
+    }
+
+    fn clear_bits(&self, ev: ReadyEvent, bits: u8) {
         // Failure means a newer event arrived: keep its bits.
         let _ = self
             .0
-            .compare_exchange(ev.word, ev.word & !clear, AcqRel, Acquire);
+            .compare_exchange(ev.word, ev.word & !u64::from(bits), AcqRel, Acquire);
     }
 }

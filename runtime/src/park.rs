@@ -252,6 +252,7 @@ pub(crate) struct ThreadCtx {
     pub(crate) parker: Arc<ThreadParker>,
     pub(crate) scopes: RefCell<Vec<(Instant, u64)>>,
     pub(crate) shield: std::cell::Cell<u32>,
+    pub(crate) shield_floor: std::cell::Cell<usize>,
 }
 
 thread_local! {
@@ -263,7 +264,15 @@ thread_local! {
         }),
         scopes: RefCell::new(Vec::new()),
         shield: std::cell::Cell::new(0),
+        shield_floor: std::cell::Cell::new(0),
     };
+}
+
+/// Runs `f` with this plain thread's context, unless it is already destroyed (in a
+/// thread-local destructor that runs after it).
+#[inline(never)]
+pub(crate) fn try_with_thread_ctx<R>(f: impl FnOnce(&ThreadCtx) -> R) -> Option<R> {
+    THREAD_CTX.try_with(f).ok()
 }
 
 /// Runs `f` with this plain thread's context. In a thread-local destructor that runs after
@@ -284,6 +293,7 @@ pub(crate) fn with_thread_ctx<R>(f: impl FnOnce(&ThreadCtx) -> R) -> R {
         }),
         scopes: RefCell::new(Vec::new()),
         shield: std::cell::Cell::new(0),
+        shield_floor: std::cell::Cell::new(0),
     };
     (f.take().expect("grove: thread context used twice"))(&stand_in)
 }

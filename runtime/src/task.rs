@@ -85,6 +85,8 @@ pub(crate) struct Local {
     /// Nesting depth of [`crate::cancel::shielded`] sections: while above zero, parks neither
     /// unwind for a kill nor honour the `timeout` scopes.
     pub(crate) shield: u32,
+    /// Scopes below this index (opened before the outermost shielded section) are held back.
+    pub(crate) shield_floor: usize,
     /// A kill that arrived inside a shielded section, re-armed when the outermost one ends.
     pub(crate) kill_deferred: bool,
 }
@@ -202,6 +204,7 @@ impl TaskRef {
                     locals: Default::default(),
                     budget: crate::coop::BUDGET,
                     shield: 0,
+                    shield_floor: 0,
                     kill_deferred: false,
                 }),
                 sched: UnsafeCell::new(SchedSlot {

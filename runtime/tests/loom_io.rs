@@ -228,7 +228,7 @@ impl Socket {
         loop {
             let ev = self.poll_ready(me, dir, progress);
             match op() {
-                Err(WouldBlock) => self.readiness.clear(ev),
+                Err(WouldBlock) => self.readiness.clear_would_block(ev),
                 Ok(r) => return r,
             }
         }

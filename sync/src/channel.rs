@@ -318,7 +318,10 @@ thread_local! {
     static SELECT_RNG: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
-/// A random start for a scan over `n` handles (`n > 0`).
+/// A random start for a scan over `n` handles (`n > 0`). Not inlined: its thread-local must be
+/// looked up afresh on each call, not kept across the caller's park (the greenlet may resume on
+/// another worker; see docs/tls.md).
+#[inline(never)]
 fn random_start(n: usize) -> usize {
     SELECT_RNG.with(|c| {
         let mut x = c.get();

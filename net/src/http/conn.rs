@@ -92,18 +92,26 @@ pub(crate) fn serve<H>(
         peer: Some(peer),
         ..Request::default()
     };
+    let mut answered = false;
     loop {
-        // Waiting for the client's next request, `stop` may close the connection at once (see
-        // `server`'s "Idle connections at stop"); a pipelined request already here is no wait.
-        let idle = conn.pos == conn.end;
-        if idle && !state.enter_idle() {
-            return;
+        // Between requests of a keep-alive connection, while no byte of the next one has come,
+        // `stop` may close the connection at once (see `server`'s "Idle connections at stop").
+        // From the first byte on, and on a fresh connection, the request is in progress and
+        // gets the grace. A pipelined request already buffered is no wait at all.
+        if answered && conn.pos == conn.end {
+            if !state.enter_idle() {
+                return;
+            }
+            let first = conn.fill(limits.idle_timeout);
+            if !state.leave_idle() {
+                return; // `stop` claimed it first, and is killing it
+            }
+            if !matches!(first, Ok(n) if n > 0) {
+                return; // closed, idle too long, or an error: quietly
+            }
         }
-        let read = conn.read_request(&mut req, limits);
-        if idle && !state.leave_idle() {
-            return; // `stop` claimed it first, and is killing it
-        }
-        match read {
+        answered = true;
+        match conn.read_request(&mut req, limits) {
             Ok(()) => {}
             Err(Stop::Quiet) => return,
             Err(Stop::Status(status, why)) => {

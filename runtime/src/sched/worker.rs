@@ -83,6 +83,8 @@ pub(crate) struct Core {
     current: Cell<*const Header>,
     /// Ticks left before the global queues get their turn.
     global_countdown: Cell<u32>,
+    /// Whether that turn looks at the pinned inbox before the injector (alternates).
+    pinned_first: Cell<bool>,
     /// Greenlets run so far (wrapping), for the timer and poller checks.
     ticks: Cell<u32>,
 }
@@ -107,6 +109,7 @@ impl Core {
             cells: LocalCells::new(),
             current: Cell::new(std::ptr::null()),
             global_countdown: Cell::new(GLOBAL_CHECK_INTERVAL),
+            pinned_first: Cell::new(false),
             ticks: Cell::new(0),
         }
     }
@@ -265,13 +268,19 @@ fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
     take_shared(shared, core, remote)
 }
 
-/// The periodic turn of the injector and the pinned inbox (see the module docs). The injector
-/// first: the pinned inbox also gets a turn whenever the deque runs dry, the injector only
-/// after it, so a pinned greenlet that keeps yielding would otherwise never let it run.
+/// The periodic turn of the injector and the pinned inbox (see the module docs), each first in
+/// turn: taking the pinned inbox first always let a pinned greenlet that kept yielding starve
+/// the injector; taking the injector first always let unpinned yielders (which go there while
+/// the pinned inbox holds work) starve the pinned inbox behind a deque that never runs dry.
 #[cold]
 fn take_global(shared: &Shared, core: &Core) -> Option<TaskRef> {
     core.global_countdown.set(GLOBAL_CHECK_INTERVAL);
-    steal_one(&shared.injector).or_else(|| steal_one(&shared.remotes[core.index].pinned))
+    let pinned = &shared.remotes[core.index].pinned;
+    if core.pinned_first.replace(!core.pinned_first.get()) {
+        steal_one(pinned).or_else(|| steal_one(&shared.injector))
+    } else {
+        steal_one(&shared.injector).or_else(|| steal_one(pinned))
+    }
 }
 
 fn take_runnext(core: &Core, remote: &Remote) -> Option<TaskRef> {
@@ -472,8 +481,9 @@ fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
         remote.pinned.push(task);
         if !shared.injector.is_empty() {
             // It cannot go to the global queue (another worker could take it), so the global
-            // queue's turn comes now instead.
+            // queue's turn comes now instead, injector first.
             core.global_countdown.set(1);
+            core.pinned_first.set(false);
         }
     } else if !remote.pinned.is_empty() || !shared.injector.is_empty() {
         // This worker is awake and takes the global queue before it sleeps: nobody to wake.
