@@ -235,3 +235,86 @@ fn rt_spawn_fails_with_a_clear_error_when_address_space_runs_out() {
     assert!(text.contains("address space for greenlet stacks"), "{text}");
     assert!(text.contains("GROVE_STACK_SIZE"), "{text}");
 }
+
+#[test]
+fn rt_stack_overflow_report_cuts_a_long_name_not_the_message() {
+    // The report is built in a fixed buffer: a long name cut off its end ("has overflowed its
+    // stack" was lost past ~245 bytes, and the cut could split a character).
+    if role().is_some() {
+        let h = grove::Builder::new()
+            .name("é".repeat(125))
+            .spawn(|| overflow(0))
+            .unwrap();
+        let _ = h.join();
+        unreachable!("the overflow must abort the process");
+    }
+    let out = run_child(
+        "rt_stack_overflow_report_cuts_a_long_name_not_the_message",
+        "overflow",
+        &[],
+    );
+    let err = std::str::from_utf8(&out.stderr).expect("the report is valid UTF-8");
+    assert!(err.contains("...' has overflowed its stack"), "{err}");
+    assert!(err.contains("fatal runtime error: stack overflow"), "{err}");
+    assert_eq!(signal(&out), Some(libc::SIGABRT), "{err}");
+}
+
+#[test]
+fn rt_running_out_of_mappings_names_vm_max_map_count() {
+    // Out of mappings, `mmap` fails with ENOMEM as it does out of address space, and the error
+    // advised raising `ulimit -v`, which does not help. In a child: it uses up the mappings.
+    if role().is_some() {
+        let _ = grove::workers(); // the runtime is up before the mappings run out
+        let page = 4096;
+        let pages = 80_000;
+        // SAFETY: a fresh private anonymous mapping; only this test touches it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                pages * page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, // not NORESERVE: never merges with a stack
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED);
+        // Every other page read-only: each protection change splits the mapping.
+        for i in (0..pages).step_by(2) {
+            // SAFETY: a page inside the mapping above.
+            let r = unsafe {
+                libc::mprotect(
+                    base.cast::<u8>().add(i * page).cast(),
+                    page,
+                    libc::PROT_READ,
+                )
+            };
+            if r != 0 {
+                break; // out of mappings
+            }
+        }
+        // The kernel allows one mapping past the limit; a few spawns reach it.
+        let mut kept = Vec::new();
+        let e = loop {
+            match grove::Builder::new().stack_size(1 << 20).spawn(|| ()) {
+                Ok(h) if kept.len() < 64 => kept.push(h),
+                Ok(_) => panic!("64 spawns with no mapping left"),
+                Err(e) => break e,
+            }
+        };
+        println!("spawn error: {e}");
+        assert!(e.to_string().contains("vm.max_map_count"), "{e}");
+        return;
+    }
+    let out = run_child(
+        "rt_running_out_of_mappings_names_vm_max_map_count",
+        "maps",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        common::stdout(&out),
+        stderr(&out)
+    );
+}

@@ -160,16 +160,25 @@ unsafe fn chain(
 }
 
 fn report_overflow_and_abort(name: &str) -> ! {
+    const HEAD: &[u8] = b"\ngreenlet '";
+    const TAIL: &[u8] =
+        b"' has overflowed its stack\nfatal runtime error: stack overflow, aborting\n";
     let mut buf = [0u8; 256];
+    // A long name is cut (at a character boundary, marked with "..."), never the message.
+    let room = buf.len() - HEAD.len() - TAIL.len();
+    let (name, cut) = if name.len() <= room {
+        (name, "")
+    } else {
+        let mut end = room - 3;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        (&name[..end], "...")
+    };
     let mut n = 0;
-    for part in [
-        "\ngreenlet '".as_bytes(),
-        name.as_bytes(),
-        "' has overflowed its stack\nfatal runtime error: stack overflow, aborting\n".as_bytes(),
-    ] {
-        let take = part.len().min(buf.len() - n);
-        buf[n..n + take].copy_from_slice(&part[..take]);
-        n += take;
+    for part in [HEAD, name.as_bytes(), cut.as_bytes(), TAIL] {
+        buf[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
     }
     // SAFETY: write(2) and abort(3) are async-signal-safe; `buf[..n]` is initialised.
     unsafe {

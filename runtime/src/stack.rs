@@ -323,15 +323,23 @@ fn map_region(len: usize) -> io::Result<usize> {
     };
     if p == libc::MAP_FAILED {
         let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            format!(
+        // ENOMEM means either: out of address space, or out of mappings (vm.max_map_count). Say
+        // which, so the advice fits (this is the error path only: reading /proc is fine).
+        let message = match mappings_near_limit() {
+            Some((used, max)) => format!(
+                "grove: cannot map {} MiB for greenlet stacks ({e}): the process has {used} \
+                 memory mappings of at most {max}; raise vm.max_map_count \
+                 (sysctl -w vm.max_map_count=...)",
+                len >> 20
+            ),
+            None => format!(
                 "grove: cannot reserve {} MiB of address space for greenlet stacks ({e}); \
                  lower GROVE_STACK_SIZE or Builder::stack_size, or raise `ulimit -v` / \
                  vm.overcommit settings",
                 len >> 20
             ),
-        ));
+        };
+        return Err(io::Error::new(io::ErrorKind::OutOfMemory, message));
     }
     #[cfg(target_os = "linux")]
     // SAFETY: advice on the mapping we just made; MADV_NOHUGEPAGE keeps a touched stack page from
@@ -340,6 +348,21 @@ fn map_region(len: usize) -> io::Result<usize> {
         libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
     }
     Ok(p as usize)
+}
+
+/// `(mappings in use, vm.max_map_count)` if the process is within 1% of that limit.
+fn mappings_near_limit() -> Option<(usize, usize)> {
+    let max: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let used = std::fs::read("/proc/self/maps")
+        .ok()?
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    (used + max / 100 >= max).then_some((used, max))
 }
 
 fn install_guard(addr: usize, len: usize) -> io::Result<()> {
