@@ -147,6 +147,10 @@ impl Drop for Stack {
 pub struct StackPool {
     stack_size: usize,
     inner: Mutex<PoolInner>,
+    /// A worker found no stack to take and could carve none, though every started greenlet
+    /// has one reserved: the free ones sit in other workers' caches. Set until a worker gets
+    /// one; meanwhile every worker gives its cache back (see `sched::worker`).
+    shortage: std::sync::atomic::AtomicBool,
 }
 
 struct PoolInner {
@@ -166,6 +170,7 @@ impl StackPool {
     pub fn new(stack_size: usize) -> StackPool {
         StackPool {
             stack_size,
+            shortage: std::sync::atomic::AtomicBool::new(false),
             inner: Mutex::new(PoolInner {
                 warm: Vec::new(),
                 cold: Vec::new(),
@@ -194,6 +199,18 @@ impl StackPool {
             }
         }
         Ok(())
+    }
+
+    /// True while a worker waits for stacks cached by others (see `shortage`).
+    pub fn in_shortage(&self) -> bool {
+        self.shortage.load(Relaxed)
+    }
+
+    /// Marks the start or the end of a shortage.
+    pub fn set_shortage(&self, on: bool) {
+        if self.shortage.load(Relaxed) != on {
+            self.shortage.store(on, Relaxed);
+        }
     }
 
     /// Takes back `n` promises (their greenlets ended).

@@ -182,6 +182,15 @@ impl Core {
         }
     }
 
+    /// Gives every cached stack back to the pool (a shortage: another worker needs one).
+    fn flush_stacks(&self, shared: &Shared) {
+        // SAFETY: as in `take_stack`.
+        let cache = unsafe { &mut *self.stacks.get() };
+        if !cache.is_empty() {
+            shared.stacks.put_all(cache.drain(..));
+        }
+    }
+
     /// Returns a finished greenlet's stack.
     pub(crate) fn put_stack(&self, shared: &Shared, stack: Stack) {
         if stack.is_dedicated() {
@@ -228,6 +237,9 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
                 let ticks = core.ticks.get().wrapping_add(1);
                 core.ticks.set(ticks);
                 if ticks & (TIMER_CHECK_INTERVAL - 1) == 0 {
+                    if shared.stacks.in_shortage() {
+                        core.flush_stacks(shared);
+                    }
                     shared.fire_due_timers();
                     if ticks & (DRIVER_POLL_INTERVAL - 1) == 0
                         && (ticks & (DRIVER_POLL_INTERVAL_IDLE - 1) == 0
@@ -385,6 +397,9 @@ fn has_work(shared: &Shared, core: &Core) -> bool {
 }
 
 fn park(shared: &Shared, core: &Core) {
+    if shared.stacks.in_shortage() {
+        core.flush_stacks(shared);
+    }
     let was_searching = core.searching.replace(false);
     shared.idle.transition_to_parked(core.index, was_searching);
     // Re-check after counting ourselves out: see the lost-wake-up argument in `idle`.
@@ -416,8 +431,12 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
     // a raw pointer and never keep a reference across a resume.
     let slot: *mut SchedSlot = h.sched_slot();
     // SAFETY: see above; the greenlet is not running, so nothing else refers to the slot.
-    if unsafe { (*slot).coro.is_none() } && !start_task(shared, core, &task, slot) {
-        return;
+    if unsafe { (*slot).coro.is_none() } {
+        match start_task(shared, core, &task, slot) {
+            Start::Ready => {}
+            Start::Done => return,
+            Start::NoStackHere => return wait_for_a_stack(shared, core, task),
+        }
     }
     let remote = core.remote(shared);
     loop {
@@ -493,8 +512,34 @@ fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
     }
 }
 
-/// First run: builds the coroutine, or finishes a greenlet that cannot get a stack (false).
-fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot) -> bool {
+/// What a first run came to.
+enum Start {
+    /// The coroutine is made: resume it.
+    Ready,
+    /// The greenlet finished without running (its stack's guard could not be installed).
+    Done,
+    /// No free stack here or in the pool, and none could be carved: see `wait_for_a_stack`.
+    NoStackHere,
+}
+
+/// A greenlet whose reserved stack sits in another worker's cache (every started greenlet has
+/// one reserved, so a free one exists somewhere): mark a shortage, which makes every worker
+/// give its cache back at its next timer tick or before it sleeps, wake the sleepers to do so,
+/// and queue the greenlet behind the others to try again. (It used to finish at once with the
+/// carving error, though its `spawn` had succeeded: at address-space exhaustion, the normal
+/// case on two or more workers.)
+#[cold]
+fn wait_for_a_stack(shared: &Shared, core: &Core, task: TaskRef) {
+    shared.stacks.set_shortage(true);
+    core.flush_stacks(shared);
+    shared.injector.push(task);
+    while let Some(i) = shared.idle.claim_any_sleeper() {
+        shared.unpark_worker(i);
+    }
+}
+
+/// First run: builds the coroutine (see [`Start`]).
+fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot) -> Start {
     let h = task.header();
     // SAFETY: as in `run_task`: this thread alone touches the slot of a greenlet it holds.
     let slot = unsafe { &mut *slot };
@@ -502,25 +547,27 @@ fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot
     // `task::run_body`.)
     let stack = match slot.stack.take() {
         Some(dedicated) => dedicated,
-        None => match core
-            .take_stack(shared)
-            .and_then(|mut s| s.ensure_guard().map(|()| s))
-        {
-            Ok(s) => s,
-            Err(e) => {
-                // Only when every reserved stack sits in another worker's cache and no new one
-                // can be carved: the greenlet cannot start, and says why through `join`.
+        None => {
+            let Ok(mut s) = core.take_stack(shared) else {
+                return Start::NoStackHere;
+            };
+            shared.stacks.set_shortage(false);
+            if let Err(e) = s.ensure_guard() {
+                // The guard could not be installed (out of mappings, on the `mprotect` path):
+                // the greenlet cannot start safely, and says why through `join`.
+                core.put_stack(shared, s);
                 core.return_credit(shared);
                 task.fail_unstarted(e);
                 h.complete();
-                return false;
+                return Start::Done;
             }
-        },
+            s
+        }
     };
     if h.home.load(Relaxed) == PIN_ON_FIRST_RUN {
         h.home.store(core.index, Relaxed);
     }
     slot.guard = stack.guard();
     slot.coro = Some(task.make_coroutine(stack));
-    true
+    Start::Ready
 }
