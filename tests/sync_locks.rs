@@ -315,15 +315,18 @@ struct Relock {
 }
 
 /// Locks, notifies, and holds the mutex across a 150 ms park before adding 10.
-fn notify_then_hold(st: Arc<Relock>) -> grove::JoinHandle<()> {
+/// Returns whether the notification found a waiter (on a loaded single worker it may come
+/// after the waiter's deadline).
+fn notify_then_hold(st: Arc<Relock>) -> grove::JoinHandle<bool> {
     grove::spawn(move || {
         grove::sleep(Duration::from_millis(20));
         let mut g = st.m.lock();
         st.holder_in.store(true, SeqCst);
-        st.cv.notify_one();
-        grove::sleep(Duration::from_millis(150));
+        let woke = st.cv.notify_one();
+        grove::sleep(Duration::from_millis(250));
         *g += 10;
         st.holder_in.store(false, SeqCst);
+        woke
     })
 }
 
@@ -342,19 +345,23 @@ fn sync_condvar_relock_outlasts_a_timeout_and_keeps_the_notification() {
         let s = st.clone();
         let waiter = common::Worker::spawn(green, move || {
             let mut g = s.m.lock();
-            let r = grove::timeout(Duration::from_millis(60), || s.cv.wait(&mut g));
+            let r = grove::timeout(Duration::from_millis(100), || s.cv.wait(&mut g));
             let holder_out = !s.holder_in.load(SeqCst);
             *g += 1;
             (r.is_ok(), holder_out)
         });
         let holder = notify_then_hold(st.clone());
         let (notified, holder_out) = waiter.join();
-        holder.join().unwrap();
+        let woke_the_waiter = holder.join().unwrap();
         assert!(
             holder_out,
             "the wait returned while the holder had the mutex (green: {green})"
         );
-        assert!(notified, "the notification was lost (green: {green})");
+        // (If the holder came after the deadline, the wait timed out before any notification.)
+        assert!(
+            notified || !woke_the_waiter,
+            "the notification was lost (green: {green})"
+        );
         assert_eq!(*st.m.lock(), 11);
     }
 }
@@ -380,7 +387,9 @@ fn sync_condvar_kill_during_relock_lands_at_the_next_blocking_call() {
     grove::sleep(Duration::from_millis(60)); // the waiter is re-locking now
     waiter.kill();
     assert!(killed(&waiter.join().unwrap_err()));
-    holder.join().unwrap();
+    if !holder.join().unwrap() {
+        return; // a loaded worker ran the holder late: the kill came first, nothing to check
+    }
     assert!(
         returned_holding.load(SeqCst),
         "the wait returned without the mutex"
