@@ -126,7 +126,9 @@ fn http_grove_ab_connection_times_show_where_a_slow_handler_spends() {
     let (connect, waiting) = (times(&text, "Connect:"), times(&text, "Waiting:"));
     let (processing, total) = (times(&text, "Processing:"), times(&text, "Total:"));
     // The handler's 40 ms are all waiting for the first byte; connecting over loopback is not.
-    assert!(waiting[0] >= 39.0, "{text}");
+    // (The median, not the minimum: a client preempted between its write and the timestamp
+    // after it, with four workers on two cores, measures a shorter wait: 38 ms once in CI.)
+    assert!(waiting[3] >= 39.0, "{text}");
     assert!(
         processing[0] >= waiting[0] && total[0] >= processing[0],
         "{text}"
