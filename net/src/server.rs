@@ -102,21 +102,27 @@ impl ConnState {
 #[derive(Default)]
 struct Tracked {
     stopping: Arc<AtomicBool>,
-    /// Taken by the accept loop and `stop` only, briefly.
-    conns: std::sync::Mutex<Vec<Arc<ConnState>>>,
+    /// Taken by the accept loop and `stop` only, briefly: the connections, and the length at
+    /// which to drop the finished ones (when it has doubled since: a scan per accept would make
+    /// the accept loop quadratic in open connections).
+    conns: std::sync::Mutex<(Vec<Arc<ConnState>>, usize)>,
 }
 
 impl Tracked {
     fn register(&self, conn: Arc<ConnState>) {
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.retain(|c| !c.greenlet.get().is_some_and(|g| g.is_finished()));
+        let mut guard = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let (conns, prune_at) = &mut *guard;
+        if conns.len() >= *prune_at {
+            conns.retain(|c| !c.greenlet.get().is_some_and(|g| g.is_finished()));
+            *prune_at = (conns.len() * 2).max(64);
+        }
         conns.push(conn);
     }
 
     /// Marks the server stopping and closes every idle connection.
     fn close_idle(&self) {
         self.stopping.store(true, SeqCst);
-        let conns = std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        let conns = std::mem::take(&mut self.conns.lock().unwrap_or_else(|e| e.into_inner()).0);
         for c in conns {
             c.close_if_idle();
         }

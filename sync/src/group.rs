@@ -16,7 +16,23 @@ use std::time::{Duration, Instant};
 /// gevent's `Group`: spawn, join and kill greenlets as a set.
 #[derive(Default, Clone)]
 pub struct Group {
-    members: Arc<parking_lot::Mutex<Vec<Greenlet>>>,
+    members: Arc<parking_lot::Mutex<Members>>,
+}
+
+/// The member list, pruned of finished members lazily: when it has doubled since the last
+/// prune (`add` used to scan it on every call, which made a server's accept loop, adding a
+/// member per connection, quadratic in its open connections).
+#[derive(Default)]
+struct Members {
+    list: Vec<Greenlet>,
+    prune_at: usize,
+}
+
+impl Members {
+    fn prune(&mut self) {
+        self.list.retain(|g| !g.is_finished());
+        self.prune_at = (self.list.len() * 2).max(64);
+    }
 }
 
 impl Group {
@@ -39,15 +55,17 @@ impl Group {
     /// Adds a greenlet spawned elsewhere.
     pub fn add(&self, g: Greenlet) {
         let mut m = self.members.lock();
-        m.retain(|g| !g.is_finished());
-        m.push(g);
+        if m.list.len() >= m.prune_at {
+            m.prune();
+        }
+        m.list.push(g);
     }
 
     /// Members still running.
     pub fn len(&self) -> usize {
         let mut m = self.members.lock();
-        m.retain(|g| !g.is_finished());
-        m.len()
+        m.prune();
+        m.list.len()
     }
 
     /// True if no member is running.
@@ -60,8 +78,12 @@ impl Group {
     fn others(&self) -> Vec<Greenlet> {
         let me = grove_runtime::current().map(|c| c.id());
         let mut m = self.members.lock();
-        m.retain(|g| !g.is_finished());
-        m.iter().filter(|g| Some(g.id()) != me).cloned().collect()
+        m.prune();
+        m.list
+            .iter()
+            .filter(|g| Some(g.id()) != me)
+            .cloned()
+            .collect()
     }
 
     /// Waits for every member, including members spawned while waiting (from a member: every
