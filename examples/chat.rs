@@ -85,13 +85,18 @@ impl Drop for Session {
             users.remove(&self.name);
             broadcast(&users, &self.name, &format!("*** {} left", self.name));
         }
-        // Nothing more is queued for us now. Unless we are being killed (then no wait: a
-        // destructor that waits during an unwind holds its worker), the writer sends what is
-        // queued, our welcome included, then ends. Killing it unwinds it out of `queue.get()`
-        // (or a pending write); joining waits for that, so the socket is closed only after the
-        // writer let go of it.
+        // Nothing more is queued for us now. Unless we are being killed, the writer sends what
+        // is queued, our welcome included, then ends; if it takes too long it is killed, which
+        // unwinds it out of `queue.get()` (or a pending write), and joined.
         self.queue.put(None);
-        if std::thread::panicking() || !self.writer.wait_timeout(Duration::from_secs(1)) {
+        if std::thread::panicking() {
+            // Killed: no waiting here (it would hold the worker; with one worker the writer
+            // could never run). The writer dies at its next blocking call; the socket, shared
+            // through an `Arc`, closes when the last of the two lets go.
+            self.writer.kill();
+            return;
+        }
+        if !self.writer.wait_timeout(Duration::from_secs(1)) {
             self.writer.kill();
         }
         self.writer.greenlet().wait();
