@@ -581,3 +581,28 @@ fn http_stop_lets_a_request_in_progress_and_a_fresh_connection_finish() {
         stopper.join().unwrap();
     }
 }
+
+#[test]
+fn http_handler_that_re_raises_a_childs_kill_gets_500() {
+    // A `Killed` payload the handler did not get from the runtime (a killed child's, re-raised
+    // by `Pool::map` or `resume_unwind`) is the handler's panic: it was taken for a kill of the
+    // connection, which closed unanswered.
+    let (addr, server) = start(
+        Server::bind("127.0.0.1:0", |req| {
+            if req.path() == "/rekill" {
+                let child = grove::spawn(|| grove::sleep(Duration::from_secs(10)));
+                child.kill();
+                std::panic::resume_unwind(child.join().unwrap_err());
+            }
+            Response::text("ok")
+        })
+        .unwrap(),
+    );
+    let mut s = connect(addr);
+    s.write_all(b"GET /rekill HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).0, 500);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut s).0, 200, "the connection went on");
+    server.stop(Duration::from_secs(1));
+}

@@ -231,7 +231,7 @@ fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
         return scope;
     }
     if h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
-        resume_unwind(Box::new(Killed));
+        raise_kill();
     }
     expire_if_due(scope)
 }
@@ -286,7 +286,7 @@ pub(crate) fn resolve_wake(
             if std::thread::panicking() {
                 Wake::Killed
             } else {
-                resume_unwind(Box::new(Killed))
+                raise_kill()
             }
         }
         Wake::TimedOut => match scope {
@@ -362,10 +362,28 @@ fn defer_kill(h: &Header) {
     unsafe { (*h.local_ptr()).kill_deferred = true };
 }
 
-/// True if `payload` is one of grove's own cancellations (a kill, an expired `timeout`) rather
-/// than a panic. Code that turns caught panics into errors (an HTTP 500) must re-raise these,
-/// or a `kill` (a server's `stop`) would be swallowed.
+/// True if `payload` is one of grove's own cancellations of the *current* greenlet (a kill the
+/// runtime raised here, an expired `timeout`) rather than a panic. Code that turns caught
+/// panics into errors (an HTTP 500) must re-raise these, or a `kill` (a server's `stop`) would
+/// be swallowed. A `Killed` payload this greenlet did not get from the runtime (a child's,
+/// re-raised by `Pool::map` or `resume_unwind`) is an ordinary panic here.
 #[doc(hidden)]
 pub fn is_cancellation(payload: &(dyn std::any::Any + Send)) -> bool {
-    payload.is::<Killed>() || payload.is::<ScopeExpired>()
+    if payload.is::<ScopeExpired>() {
+        return true;
+    }
+    let h = current_task();
+    // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+    payload.is::<Killed>() && !h.is_null() && unsafe { (*(*h).local_ptr()).kill_raised }
+}
+
+/// Starts the unwind of a kill delivered to the running greenlet, noting that it was delivered
+/// here (see [`is_cancellation`]).
+fn raise_kill() -> ! {
+    let h = current_task();
+    if !h.is_null() {
+        // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+        unsafe { (*(*h).local_ptr()).kill_raised = true };
+    }
+    resume_unwind(Box::new(Killed))
 }

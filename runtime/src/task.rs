@@ -89,6 +89,8 @@ pub(crate) struct Local {
     pub(crate) shield_floor: usize,
     /// A kill that arrived inside a shielded section, re-armed when the outermost one ends.
     pub(crate) kill_deferred: bool,
+    /// The runtime has raised a kill in this greenlet (see `cancel::is_cancellation`).
+    pub(crate) kill_raised: bool,
 }
 
 /// The type-independent front of every task.
@@ -206,6 +208,7 @@ impl TaskRef {
                     shield: 0,
                     shield_floor: 0,
                     kill_deferred: false,
+                    kill_raised: false,
                 }),
                 sched: UnsafeCell::new(SchedSlot {
                     stack: opts.stack,
