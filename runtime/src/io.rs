@@ -359,8 +359,10 @@ impl std::fmt::Debug for Registration {
 }
 
 /// Waits until `fd` is readable, or `timeout` passes (`ErrorKind::TimedOut`): for other
-/// libraries' sockets (a C client's fd). Parks a greenlet; blocks a plain thread. The fd must not
-/// be registered with grove already.
+/// libraries' sockets (a C client's fd). Parks a greenlet; blocks a plain thread. Any number of
+/// waiters may wait on one fd, grove's own sockets' included: each wait registers a private
+/// duplicate of `fd`, so it needs one free descriptor (at the process's fd limit it fails with
+/// the `EMFILE` error of `fcntl(F_DUPFD)`).
 pub fn wait_readable(fd: RawFd, timeout: Option<std::time::Duration>) -> io::Result<()> {
     wait_fd(fd, Direction::Read, timeout)
 }

@@ -528,10 +528,18 @@ enum Start {
 /// and queue the greenlet behind the others to try again. (It used to finish at once with the
 /// carving error, though its `spawn` had succeeded: at address-space exhaustion, the normal
 /// case on two or more workers.)
+///
+/// A retry that still finds none (the stacks sit with a worker whose greenlet holds it without
+/// scheduling) pauses this worker for a millisecond first: a slow poll, not a spin at 100% CPU
+/// for as long as that greenlet runs. Only at address-space exhaustion.
 #[cold]
 fn wait_for_a_stack(shared: &Shared, core: &Core, task: TaskRef) {
+    let again = shared.stacks.in_shortage();
     shared.stacks.set_shortage(true);
     core.flush_stacks(shared);
+    if again {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     shared.injector.push(task);
     while let Some(i) = shared.idle.claim_any_sleeper() {
         shared.unpark_worker(i);
