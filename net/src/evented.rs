@@ -84,33 +84,16 @@ impl<S: AsRawFd> Evented<S> {
     /// after a pause instead, 1 ms doubling to 8 ms, within the write timeout.
     pub(crate) fn io_paced<R>(&self, op: impl FnMut() -> io::Result<R>) -> io::Result<R> {
         let mut op = op;
-        let would_block =
-            |r: &io::Result<R>| matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        let first = op();
-        if !would_block(&first) || self.settings.nonblocking.load(Relaxed) {
-            return first;
+        if self.settings.nonblocking.load(Relaxed) {
+            return op();
         }
         let deadline = self.deadline(Direction::Write);
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let now = Instant::now();
-            let nap = match deadline {
-                Some(d) if now >= d => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "grove: operation timed out",
-                    ))
-                }
-                Some(d) => pause.min(d - now),
-                None => pause,
-            };
-            grove_runtime::sleep(nap);
-            let r = op();
-            if !would_block(&r) {
-                return r;
-            }
-            pause = (pause * 2).min(Duration::from_millis(8));
-        }
+        retry_paced(
+            Duration::from_millis(1),
+            Duration::from_millis(8),
+            deadline,
+            op,
+        )
     }
 
     /// As [`io`](Self::io) for a stream read or write of `asked` bytes (see
@@ -275,6 +258,38 @@ impl<S: AsRawFd> Evented<S> {
     }
 }
 
+/// Runs `op` until it does not fail with `WouldBlock`, sleeping between tries (`first`, doubling
+/// to `cap`; the greenlet parks, a plain thread sleeps) and failing with `TimedOut` at
+/// `deadline`: for waits that no poller event reports. `Interrupted` retries at once.
+pub(crate) fn retry_paced<R>(
+    first: Duration,
+    cap: Duration,
+    deadline: Option<Instant>,
+    mut op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    let mut pause = first;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            r => return r,
+        }
+        let now = Instant::now();
+        let nap = match deadline {
+            Some(d) if now >= d => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "grove: operation timed out",
+                ))
+            }
+            Some(d) => pause.min(d - now),
+            None => pause,
+        };
+        grove_runtime::sleep(nap);
+        pause = (pause * 2).min(cap);
+    }
+}
+
 /// Resolves `addr`. In a greenlet a name lookup runs on the blocking pool: it may block for
 /// seconds and must not hold a worker. On a plain thread it simply blocks the thread, as std.
 /// Addresses that need no lookup (a `SocketAddr`, an `(IpAddr, u16)`, ...) are converted in
@@ -293,22 +308,19 @@ pub(crate) fn resolve<A: std::net::ToSocketAddrs + Send>(
 /// `type_name` is a hint, not a contract: a type it misses (or a future spelling) only takes the
 /// pool path, which is always correct. (`TypeId` would need `A: 'static`, which `&str` is not.)
 fn needs_no_lookup<A>() -> bool {
-    let name = std::any::type_name::<A>().trim_start_matches('&');
-    let name = name
-        .strip_prefix("[")
-        .map_or(name, |n| n.trim_end_matches(']'));
-    const NO_LOOKUP: [&str; 6] = [
-        "SocketAddr",
-        "SocketAddrV4",
-        "SocketAddrV6",
+    const ADDRESSES: [&str; 3] = ["SocketAddr", "SocketAddrV4", "SocketAddrV6"];
+    const PAIRS: [&str; 3] = [
         "(core::net::ip_addr::IpAddr, u16)",
         "(core::net::ip_addr::Ipv4Addr, u16)",
         "(core::net::ip_addr::Ipv6Addr, u16)",
     ];
+    let name = std::any::type_name::<A>().trim_start_matches('&');
+    let name = name
+        .strip_prefix('[')
+        .map_or(name, |n| n.trim_end_matches(']'));
     let last = name.rsplit("::").next().unwrap_or(name);
-    (name.starts_with("core::net::") || name.starts_with("std::net::"))
-        && NO_LOOKUP[..3].contains(&last)
-        || NO_LOOKUP[3..].contains(&name)
+    let std_path = name.starts_with("core::net::") || name.starts_with("std::net::");
+    (std_path && ADDRESSES.contains(&last)) || PAIRS.contains(&name)
 }
 
 /// Runs `f` on each address until one works; std's error for an empty list otherwise.

@@ -2,7 +2,7 @@
 //! [`Incoming`], the iterator of [`UnixListener::incoming`] (std's
 //! `std::os::unix::net::Incoming`). The three socket types are also exported from `grove::net`.
 
-use crate::evented::{common_socket_methods, timeout_methods, Evented};
+use crate::evented::{common_socket_methods, retry_paced, timeout_methods, Evented};
 use crate::nonblocking;
 use crate::tcp::std_conversions;
 use grove_runtime::io::Direction;
@@ -97,19 +97,17 @@ impl UnixStream {
     pub fn connect_addr(socket_addr: &SocketAddr) -> io::Result<UnixStream> {
         let addr = sockaddr(socket_addr)?;
         let sock = nonblocking::socket(Domain::UNIX, Type::STREAM, None)?;
-        let mut pause = Duration::from_micros(50);
-        let pending = loop {
-            match sock.connect(&addr) {
-                Ok(()) => break false,
-                Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => break true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    grove_runtime::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(10));
-                }
-                Err(e) => return Err(e),
-            }
+        let connect = || match sock.connect(&addr) {
+            Ok(()) => Ok(false),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok(true),
+            Err(e) => Err(e),
         };
+        let pending = retry_paced(
+            Duration::from_micros(50),
+            Duration::from_millis(10),
+            None,
+            connect,
+        )?;
         let stream = UnixStream {
             ev: Evented::new(unet::UnixStream::from(sock))?,
         };

@@ -41,6 +41,7 @@
 //! greenlet's next blocking call unwinds. An expired scope needs no note: it stays on the scope
 //! stack and fires at the next park.
 
+use crate::park::try_with_thread_ctx as try_thread_ctx;
 use crate::park_state::Wake;
 use crate::sched::context::current_task;
 use crate::task::Header;
@@ -188,20 +189,17 @@ fn live_scope(scopes: &[(Instant, u64)], floor: usize) -> Option<(Instant, u64)>
         .map(|(d, id)| (d, id & !MARKS))
 }
 
-/// The current greenlet's (or thread's) shielded-section depth and floor.
-fn shield_state() -> (u32, usize) {
+/// Whether the current greenlet (or thread) is in a shielded section, and the index of the
+/// first scope its parks honour (the outermost section's floor; 0 when not shielded).
+fn shield_state() -> (bool, usize) {
     let h = current_task();
-    if h.is_null() {
+    let (depth, floor) = if h.is_null() {
         try_thread_ctx(|c| (c.shield.get(), c.shield_floor.get())).unwrap_or((0, 0))
     } else {
         // SAFETY: the running greenlet alone touches its own local part, one field at a time.
         unsafe { ((*(*h).local_ptr()).shield, (*(*h).local_ptr()).shield_floor) }
-    }
-}
-
-/// This plain thread's grove context, unless it is already destroyed.
-fn try_thread_ctx<R>(f: impl FnOnce(&crate::park::ThreadCtx) -> R) -> Option<R> {
-    crate::park::try_with_thread_ctx(f)
+    };
+    (depth > 0, if depth > 0 { floor } else { 0 })
 }
 
 /// Entry check of every greenlet park: unwinds if killed or if a scope has expired; otherwise
@@ -219,11 +217,10 @@ pub(crate) fn check_interrupts_greenlet(h: &Header) -> Option<(Instant, u64)> {
 #[cold]
 #[inline(never)]
 fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
-    let (shield, floor) = shield_state();
-    if shield > 0 && h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
+    let (shielded, floor) = shield_state();
+    if shielded && h.kill.load(Acquire) && h.kill.swap(false, AcqRel) {
         defer_kill(h);
     }
-    let floor = if shield > 0 { floor } else { 0 };
     // SAFETY: the running greenlet alone touches its own local part, one field at a time.
     let scope = live_scope(unsafe { &(*h.local_ptr()).scopes }, floor);
     if std::thread::panicking() {
@@ -239,8 +236,7 @@ fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
 /// Entry check of every thread park, and of a greenlet's park during an unwind (which blocks
 /// its worker thread: see `park`), whose scopes are the greenlet's own.
 pub(crate) fn check_interrupts_thread() -> Option<(Instant, u64)> {
-    let (shield, floor) = shield_state();
-    let floor = if shield > 0 { floor } else { 0 };
+    let (_, floor) = shield_state();
     let scope = with_scopes(|s| live_scope(s, floor)).flatten();
     if std::thread::panicking() {
         return scope; // a deadline for the park, never a second unwind

@@ -255,13 +255,19 @@ pub(crate) struct ThreadCtx {
     pub(crate) shield_floor: std::cell::Cell<usize>,
 }
 
-thread_local! {
-    static THREAD_CTX: ThreadCtx = ThreadCtx {
-        parker: Arc::new(ThreadParker {
+impl ThreadParker {
+    fn new() -> Arc<ThreadParker> {
+        Arc::new(ThreadParker {
             state: ParkState::new(),
             lock: parking_lot::Mutex::new(()),
             cvar: parking_lot::Condvar::new(),
-        }),
+        })
+    }
+}
+
+thread_local! {
+    static THREAD_CTX: ThreadCtx = ThreadCtx {
+        parker: ThreadParker::new(),
         scopes: RefCell::new(Vec::new()),
         shield: std::cell::Cell::new(0),
         shield_floor: std::cell::Cell::new(0),
@@ -275,27 +281,11 @@ pub(crate) fn try_with_thread_ctx<R>(f: impl FnOnce(&ThreadCtx) -> R) -> Option<
     THREAD_CTX.try_with(f).ok()
 }
 
-/// Runs `f` with this plain thread's context. In a thread-local destructor that runs after
-/// the context's own (a user's value whose `Drop` sleeps or locks), a fresh context stands in
-/// for the call: blocking works there as `std::thread::sleep` does, with no `timeout` scopes.
-#[inline(never)]
-pub(crate) fn with_thread_ctx<R>(f: impl FnOnce(&ThreadCtx) -> R) -> R {
-    let mut f = Some(f);
-    if let Ok(r) = THREAD_CTX.try_with(|c| (f.take().expect("grove: thread context used twice"))(c))
-    {
-        return r;
-    }
-    let stand_in = ThreadCtx {
-        parker: Arc::new(ThreadParker {
-            state: ParkState::new(),
-            lock: parking_lot::Mutex::new(()),
-            cvar: parking_lot::Condvar::new(),
-        }),
-        scopes: RefCell::new(Vec::new()),
-        shield: std::cell::Cell::new(0),
-        shield_floor: std::cell::Cell::new(0),
-    };
-    (f.take().expect("grove: thread context used twice"))(&stand_in)
+/// This plain thread's park slot. In a thread-local destructor that runs after the context's
+/// own (a user's value whose `Drop` sleeps or locks), a fresh slot stands in for the park:
+/// blocking works there as `std::thread::sleep` does (with no `timeout` scopes, see `cancel`).
+fn thread_parker() -> Arc<ThreadParker> {
+    try_with_thread_ctx(|c| c.parker.clone()).unwrap_or_else(ThreadParker::new)
 }
 
 /// Blocks the current greenlet (or thread) until a token made here is unparked or `deadline`
@@ -409,7 +399,7 @@ where
 {
     let scope = cancel::check_interrupts_thread();
     let effective = earliest(deadline, scope.map(|s| s.0));
-    let parker = with_thread_ctx(|c| c.parker.clone());
+    let parker = thread_parker();
     let gen = parker.state.prepare();
     let token = Unparker {
         target: Target::Thread(parker.clone()),
