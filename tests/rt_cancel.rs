@@ -346,6 +346,136 @@ fn rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else() {
 }
 
 #[test]
+fn rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_completes() {
+    // A greenlet that must block while it unwinds blocks its worker thread (see "Parking while
+    // unwinding" in runtime/src/park.rs). With one worker, what it waits for can only happen if
+    // that worker's other greenlets still run: its core is lent to a stand-in thread meanwhile.
+    // It used to deadlock: C, which A's destructor waits for, never ran.
+    if common::role().is_none() {
+        for workers in ["1", "2"] {
+            let out = common::run_child(
+                "rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_completes",
+                "unwind",
+                &[("GROVE_WORKERS", workers)],
+            );
+            assert!(out.status.success(), "{}", common::stderr(&out));
+        }
+        return;
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(20));
+        eprintln!("deadlocked: the destructor's wait never ended");
+        std::process::exit(3);
+    });
+    let pinned_thread = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (tx, rx) = grove::sync::channel::<u32>();
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    let p = pinned_thread.clone();
+    // P is pinned to whichever worker it first runs on, and wakes up now and then while A's
+    // destructor waits: it must always run on the same OS thread, lent core or not.
+    let pinned = grove::Builder::new()
+        .pinned(true)
+        .spawn(move || {
+            for _ in 0..20 {
+                p.lock().unwrap().push(std::thread::current().id());
+                grove::sleep(Duration::from_millis(5));
+            }
+        })
+        .unwrap();
+    let a = grove::spawn(move || {
+        let _cleanup = OnDrop(|| {
+            // Every greenlet of this worker, C included, waits behind this recv unless the
+            // worker's core is lent out.
+            if let Ok(v) = rx.recv() {
+                g.store(v as usize, SeqCst);
+            }
+            // Blocked again during the same unwind: still no deadlock.
+            let (tx2, rx2) = grove::sync::bounded::<u32>(0);
+            let c2 = grove::spawn(move || tx2.send(9).unwrap());
+            assert_eq!(rx2.recv(), Ok(9));
+            c2.join().unwrap();
+        });
+        // C runs on this worker (spawned from here, behind A) unless another worker steals it.
+        let _c = grove::spawn(move || {
+            grove::sleep(Duration::from_millis(30));
+            tx.send(7).unwrap();
+        });
+        grove::sleep(Duration::from_secs(30));
+    });
+    grove::sleep(Duration::from_millis(10));
+    a.kill();
+    assert!(is_killed(&a.join().unwrap_err()));
+    assert_eq!(got.load(SeqCst), 7, "A's destructor did not get C's value");
+    pinned.join().unwrap();
+    let threads = pinned_thread.lock().unwrap();
+    assert!(
+        threads.iter().all(|t| *t == threads[0]),
+        "a pinned greenlet ran on more than one thread: {threads:?}"
+    );
+}
+
+#[test]
+fn rt_nested_lends_of_a_core_during_unwinds_each_come_back() {
+    // One worker. A's destructor blocks mid-unwind, so the core goes to a stand-in; there B is
+    // killed and its destructor blocks too, so the core goes on to a second stand-in, where C
+    // frees A first: A's thread wants the core back while B still holds its stand-in's thread.
+    // Everything must finish, and the core end up where it started.
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_nested_lends_of_a_core_during_unwinds_each_come_back",
+            "unwind",
+            &[("GROVE_WORKERS", "1")],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(20));
+        eprintln!("deadlocked: a lent core never came back");
+        std::process::exit(3);
+    });
+    let waiter = |rx: grove::sync::Receiver<u32>, got: Arc<AtomicUsize>| {
+        move || {
+            let _cleanup = OnDrop(move || {
+                if let Ok(v) = rx.recv() {
+                    got.store(v as usize, SeqCst);
+                }
+            });
+            grove::sleep(Duration::from_secs(30));
+        }
+    };
+    let (tx_a, rx_a) = grove::sync::channel::<u32>();
+    let (tx_b, rx_b) = grove::sync::channel::<u32>();
+    let (got_a, got_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let a = grove::spawn(waiter(rx_a, got_a.clone()));
+    let b = grove::spawn(waiter(rx_b, got_b.clone()));
+    let c = grove::spawn(move || {
+        grove::sleep(Duration::from_millis(100));
+        tx_a.send(1).unwrap();
+        grove::sleep(Duration::from_millis(30));
+        tx_b.send(2).unwrap();
+    });
+    grove::sleep(Duration::from_millis(10));
+    a.kill();
+    grove::sleep(Duration::from_millis(30));
+    b.kill();
+    assert!(is_killed(&a.join().unwrap_err()));
+    assert!(is_killed(&b.join().unwrap_err()));
+    c.join().unwrap();
+    assert_eq!((got_a.load(SeqCst), got_b.load(SeqCst)), (1, 2));
+    // The core is back on the worker's own thread: a pinned greenlet runs there.
+    let worker = std::thread::current().id();
+    let on = grove::Builder::new()
+        .pinned(true)
+        .spawn(|| std::thread::current().name().map(str::to_owned))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(on.as_deref(), Some("grove-worker-0"), "{worker:?}");
+}
+
+#[test]
 fn rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind() {
     // A destructor that runs while its greenlet is killed (or its thread panics) waits with a
     // `timeout` around it. The unwind cannot unwind again, but the deadline must still end the

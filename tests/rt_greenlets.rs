@@ -560,3 +560,55 @@ fn rt_spawn_blocking_jobs_get_their_own_locals_dropped_when_they_end() {
         );
     }
 }
+
+grove::greenlet_local! {
+    /// Uses its own key as it is dropped (a logger that logs through itself).
+    static SELFISH: UsesItselfOnDrop = UsesItselfOnDrop;
+    static PANICS_ONCE: PanicsOnDrop = PanicsOnDrop;
+    static PANICS_TWICE: PanicsOnDrop = PanicsOnDrop;
+    static OUTLIVES_PANICS: Cell<u32> = Cell::new(0);
+}
+
+static SELFISH_DROPS: AtomicUsize = AtomicUsize::new(0);
+
+struct UsesItselfOnDrop;
+impl Drop for UsesItselfOnDrop {
+    fn drop(&mut self) {
+        SELFISH_DROPS.fetch_add(1, SeqCst);
+        SELFISH.with(|_| ()); // panics: the value is gone, and must not be made again
+    }
+}
+
+struct PanicsOnDrop;
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a greenlet-local's destructor panics");
+    }
+}
+
+#[test]
+fn rt_greenlet_local_teardown_survives_destructors_that_panic_or_use_their_own_key() {
+    // A destructor that used its own key made the value again, round after round, and the
+    // greenlet never finished; a second panicking destructor, dropped during the first one's
+    // unwind, aborted the process. Now each value is dropped once, each panic is caught, and
+    // the greenlet's own result stands; on a plain pool thread too, whose keys are usable again
+    // by the next job.
+    let body = || {
+        SELFISH.with(|_| ());
+        PANICS_ONCE.with(|_| ());
+        OUTLIVES_PANICS.with(|c| c.set(1));
+        PANICS_TWICE.with(|_| ());
+        7
+    };
+    let before = SELFISH_DROPS.load(SeqCst);
+    let h = grove::spawn(body);
+    common::wait_for("the greenlet to finish its teardown", || h.is_finished());
+    assert_eq!(h.join().unwrap(), 7);
+    assert_eq!(SELFISH_DROPS.load(SeqCst) - before, 1);
+    for _ in 0..2 {
+        let job = grove::spawn_blocking(body);
+        common::wait_for("the job to finish its teardown", || job.is_finished());
+        assert_eq!(job.join().unwrap(), 7);
+    }
+    assert_eq!(SELFISH_DROPS.load(SeqCst) - before, 3);
+}

@@ -508,3 +508,75 @@ fn rt_pinned_greenlet_runs_beside_a_busy_deque_and_yielders() {
         "the pinned greenlet woke {woke} times in 500 ms"
     );
 }
+
+#[test]
+fn rt_a_finished_greenlets_result_dropped_by_the_timers_may_sleep() {
+    // A detached greenlet whose park had a deadline but was woken early leaves a stale timer
+    // entry holding the last reference to it. Those entries used to be dropped with the timer
+    // heap's lock held: the greenlet's result was dropped there, and a `Drop` that slept (armed
+    // a timer) deadlocked on that lock, taking every timer of the runtime with it.
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_a_finished_greenlets_result_dropped_by_the_timers_may_sleep",
+            "timers",
+            &[("GROVE_WORKERS", "2")],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    static DROPS_DONE: AtomicUsize = AtomicUsize::new(0);
+    static TOKENS: Mutex<Vec<grove::rt::Unparker>> = Mutex::new(Vec::new());
+    struct SleepsOnDrop;
+    impl Drop for SleepsOnDrop {
+        fn drop(&mut self) {
+            grove::sleep(Duration::from_millis(1));
+            DROPS_DONE.fetch_add(1, SeqCst);
+        }
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(20));
+        eprintln!("deadlocked: drops done {}", DROPS_DONE.load(SeqCst));
+        std::process::exit(3);
+    });
+    const N: usize = 300;
+    for _ in 0..N {
+        drop(grove::spawn(|| {
+            let _ = grove::rt::park(
+                |u| {
+                    TOKENS.lock().unwrap().push(u);
+                    Some(|| ())
+                },
+                Some(Instant::now() + Duration::from_secs(60)),
+            );
+            SleepsOnDrop
+        }));
+    }
+    common::wait_for("every greenlet parked", || {
+        TOKENS.lock().unwrap().len() == N
+    });
+    let tokens = std::mem::take(&mut *TOKENS.lock().unwrap());
+    for u in tokens {
+        assert!(u.unpark());
+        // Spread out, so that timers are cancelled while earlier greenlets have finished.
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // The stale entries are dropped by a compaction (or when their deadline passes, in 60 s):
+    // arm and cancel timers until a compaction has dropped results.
+    let t = Instant::now();
+    while DROPS_DONE.load(SeqCst) < N / 4 && t.elapsed() < Duration::from_secs(15) {
+        let _ = grove::spawn(|| {
+            for _ in 0..100 {
+                grove::sleep(Duration::from_micros(1));
+            }
+        })
+        .join();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        DROPS_DONE.load(SeqCst) >= N / 4,
+        "only {} results dropped",
+        DROPS_DONE.load(SeqCst)
+    );
+    let probe = grove::spawn(|| grove::sleep(Duration::from_millis(1)));
+    probe.join().unwrap();
+}

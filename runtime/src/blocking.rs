@@ -47,6 +47,7 @@ impl BlockingPool {
 
     /// Queues `task` to run on a pool thread.
     pub(crate) fn submit(&'static self, task: TaskRef) -> std::io::Result<()> {
+        let me: *const crate::task::Header = task.header();
         let mut st = self.state.lock().unwrap();
         st.queue.push_back(task);
         if st.idle > 0 {
@@ -68,8 +69,17 @@ impl BlockingPool {
             let mut st = self.state.lock().unwrap();
             st.threads -= 1;
             if st.threads == 0 {
-                // Nobody would ever run it: take it back and report.
-                st.queue.pop_back();
+                // No pool thread is left to run what is queued: ours goes back to the caller
+                // with the error (found by identity: other submitters' jobs may be queued
+                // behind it), and the others fail with it, so nobody's `join` waits for ever.
+                let queued: Vec<TaskRef> = st.queue.drain(..).collect();
+                drop(st);
+                for job in queued {
+                    if !std::ptr::eq(job.header(), me) {
+                        job.fail_unstarted(std::io::Error::new(e.kind(), e.to_string()));
+                        job.header().complete();
+                    }
+                }
                 return Err(e);
             }
         }

@@ -14,11 +14,14 @@
 //! or it is woken to recompute it.
 
 use crate::io::{event_bits, IoSource};
+use crate::park::Unparker;
 use crate::sched::Shared;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::{Mutex, MutexGuard};
+use std::cell::Cell;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
@@ -162,8 +165,15 @@ fn slot_of(token: usize) -> (usize, u32) {
 
 /// The right to sleep in the poller.
 pub(crate) struct DriverGuard<'a> {
-    inner: MutexGuard<'a, DriverInner>,
+    inner: ManuallyDrop<MutexGuard<'a, DriverInner>>,
     driver: &'a Driver,
+    /// Tokens its polls woke, dropped once the lock is released (see `IoSource::dispatch`).
+    spent: Vec<Unparker>,
+}
+
+thread_local! {
+    /// The empty `spent` list of this thread's last guard, kept for its capacity.
+    static SPENT: Cell<Vec<Unparker>> = const { Cell::new(Vec::new()) };
 }
 
 impl Driver {
@@ -243,13 +253,13 @@ impl Driver {
     }
 
     /// Hands each event to its source (outside any driver lock but the slab's, briefly).
-    fn dispatch(&self, events: &Events) {
+    fn dispatch(&self, events: &Events, spent: &mut Vec<Unparker>) {
         for e in events.iter() {
             if e.token() == WAKE_TOKEN || e.token() == TIMER_TOKEN {
                 continue;
             }
             if let Some(source) = self.source_for(e.token().0) {
-                source.dispatch(event_bits(e));
+                source.dispatch(event_bits(e), spent);
             }
         }
     }
@@ -272,8 +282,9 @@ impl Driver {
     /// Takes the driver if no other worker holds it.
     pub(crate) fn try_lock(&self) -> Option<DriverGuard<'_>> {
         self.inner.try_lock().map(|inner| DriverGuard {
-            inner,
+            inner: ManuallyDrop::new(inner),
             driver: self,
+            spent: SPENT.try_with(Cell::take).unwrap_or_default(),
         })
     }
 
@@ -325,7 +336,7 @@ impl DriverGuard<'_> {
     }
 
     fn poll(&mut self, timeout: Option<Duration>) {
-        let inner = &mut *self.inner;
+        let inner: &mut DriverInner = &mut self.inner;
         if let Err(e) = inner.poll.poll(&mut inner.events, timeout) {
             if e.kind() != io::ErrorKind::Interrupted {
                 panic!("grove: epoll_wait failed: {e}");
@@ -336,7 +347,18 @@ impl DriverGuard<'_> {
                 t.drain();
             }
         }
-        self.driver.dispatch(&inner.events);
+        self.driver.dispatch(&inner.events, &mut self.spent);
+    }
+}
+
+impl Drop for DriverGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: dropped once, here, and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.inner) };
+        // The woken tokens, dropped with the driver unlocked (see `IoSource::dispatch`).
+        self.spent.clear();
+        let spent = std::mem::take(&mut self.spent);
+        let _ = SPENT.try_with(|s| s.set(spent));
     }
 }
 

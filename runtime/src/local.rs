@@ -18,25 +18,29 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// The values of one greenlet (or thread).
 #[derive(Default)]
-pub(crate) struct LocalMap(Vec<(usize, Box<dyn Any + Send>)>);
+pub(crate) struct LocalMap {
+    values: Vec<(usize, Box<dyn Any + Send>)>,
+    /// Keys whose value has been dropped by the teardown in progress ([`drop_all`]): using one
+    /// again panics, as a `thread_local!` does after its destructor has run. (A destructor that
+    /// used its own key used to make the value again, for ever.)
+    dropped: Vec<usize>,
+}
 
 impl LocalMap {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Drops every value, newest first.
-    pub(crate) fn clear(&mut self) {
-        while let Some(entry) = self.0.pop() {
-            drop(entry);
-        }
-    }
-
     fn get(&self, key: usize) -> Option<*const (dyn Any + Send)> {
-        self.0
+        self.values
             .iter()
             .find(|(k, _)| *k == key)
             .map(|(_, v)| &**v as *const (dyn Any + Send))
+    }
+
+    /// Panics if `key`'s value was dropped by the teardown in progress.
+    fn check_not_dropped(&self, key: usize) {
+        assert!(
+            !self.dropped.contains(&key),
+            "grove: a greenlet-local was used after its value was dropped (by a destructor of \
+             the greenlet's or thread's locals)"
+        );
     }
 
     /// Stores `value` for `key`, unless an initialiser that ran meanwhile (re-entrantly, for the
@@ -45,9 +49,34 @@ impl LocalMap {
         if let Some(v) = self.get(key) {
             return v;
         }
-        self.0.push((key, value));
-        &*self.0.last().expect("grove: local just pushed").1
+        self.values.push((key, value));
+        &*self.values.last().expect("grove: local just pushed").1
     }
+}
+
+/// Drops every value of the map that `map` reaches, newest first, one at a time with no borrow
+/// held (a destructor may use other locals, or make new ones: those go in a later round). A key
+/// whose value is gone cannot be made again, so this ends. A destructor that panics has its
+/// message printed and the rest are still dropped (one `catch_unwind` around all of them let a
+/// second panic, during the first one's unwind, abort the process). The map is left empty and
+/// its keys usable again.
+///
+/// # Safety
+///
+/// `map` gives a pointer to a map only this thread uses, valid for the whole call, and nothing
+/// else borrows the map while the function holds it (it never does across a destructor).
+pub(crate) unsafe fn drop_all(map: impl Fn() -> *mut LocalMap) {
+    loop {
+        // SAFETY: the caller's promise; the borrow ends with the statement.
+        let Some((key, value)) = (unsafe { (*map()).values.pop() }) else {
+            break;
+        };
+        // SAFETY: as above.
+        unsafe { (*map()).dropped.push(key) };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+    }
+    // SAFETY: as above.
+    unsafe { (*map()).dropped = Vec::new() };
 }
 
 thread_local! {
@@ -59,16 +88,9 @@ thread_local! {
 /// passing to the next job on the same pool thread. A destructor that panics has its message
 /// printed; the rest are still dropped.
 pub(crate) fn clear_thread_locals() {
-    loop {
-        let map = THREAD_LOCALS.with(|m| std::mem::take(&mut *m.borrow_mut()));
-        if map.is_empty() {
-            return;
-        }
-        let mut map = map;
-        while !map.is_empty() {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| map.clear()));
-        }
-    }
+    // SAFETY: the map is this thread's; `drop_all` borrows it only between destructors, and
+    // the `RefCell` is never borrowed across a call out of this module.
+    unsafe { drop_all(|| THREAD_LOCALS.with(|m| m.as_ptr())) }
 }
 
 /// A plain thread's value for `key` (through a non-inlined accessor, like every runtime
@@ -79,6 +101,7 @@ fn thread_value(key: usize, make: impl FnOnce() -> Box<dyn Any + Send>) -> *cons
     if let Some(v) = THREAD_LOCALS.with(|m| m.borrow().get(key)) {
         return v;
     }
+    THREAD_LOCALS.with(|m| m.borrow().check_not_dropped(key));
     let value = make();
     THREAD_LOCALS.with(|m| m.borrow_mut().insert(key, value))
 }
@@ -96,6 +119,8 @@ fn greenlet_value(
     if let Some(v) = unsafe { (*map).locals.get(key) } {
         return v;
     }
+    // SAFETY: as above.
+    unsafe { (*map).locals.check_not_dropped(key) };
     let value = make();
     // SAFETY: as above; `make` has returned, so nothing else borrows the field.
     unsafe { (*map).locals.insert(key, value) }

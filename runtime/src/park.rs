@@ -412,6 +412,9 @@ where
     };
     unlock();
     if parker.state.commit(gen) {
+        // A greenlet blocking its worker thread mid-unwind lends the thread's core out, so
+        // the worker's other greenlets run meanwhile (see `sched::lend`).
+        crate::sched::lend::lend_core_while_blocked();
         let mut guard = parker.lock.lock();
         while parker.state.is_waiting(gen) {
             match effective {

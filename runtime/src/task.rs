@@ -91,6 +91,10 @@ pub(crate) struct Local {
     pub(crate) kill_deferred: bool,
     /// The runtime has raised a kill in this greenlet (see `cancel::is_cancellation`).
     pub(crate) kill_raised: bool,
+    /// Set while this greenlet blocks its worker thread mid-unwind and the thread's core is
+    /// lent out: the lender's depth, for the worker to take the core back when the greenlet
+    /// next switches out (see `sched::lend`).
+    pub(crate) lent_at: Option<u32>,
 }
 
 /// The type-independent front of every task.
@@ -148,11 +152,18 @@ impl Joiners {
         }
     }
 
-    fn retain_waiting(&mut self) {
-        self.rest.retain(|u| u.is_waiting());
+    /// Takes out the registrations whose park has ended; the caller drops them after the lock
+    /// (a token may hold the last reference to its greenlet, whose result's `Drop` is user code).
+    fn take_stale(&mut self) -> Vec<Unparker> {
+        let (live, mut stale): (Vec<Unparker>, Vec<Unparker>) = std::mem::take(&mut self.rest)
+            .into_iter()
+            .partition(|u| u.is_waiting());
+        self.rest = live;
         if self.first.as_ref().is_some_and(|u| !u.is_waiting()) {
+            stale.extend(self.first.take());
             self.first = self.rest.pop();
         }
+        stale
     }
 }
 
@@ -209,6 +220,7 @@ impl TaskRef {
                     shield_floor: 0,
                     kill_deferred: false,
                     kill_raised: false,
+                    lent_at: None,
                 }),
                 sched: UnsafeCell::new(SchedSlot {
                     stack: opts.stack,
@@ -368,7 +380,8 @@ impl Header {
 
     /// Drops joiner registrations whose park has ended (after a timed-out or killed join).
     pub(crate) fn remove_stale_joiners(&self) {
-        self.joiners.lock().retain_waiting();
+        let stale = self.joiners.lock().take_stale();
+        drop(stale);
     }
 
     /// The scheduler slot, as a raw pointer (see `SchedSlot` for who may use it).
@@ -472,18 +485,10 @@ where
     };
     // Greenlet-local values die with the greenlet, on its own stack, before it reports done. A
     // destructor that panics has had its message printed; the greenlet's own result stands.
-    // SAFETY: as above.
     let locals = cell.header.local_ptr();
-    let _ = catch_unwind(AssertUnwindSafe(|| loop {
-        // Taken out before the values drop: a destructor may use greenlet-locals itself (and
-        // may make new ones, dropped on the next round).
-        // SAFETY: as above; the borrow of the field ends with the `take`.
-        let mut map = std::mem::take(unsafe { &mut (*locals).locals });
-        if map.is_empty() {
-            break;
-        }
-        map.clear();
-    }));
+    // SAFETY: the running greenlet alone touches its own local part, and `drop_all` borrows its
+    // `locals` field only between destructors.
+    unsafe { crate::local::drop_all(|| std::ptr::addr_of_mut!((*locals).locals)) };
     // SAFETY: as above; nobody reads the result before `complete` publishes it.
     unsafe { *cell.result.get() = Some(r) };
 }

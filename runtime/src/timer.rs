@@ -109,18 +109,25 @@ impl Timers {
     /// park generation moved on); this only counts it, and compacts the heap when stale entries
     /// are the majority.
     pub(crate) fn cancel(&self, _key: TimerKey) {
-        let mut h = self.heap.lock();
-        h.stale += 1;
-        if h.stale > 64 && h.stale * 2 > h.entries.len() {
-            let entries = std::mem::take(&mut h.entries).into_vec();
-            h.entries = entries
-                .into_iter()
-                .filter(|e| e.token.is_waiting())
-                .collect();
-            h.stale = 0;
-            let next = h.entries.peek().map_or(NONE, |e| e.at);
-            self.next.store(next, SeqCst);
+        let mut stale = Vec::new();
+        {
+            let mut h = self.heap.lock();
+            h.stale += 1;
+            if h.stale > 64 && h.stale * 2 > h.entries.len() {
+                let (live, dead): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut h.entries)
+                    .into_vec()
+                    .into_iter()
+                    .partition(|e| e.token.is_waiting());
+                h.entries = live.into();
+                h.stale = 0;
+                let next = h.entries.peek().map_or(NONE, |e| e.at);
+                self.next.store(next, SeqCst);
+                stale = dead;
+            }
         }
+        // Dropped without the lock: a stale token may hold the last reference to a finished
+        // greenlet, whose result's `Drop` (user code) then runs here and may arm a timer itself.
+        drop(stale);
     }
 
     /// True if any timer is armed.
@@ -140,6 +147,7 @@ impl Timers {
             return 0;
         }
         let mut due = Vec::new();
+        let mut stale = Vec::new();
         {
             let mut h = self.heap.lock();
             while h.entries.peek().is_some_and(|e| e.at <= now) {
@@ -148,11 +156,14 @@ impl Timers {
                     due.push(token);
                 } else {
                     h.stale = h.stale.saturating_sub(1);
+                    stale.push(token);
                 }
             }
             let next = h.entries.peek().map_or(NONE, |e| e.at);
             self.next.store(next, SeqCst);
         }
+        // Outside the lock, as in `cancel`.
+        drop(stale);
         due.into_iter()
             .map(|u| u.wake_with(Wake::TimedOut, Hint::Back))
             .filter(|&won| won)

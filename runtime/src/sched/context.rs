@@ -18,6 +18,10 @@ thread_local! {
     /// the worker is recorded in the core itself (`Core::current`), so the worker loop sets it
     /// with a plain store and only greenlet code pays for the thread-local lookup.
     static CURRENT_CORE: Cell<*const Core> = const { Cell::new(ptr::null()) };
+    /// The greenlet this thread runs without a core: one that blocked the worker thread in the
+    /// middle of an unwind and had the thread's core lent out meanwhile (see `super::lend`).
+    /// Null otherwise.
+    static ADOPTED: Cell<*const Header> = const { Cell::new(ptr::null()) };
 }
 
 /// The greenlet running on this thread, or null (a plain thread, or the scheduler loop).
@@ -25,10 +29,16 @@ thread_local! {
 pub(crate) fn current_task() -> *const Header {
     let core = CURRENT_CORE.with(|c| c.get());
     if core.is_null() {
-        return ptr::null();
+        return ADOPTED.with(|c| c.get());
     }
     // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
     unsafe { (*core).current() }
+}
+
+/// Records the greenlet this thread runs without a core (null: none).
+#[inline(never)]
+pub(crate) fn set_adopted(h: *const Header) {
+    ADOPTED.with(|c| c.set(h))
 }
 
 /// This worker's core, or null on a thread that is not a grove worker.
@@ -43,12 +53,12 @@ pub(crate) fn set_current_core(c: *const Core) {
     CURRENT_CORE.with(|cell| cell.set(c))
 }
 
-/// Signal-handler read of the current greenlet: plain loads of a `const`-initialised
-/// thread-local with no destructor and of the core it points to, which is async-signal-safe.
+/// Signal-handler read of the current greenlet: plain loads of `const`-initialised
+/// thread-locals with no destructor and of the core it points to, which is async-signal-safe.
 pub(crate) fn current_task_for_signal() -> *const Header {
     let core = CURRENT_CORE.try_with(|c| c.get()).unwrap_or(ptr::null());
     if core.is_null() {
-        return ptr::null();
+        return ADOPTED.try_with(|c| c.get()).unwrap_or(ptr::null());
     }
     // SAFETY: as in `current_task`.
     unsafe { (*core).current() }

@@ -22,6 +22,7 @@
 
 pub(crate) mod context;
 pub mod idle;
+pub(crate) mod lend;
 pub mod parker;
 pub(crate) mod runnext;
 pub(crate) mod worker;
@@ -56,6 +57,8 @@ pub(crate) struct Remote {
     /// Set by the monitor while the worker has held one greenlet for long: others may then
     /// steal its `runnext` too.
     pub(crate) blocked: AtomicBool,
+    /// Which thread holds the core: its own, or a stand-in it was lent to (see [`lend`]).
+    pub(crate) lending: lend::Lending,
 }
 
 /// The running runtime.
@@ -111,6 +114,7 @@ fn start() -> &'static Shared {
                 parker: Parker::new(),
                 run: RunInfo::default(),
                 blocked: AtomicBool::new(false),
+                lending: lend::Lending::new(),
             })
         })
         .collect();

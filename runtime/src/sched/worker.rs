@@ -21,7 +21,7 @@
 //! after a successful commit.
 
 use super::context::set_current_core;
-use super::{Remote, Shared};
+use super::{Hint, Remote, Shared};
 use crate::stack::{Stack, CREDIT_BATCH, LOCAL_CACHE_MAX};
 use crate::task::{Header, SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
 use crate::task_alloc::LocalCells;
@@ -87,6 +87,9 @@ pub(crate) struct Core {
     pinned_first: Cell<bool>,
     /// Greenlets run so far (wrapping), for the timer and poller checks.
     ticks: Cell<u32>,
+    /// Depth of the thread holding this core: 0 for its own worker thread, above for a
+    /// stand-in it was lent to (see `lend`). A stand-in leaves pinned greenlets alone.
+    lend_depth: Cell<u32>,
 }
 
 // A core is built on the thread that starts the runtime and then moved, once, to its worker
@@ -111,13 +114,14 @@ impl Core {
             global_countdown: Cell::new(GLOBAL_CHECK_INTERVAL),
             pinned_first: Cell::new(false),
             ticks: Cell::new(0),
+            lend_depth: Cell::new(0),
         }
     }
 
     /// This worker's shared half. (`Shared::remotes[index]`, without the bounds check on the
     /// switch path.)
     #[inline]
-    fn remote<'a>(&self, shared: &'a Shared) -> &'a Remote {
+    pub(crate) fn remote<'a>(&self, shared: &'a Shared) -> &'a Remote {
         // SAFETY: `index` was given out by `Shared` start-up for one of its `remotes`, which are
         // never resized.
         unsafe { shared.remotes.get_unchecked(self.index) }
@@ -126,6 +130,24 @@ impl Core {
     /// The greenlet running on this worker, or null.
     pub(crate) fn current(&self) -> *const Header {
         self.current.get()
+    }
+
+    pub(crate) fn set_current(&self, h: *const Header) {
+        self.current.set(h)
+    }
+
+    pub(crate) fn lend_depth(&self) -> u32 {
+        self.lend_depth.get()
+    }
+
+    pub(crate) fn set_lend_depth(&self, depth: u32) {
+        self.lend_depth.set(depth)
+    }
+
+    /// True while a stand-in thread holds this core (see `lend`): pinned greenlets wait for
+    /// the core's own thread.
+    fn lent(&self) -> bool {
+        self.lend_depth.get() > 0
     }
 
     pub(crate) fn cells(&self) -> &LocalCells {
@@ -220,10 +242,24 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
     let core = Box::new(core);
     set_current_core(&*core);
     crate::overflow::ensure_altstack();
+    run_loop::<false>(shared, &core, 0);
+}
+
+/// A stand-in thread's loop with a lent core (see `lend`): returns when its lender wants the
+/// core back, between two greenlets.
+pub(crate) fn run_lent(shared: &'static Shared, core: &Core, depth: u32) {
+    run_loop::<true>(shared, core, depth);
+}
+
+/// Runs greenlets for ever; a stand-in (`LENT`) until its lender asks for the core back.
+fn run_loop<const LENT: bool>(shared: &'static Shared, core: &Core, depth: u32) {
     loop {
-        let task = match next_task(shared, &core) {
+        if LENT && core.remote(shared).lending.asked_back(depth) {
+            return;
+        }
+        let task = match next_task(shared, core) {
             Some(t) => Some(t),
-            None => search(shared, &core),
+            None => search(shared, core),
         };
         match task {
             Some(task) => {
@@ -233,7 +269,7 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
                         shared.notify_work();
                     }
                 }
-                run_task(shared, &core, task);
+                run_task(shared, core, task);
                 let ticks = core.ticks.get().wrapping_add(1);
                 core.ticks.set(ticks);
                 if ticks & (TIMER_CHECK_INTERVAL - 1) == 0 {
@@ -251,7 +287,7 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
             }
             None => {
                 if shared.fire_due_timers() == 0 {
-                    park(shared, &core);
+                    park(shared, core);
                 }
             }
         }
@@ -287,6 +323,9 @@ fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
 #[cold]
 fn take_global(shared: &Shared, core: &Core) -> Option<TaskRef> {
     core.global_countdown.set(GLOBAL_CHECK_INTERVAL);
+    if core.lent() {
+        return steal_one(&shared.injector);
+    }
     let pinned = &shared.remotes[core.index].pinned;
     if core.pinned_first.replace(!core.pinned_first.get()) {
         steal_one(pinned).or_else(|| steal_one(&shared.injector))
@@ -313,8 +352,10 @@ fn take_runnext(core: &Core, remote: &Remote) -> Option<TaskRef> {
 
 /// The local deque is empty: the pinned inbox, then a batch from the injector.
 fn take_shared(shared: &Shared, core: &Core, remote: &Remote) -> Option<TaskRef> {
-    if let Some(t) = steal_one(&remote.pinned) {
-        return Some(t);
+    if !core.lent() {
+        if let Some(t) = steal_one(&remote.pinned) {
+            return Some(t);
+        }
     }
     loop {
         match shared.injector.steal_batch_and_pop(&core.local) {
@@ -387,7 +428,7 @@ fn has_work(shared: &Shared, core: &Core) -> bool {
     let remote = core.remote(shared);
     !core.local.is_empty()
         || !remote.runnext.looks_empty()
-        || !remote.pinned.is_empty()
+        || (!remote.pinned.is_empty() && !core.lent())
         || !shared.injector.is_empty()
         || shared.remotes.iter().any(|r| {
             // A blocked worker's `runnext` is ours to take too (see `steal_from`): a search
@@ -436,6 +477,7 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
             Start::Ready => {}
             Start::Done => return,
             Start::NoStackHere => return wait_for_a_stack(shared, core, task),
+            Start::Pinned => return core.remote(shared).pinned.push(task),
         }
     }
     let remote = core.remote(shared);
@@ -450,6 +492,11 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                 .expect("grove: no coroutine")
                 .resume(())
         };
+        // SAFETY: the greenlet has switched out on this thread; its local part is ours to read.
+        if let Some(depth) = unsafe { (*h.local_ptr()).lent_at.take() } {
+            // It lent this thread's core out while it ran: the core is not ours now.
+            return finish_without_core(shared, core, task, slot, result, depth);
+        }
         core.current.set(std::ptr::null());
         remote.run.end();
         match result {
@@ -486,6 +533,48 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
     }
 }
 
+/// The switch-out of a greenlet that lent its thread's core to a stand-in while it ran (see
+/// `lend`), handled without the core: whatever would go to the core's queues or caches goes to
+/// the global ones. Then the core comes back.
+#[cold]
+#[inline(never)]
+fn finish_without_core(
+    shared: &Shared,
+    core: &Core,
+    task: TaskRef,
+    slot: *mut SchedSlot,
+    result: CoroutineResult<Suspend, ()>,
+    depth: u32,
+) {
+    // No greenlet runs on this thread any more.
+    super::context::set_adopted(std::ptr::null());
+    let h: *const Header = task.header();
+    match result {
+        // (No core is current here, so `schedule` takes the global path, or the pinned inbox.)
+        CoroutineResult::Yield(Suspend::Yield) => shared.schedule(task, Hint::Back),
+        CoroutineResult::Yield(Suspend::Park { gen, unlock }) => {
+            // SAFETY: as in `run_task`.
+            unsafe { (*unlock)() };
+            // SAFETY: `task` keeps the header alive until the commit hands it over.
+            let h = unsafe { &*h };
+            if let Err(t) = h.park.commit_handing_over(gen, &h.kill, task) {
+                shared.schedule(t, Hint::Back);
+            }
+        }
+        CoroutineResult::Return(()) => {
+            // SAFETY: as in `run_task`.
+            let coro = unsafe { (*slot).coro.take() }.expect("grove: lent coroutine vanished");
+            let stack = coro.into_stack();
+            if !stack.is_dedicated() {
+                shared.stacks.unreserve(1);
+                shared.stacks.put_all(std::iter::once(stack));
+            }
+            task.header().complete();
+        }
+    }
+    super::lend::reclaim(shared, core, depth);
+}
+
 /// A greenlet that yielded goes behind this worker's other runnable greenlets: to the back of
 /// its deque, or, if it is pinned here, to its pinned inbox, which other workers do not steal
 /// from (the deque is stealable: a pinned greenlet put there could resume elsewhere, which
@@ -520,6 +609,9 @@ enum Start {
     Done,
     /// No free stack here or in the pool, and none could be carved: see `wait_for_a_stack`.
     NoStackHere,
+    /// A stand-in found a greenlet that pins itself when it first runs: pinned to this core,
+    /// it goes to the pinned inbox, to run on the core's own thread.
+    Pinned,
 }
 
 /// A greenlet whose reserved stack sits in another worker's cache (every started greenlet has
@@ -549,6 +641,11 @@ fn wait_for_a_stack(shared: &Shared, core: &Core, task: TaskRef) {
 /// First run: builds the coroutine (see [`Start`]).
 fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot) -> Start {
     let h = task.header();
+    if core.lent() && h.home.load(Relaxed) == PIN_ON_FIRST_RUN {
+        // It would pin itself to this stand-in's thread: it waits for the core's own.
+        h.home.store(core.index, Relaxed);
+        return Start::Pinned;
+    }
     // SAFETY: as in `run_task`: this thread alone touches the slot of a greenlet it holds.
     let slot = unsafe { &mut *slot };
     // (A greenlet killed before it ever ran starts too, but never calls its closure: see
