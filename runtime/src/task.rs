@@ -91,10 +91,10 @@ pub(crate) struct Local {
     pub(crate) kill_deferred: bool,
     /// The runtime has raised a kill in this greenlet (see `cancel::is_cancellation`).
     pub(crate) kill_raised: bool,
-    /// Set while this greenlet blocks its worker thread mid-unwind and the thread's core is
-    /// lent out: the lender's depth, for the worker to take the core back when the greenlet
-    /// next switches out (see `sched::lend`).
-    pub(crate) lent_at: Option<u32>,
+    /// Non-zero while this greenlet runs on a worker thread whose core it lent out (it blocked
+    /// the thread mid-unwind): the lender's depth plus one, for the thread to take the core
+    /// back when the greenlet next switches out (see `sched::lend`).
+    pub(crate) lent_at: u32,
 }
 
 /// The type-independent front of every task.
@@ -220,7 +220,7 @@ impl TaskRef {
                     shield_floor: 0,
                     kill_deferred: false,
                     kill_raised: false,
-                    lent_at: None,
+                    lent_at: 0,
                 }),
                 sched: UnsafeCell::new(SchedSlot {
                     stack: opts.stack,

@@ -29,10 +29,17 @@ thread_local! {
 pub(crate) fn current_task() -> *const Header {
     let core = CURRENT_CORE.with(|c| c.get());
     if core.is_null() {
-        return ADOPTED.with(|c| c.get());
+        return adopted();
     }
     // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
     unsafe { (*core).current() }
+}
+
+/// The greenlet this thread runs without a core, or null (off the greenlets' hot path).
+#[cold]
+#[inline(never)]
+fn adopted() -> *const Header {
+    ADOPTED.with(|c| c.get())
 }
 
 /// Records the greenlet this thread runs without a core (null: none).

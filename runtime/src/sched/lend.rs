@@ -116,7 +116,7 @@ pub(crate) fn lend_core_while_blocked() {
     set_current_core(std::ptr::null());
     set_adopted(h);
     // SAFETY: `h` is the greenlet running this code, which alone touches its own local part.
-    unsafe { (*(*h).local_ptr()).lent_at = Some(depth) };
+    unsafe { (*(*h).local_ptr()).lent_at = depth + 1 };
 }
 
 /// A core's address, moved to its stand-in thread.
@@ -135,7 +135,7 @@ fn stand_in(shared: &'static Shared, addr: CoreAddr, depth: u32) {
     core.set_lend_depth(depth);
     set_current_core(core);
     crate::overflow::ensure_altstack();
-    worker::run_lent(shared, core, depth);
+    worker::run_lent(shared, core);
     set_current_core(std::ptr::null());
     let lending = &core.remote(shared).lending;
     let mut holder = lending.holder.lock();

@@ -242,19 +242,21 @@ pub(crate) fn run(shared: &'static Shared, core: Core) {
     let core = Box::new(core);
     set_current_core(&*core);
     crate::overflow::ensure_altstack();
-    run_loop::<false>(shared, &core, 0);
+    run_loop(shared, &core);
 }
 
 /// A stand-in thread's loop with a lent core (see `lend`): returns when its lender wants the
 /// core back, between two greenlets.
-pub(crate) fn run_lent(shared: &'static Shared, core: &Core, depth: u32) {
-    run_loop::<true>(shared, core, depth);
+pub(crate) fn run_lent(shared: &'static Shared, core: &Core) {
+    run_loop(shared, core);
 }
 
-/// Runs greenlets for ever; a stand-in (`LENT`) until its lender asks for the core back.
-fn run_loop<const LENT: bool>(shared: &'static Shared, core: &Core, depth: u32) {
+/// Runs greenlets: for ever on the core's own thread; on a stand-in, until its lender asks for
+/// the core back (checked between two greenlets, in a field of the core: a loop parameter
+/// cost a yield ~12 instructions, callgrind `yieldb`).
+fn run_loop(shared: &'static Shared, core: &Core) {
     loop {
-        if LENT && core.remote(shared).lending.asked_back(depth) {
+        if core.lent() && lent_core_asked_back(shared, core) {
             return;
         }
         let task = match next_task(shared, core) {
@@ -477,7 +479,7 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
             Start::Ready => {}
             Start::Done => return,
             Start::NoStackHere => return wait_for_a_stack(shared, core, task),
-            Start::Pinned => return core.remote(shared).pinned.push(task),
+            Start::Pinned => return defer_to_own_thread(shared, core, task),
         }
     }
     let remote = core.remote(shared);
@@ -493,9 +495,9 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                 .resume(())
         };
         // SAFETY: the greenlet has switched out on this thread; its local part is ours to read.
-        if let Some(depth) = unsafe { (*h.local_ptr()).lent_at.take() } {
+        if unsafe { (*h.local_ptr()).lent_at } != 0 {
             // It lent this thread's core out while it ran: the core is not ours now.
-            return finish_without_core(shared, core, task, slot, result, depth);
+            return finish_without_core(shared, core, task, slot, result);
         }
         core.current.set(std::ptr::null());
         remote.run.end();
@@ -544,11 +546,12 @@ fn finish_without_core(
     task: TaskRef,
     slot: *mut SchedSlot,
     result: CoroutineResult<Suspend, ()>,
-    depth: u32,
 ) {
+    let h: *const Header = task.header();
+    // SAFETY: as in `run_task`: switched out on this thread, not yet handed over.
+    let depth = unsafe { std::mem::take(&mut (*(*h).local_ptr()).lent_at) } - 1;
     // No greenlet runs on this thread any more.
     super::context::set_adopted(std::ptr::null());
-    let h: *const Header = task.header();
     match result {
         // (No core is current here, so `schedule` takes the global path, or the pinned inbox.)
         CoroutineResult::Yield(Suspend::Yield) => shared.schedule(task, Hint::Back),
@@ -599,6 +602,22 @@ fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
     } else {
         core.push(task);
     }
+}
+
+/// A stand-in leaves a greenlet that pins itself on its first run to the core's own thread.
+#[cold]
+#[inline(never)]
+fn defer_to_own_thread(shared: &Shared, core: &Core, task: TaskRef) {
+    core.remote(shared).pinned.push(task);
+}
+
+/// A stand-in's check between two greenlets: does its lender want the core back?
+#[cold]
+#[inline(never)]
+fn lent_core_asked_back(shared: &Shared, core: &Core) -> bool {
+    core.remote(shared)
+        .lending
+        .asked_back(core.lend_depth.get())
 }
 
 /// What a first run came to.
