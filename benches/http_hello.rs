@@ -8,7 +8,7 @@
 //! response head and size. Unlike `net_hello`, the HTTP parsing and response writing are the
 //! libraries' own:
 //!
-//! * `grove`: `grove::net::http::Server::bind(addr, |_req| Response::text("Hello World!"))` and
+//! * `grove`: `grove::net::http::Server::bind(addr, |_req| Response::static_text("Hello World!"))` and
 //!   `serve_forever()`, `GROVE_WORKERS=2` (its `StreamServer` sets `TCP_NODELAY` on every
 //!   accepted connection);
 //! * `may_minihttp`: `may_minihttp::HttpServer(HelloWorld).start(addr)` and `join()`, as in its
@@ -89,7 +89,7 @@ fn serve(peer: &str, addr: SocketAddr) -> io::Result<()> {
 fn serve_grove(addr: SocketAddr) -> io::Result<()> {
     use grove::net::http::{Response, Server};
     eprintln!("grove: {} workers", grove::workers());
-    Server::bind(addr, |_req| Response::text(BODY))?.serve_forever()
+    Server::bind(addr, |_req| Response::static_text(BODY))?.serve_forever()
 }
 
 /// may_minihttp's hello-world service (its README's, with its plaintext example's header).

@@ -72,7 +72,7 @@ fn threaded_server() -> SocketAddr {
 fn grove_server() -> SocketAddr {
     let server = grove::net::http::Server::bind("127.0.0.1:0", |_req| {
         grove::sleep(SLEEP);
-        grove::net::http::Response::text("Hello World!")
+        grove::net::http::Response::static_text("Hello World!")
     })
     .expect("bind");
     let addr = server.local_addr().expect("addr");

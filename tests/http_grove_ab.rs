@@ -597,3 +597,31 @@ fn http_grove_ab_progress_and_time_limits_follow_ab() {
     let text = report(&["-t", "0", "-c", "8", "-k", "-q"]);
     assert_eq!(field(&text, "Complete requests:"), "50000");
 }
+
+#[test]
+fn http_grove_ab_reads_flags_as_abs_getopt_does() {
+    // ab (apr_getopt) takes a value joined to its flag and grouped switches: `-n300 -kqc10`.
+    // grove-ab said "unknown option -n300". A URL without a scheme is http, as in ab.
+    let server = Server::bind("127.0.0.1:0", |_req| Response::static_text("ok")).unwrap();
+    let url = format!("{}/", server.local_addr().unwrap());
+    let handle = server.start();
+    for args in [
+        vec!["-n300", "-kqc10", url.as_str()],
+        vec!["-kq", "-n", "300", "-c10", url.as_str()],
+    ] {
+        let out = grove_ab(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(field(&text, "Complete requests:"), "300", "{args:?}");
+        assert_eq!(field(&text, "Concurrency Level:"), "10", "{args:?}");
+        assert_eq!(field(&text, "Keep-Alive requests:"), "300", "{args:?}");
+    }
+    let out = grove_ab(&["-n10", "https://127.0.0.1:1/"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
+    handle.stop(Duration::from_secs(1));
+}

@@ -606,3 +606,30 @@ fn http_handler_that_re_raises_a_childs_kill_gets_500() {
     assert_eq!(read_response(&mut s).0, 200, "the connection went on");
     server.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn http_a_handler_answers_with_text_borrowed_from_its_request() {
+    // `Response::text` and `.header` took only `'static` or owned strings, so the obvious
+    // echo handler did not compile (the contract's `Response::text(body)` has no such limit).
+    let (addr, handle) = start(
+        Server::bind("127.0.0.1:0", |req| {
+            Response::text(req.path())
+                .header("X-Path", req.path())
+                .header(String::from("X-Owned"), &String::from("v"))
+        })
+        .unwrap(),
+    );
+    let mut s = connect(addr);
+    s.write_all(b"GET /echo/me HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (status, headers, body) = read_response(&mut s);
+    assert_eq!(status, 200);
+    assert_eq!(body, b"/echo/me");
+    assert_eq!(header(&headers, "x-path"), Some("/echo/me"));
+    assert_eq!(header(&headers, "x-owned"), Some("v"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/plain; charset=utf-8")
+    );
+    handle.stop(Duration::from_secs(1));
+}

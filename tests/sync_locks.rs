@@ -528,3 +528,19 @@ fn sync_event_wait_is_a_cancellation_point() {
     assert!(killed(&h.join().unwrap_err()));
     e.set(); // nobody left; must not misbehave
 }
+
+#[test]
+fn sync_locks_and_guards_have_the_std_conversions_and_formatting() {
+    // Missing next to std's: `RwLock::from`, `Debug` for the RwLock guards and the permit,
+    // `Display` for every guard.
+    let lock = RwLock::from(5);
+    assert_eq!(format!("{:?} {}", lock.read(), lock.read()), "5 5");
+    let w = lock.write();
+    assert_eq!(format!("{w:?} {w}"), "5 5");
+    drop(w);
+    let m = Mutex::from(String::from("hi"));
+    let g = m.lock();
+    assert_eq!(format!("{g} {g:?}"), "hi \"hi\"");
+    let sem = Semaphore::new(1);
+    assert_eq!(format!("{:?}", sem.acquire()), "Permit { .. }");
+}

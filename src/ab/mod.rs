@@ -82,11 +82,17 @@ pub struct Target {
     pub addr: SocketAddr,
 }
 
-/// Parses and resolves an `http://` URL.
+/// Parses and resolves an `http://` URL; as in ab, a URL without a scheme is taken as one.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("unsupported URL {url:?}: only http:// is supported"))?;
+    let rest = match url.split_once("://") {
+        None => url,
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
+        Some(_) => {
+            return Err(format!(
+                "unsupported URL {url:?}: only http:// is supported"
+            ))
+        }
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -303,7 +309,7 @@ fn progress(sh: &Shared, done: u64) {
 
 /// Starts grove's embedded hello-world server on a loopback port.
 pub fn hello_server() -> std::io::Result<(SocketAddr, crate::net::ServerHandle)> {
-    let server = Server::bind("127.0.0.1:0", |_req| Response::text("Hello World!"))?;
+    let server = Server::bind("127.0.0.1:0", |_req| Response::static_text("Hello World!"))?;
     let addr = server.local_addr()?;
     Ok((addr, server.start()))
 }

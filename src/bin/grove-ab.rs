@@ -24,6 +24,7 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     };
     let mut n_given = false;
     let mut t_given = false;
+    let args = split_flags(args);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = |flag: &str| {
@@ -91,6 +92,41 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
         return Err("cannot use concurrency level greater than total number of requests".into());
     }
     Ok(o)
+}
+
+/// Flags that take a value.
+const WITH_VALUE: &str = "nctsHmTp";
+
+/// Splits options as ab's `getopt` reads them: switches grouped (`-kq`), a value joined to its
+/// flag (`-n100`, `-kc10`), into one flag or value per argument. A lone `-` and anything after
+/// `--` are left as they are.
+fn split_flags(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        if a == "--" {
+            out.extend(rest.by_ref().cloned());
+            break;
+        }
+        let Some(flags) = a
+            .strip_prefix('-')
+            .filter(|f| !f.is_empty() && !f.starts_with('-'))
+        else {
+            out.push(a.clone());
+            continue;
+        };
+        for (i, c) in flags.char_indices() {
+            out.push(format!("-{c}"));
+            if WITH_VALUE.contains(c) {
+                let value = &flags[i + c.len_utf8()..];
+                if !value.is_empty() {
+                    out.push(value.to_string());
+                }
+                break;
+            }
+        }
+    }
+    out
 }
 
 fn parse_num(s: &str, flag: &str) -> Result<u64, String> {

@@ -226,6 +226,12 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     }
 }
 
+impl<T: ?Sized + fmt::Display> fmt::Display for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
 impl<'a, T: ?Sized> MutexGuard<'a, T> {
     /// Releases the lock without dropping the guard (for `Condvar`, which re-locks).
     pub(crate) fn unlock_raw(&self) {

@@ -100,6 +100,12 @@ impl Permit<'_> {
     }
 }
 
+impl std::fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad("Permit { .. }")
+    }
+}
+
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         self.sem.release();

@@ -117,6 +117,55 @@ pub(crate) enum Body {
     Stream(Box<dyn Iterator<Item = Vec<u8>> + Send>),
 }
 
+/// Text for a response body or header: owned, or borrowed for ever (what
+/// [`Response::static_text`] makes). Anything string-like converts into it; a borrowed `&str`
+/// is copied, so a handler can answer with text taken from its request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text(pub(crate) Cow<'static, str>);
+
+impl Text {
+    /// Text that is not copied.
+    pub const fn from_static(s: &'static str) -> Text {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(Cow::Owned(s))
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(Cow::Owned(s.to_owned()))
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Text {
+        Text(Cow::Owned(s.clone()))
+    }
+}
+
+impl From<Box<str>> for Text {
+    fn from(s: Box<str>) -> Text {
+        Text(Cow::Owned(s.into()))
+    }
+}
+
+impl From<Cow<'static, str>> for Text {
+    fn from(s: Cow<'static, str>) -> Text {
+        Text(s)
+    }
+}
+
+impl From<std::sync::Arc<str>> for Text {
+    fn from(s: std::sync::Arc<str>) -> Text {
+        Text(Cow::Owned(s.to_string()))
+    }
+}
+
 /// What a handler returns.
 pub struct Response {
     pub(crate) status: u16,
@@ -136,18 +185,32 @@ impl Response {
         }
     }
 
-    /// `200 OK` with a `text/plain` body. A `&'static str` body is sent without being copied.
-    pub fn text(body: impl Into<Cow<'static, str>>) -> Response {
-        let body = match body.into() {
+    /// `200 OK` with a `text/plain` body: a `String`, or any `&str` (copied; a handler may
+    /// answer with text borrowed from its request). [`Response::static_text`] sends a
+    /// `&'static str` without copying it.
+    pub fn text(body: impl Into<Text>) -> Response {
+        Response::text_body(match body.into().0 {
             Cow::Borrowed(s) => Body::Static(s.as_bytes()),
             Cow::Owned(s) => Body::Bytes(s.into_bytes()),
-        };
-        Response {
+        })
+    }
+
+    /// [`Response::text`] for a body that lives for ever (a literal): sent without a copy.
+    pub fn static_text(body: &'static str) -> Response {
+        Response::text_body(Body::Static(body.as_bytes()))
+    }
+
+    fn text_body(body: Body) -> Response {
+        let mut r = Response {
             status: 200,
             headers: SmallVec::new(),
             body,
-        }
-        .header("Content-Type", "text/plain; charset=utf-8")
+        };
+        r.headers.push((
+            Cow::Borrowed("Content-Type"),
+            Cow::Borrowed("text/plain; charset=utf-8"),
+        ));
+        r
     }
 
     /// Adds a header. `Content-Length`, `Transfer-Encoding`, `Date`, `Server` and `Connection`
@@ -155,13 +218,10 @@ impl Response {
     /// `Content-Length` on an empty answer to `HEAD` (the length a `GET` would have had). Static
     /// names and values are not copied. A CR or LF in a value is sent as a space and a header
     /// whose name is not a valid token is left out, so a value taken from a request cannot
-    /// split the response (as Go's `net/http` does).
-    pub fn header(
-        mut self,
-        name: impl Into<Cow<'static, str>>,
-        value: impl Into<Cow<'static, str>>,
-    ) -> Response {
-        self.headers.push((name.into(), value.into()));
+    /// split the response (as Go's `net/http` does). Names and values are `String`s or any
+    /// `&str` (copied).
+    pub fn header(mut self, name: impl Into<Text>, value: impl Into<Text>) -> Response {
+        self.headers.push((name.into().0, value.into().0));
         self
     }
 

@@ -25,7 +25,7 @@ mod message;
 #[doc(hidden)]
 pub use framing::parse_content_length;
 
-pub use message::{Request, Response};
+pub use message::{Request, Response, Text};
 
 use crate::server::{ServerHandle, StreamServer};
 use crate::tcp::TcpListener;
