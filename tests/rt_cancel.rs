@@ -445,6 +445,12 @@ fn rt_nested_lends_of_a_core_during_unwinds_each_come_back() {
             grove::sleep(Duration::from_secs(30));
         }
     };
+    let worker_thread = grove::Builder::new()
+        .pinned(true)
+        .spawn(|| std::thread::current().id())
+        .unwrap()
+        .join()
+        .unwrap();
     let (tx_a, rx_a) = grove::sync::channel::<u32>();
     let (tx_b, rx_b) = grove::sync::channel::<u32>();
     let (got_a, got_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -464,15 +470,52 @@ fn rt_nested_lends_of_a_core_during_unwinds_each_come_back() {
     assert!(is_killed(&b.join().unwrap_err()));
     c.join().unwrap();
     assert_eq!((got_a.load(SeqCst), got_b.load(SeqCst)), (1, 2));
-    // The core is back on the worker's own thread: a pinned greenlet runs there.
-    let worker = std::thread::current().id();
-    let on = grove::Builder::new()
+    // The core is back on the worker's own thread: a greenlet pinned before the lends and one
+    // pinned after them run on the same thread.
+    let after = grove::Builder::new()
         .pinned(true)
-        .spawn(|| std::thread::current().name().map(str::to_owned))
+        .spawn(|| std::thread::current().id())
         .unwrap()
         .join()
         .unwrap();
-    assert_eq!(on.as_deref(), Some("grove-worker-0"), "{worker:?}");
+    assert_eq!(after, worker_thread);
+}
+
+#[test]
+fn rt_a_greenlet_pinned_on_first_run_is_not_stranded_on_a_lent_core() {
+    // Two workers. A's destructor, blocking mid-unwind, lends A's core to a stand-in; it then
+    // spawns P, pinned on its first run, and joins it. The stand-in took P and pinned it to the
+    // lent core, where it could only run once the lend was over, which waited for P: deadlock,
+    // though the other worker was free (it had only to finish a busy greenlet).
+    if common::role().is_none() {
+        let out = common::run_child(
+            "rt_a_greenlet_pinned_on_first_run_is_not_stranded_on_a_lent_core",
+            "unwind",
+            &[("GROVE_WORKERS", "2")],
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    std::thread::spawn(|| {
+        std::thread::sleep(Duration::from_secs(20));
+        eprintln!("deadlocked: the pinned greenlet never ran");
+        std::process::exit(3);
+    });
+    let a = grove::spawn(|| {
+        let _cleanup = OnDrop(|| {
+            // Keeps the other worker busy for a while (once it has stolen this).
+            let busy = grove::spawn(|| {
+                let t = Instant::now();
+                while t.elapsed() < Duration::from_millis(300) {}
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let p = grove::Builder::new().pinned(true).spawn(|| 5).unwrap();
+            assert_eq!(p.join().unwrap(), 5);
+            busy.join().unwrap();
+        });
+        panic!("unwinds through a destructor that joins a pinned greenlet");
+    });
+    assert!(a.join().is_err());
 }
 
 #[test]

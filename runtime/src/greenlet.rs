@@ -115,7 +115,8 @@ fn reserve_stack(rt: &Shared, size: usize) -> io::Result<Option<Stack>> {
     if core.is_null() {
         take_plain_thread_credit(rt)?;
     } else {
-        // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
+        // SAFETY: a non-null current core is the one this thread holds; cores live as long as the
+        // process (a lent one in its worker's frame, which waits for it).
         unsafe { &*core }.take_credit(rt)?;
     }
     Ok(None)
@@ -139,6 +140,15 @@ impl Drop for PlainCredits {
 
 thread_local! {
     static PLAIN_CREDITS: PlainCredits = const { PlainCredits(std::cell::Cell::new(0)) };
+}
+
+/// Gives back the reservations this thread holds for plain-thread spawns: a worker thread that
+/// spawned while its core was lent out (see `sched::lend`) keeps no batch for ever.
+pub(crate) fn release_plain_credits(rt: &Shared) {
+    let left = PLAIN_CREDITS.try_with(|c| c.0.replace(0)).unwrap_or(0);
+    if left > 0 {
+        rt.stacks.unreserve(left);
+    }
 }
 
 /// Takes one reservation for a spawn from a plain thread.

@@ -48,15 +48,34 @@ pub(crate) fn install_handler() {
     });
 }
 
+/// An alternate signal stack this module mapped; dropping it unmaps it.
+pub(crate) struct AltStack(*mut libc::c_void);
+
+impl Drop for AltStack {
+    fn drop(&mut self) {
+        let off = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
+        // SAFETY: the thread runs on its own stack here, not on the alternate one, which it
+        // stops using before the mapping (ours, `ALTSTACK_SIZE` long) goes.
+        unsafe {
+            libc::sigaltstack(&off, std::ptr::null_mut());
+            libc::munmap(self.0, ALTSTACK_SIZE);
+        }
+    }
+}
+
 /// Gives the calling thread an alternate signal stack if it has none (std gives its threads one
-/// only when its own handler is installed).
-pub(crate) fn ensure_altstack() {
+/// only when its own handler is installed). The stack lives as long as what this returns.
+pub(crate) fn ensure_altstack() -> Option<AltStack> {
     // SAFETY: sigaltstack with a null new stack only reads the current setting into `old`.
     unsafe {
         let mut old: libc::stack_t = std::mem::zeroed();
         libc::sigaltstack(std::ptr::null(), &mut old);
         if old.ss_flags & libc::SS_DISABLE == 0 {
-            return;
+            return None;
         }
         let p = libc::mmap(
             std::ptr::null_mut(),
@@ -67,15 +86,15 @@ pub(crate) fn ensure_altstack() {
             0,
         );
         if p == libc::MAP_FAILED {
-            return; // no report on overflow then, but nothing breaks
+            return None; // no report on overflow then, but nothing breaks
         }
         let st = libc::stack_t {
             ss_sp: p,
             ss_flags: 0,
             ss_size: ALTSTACK_SIZE,
         };
-        // The mapping lives as long as the worker thread, which is the process.
         libc::sigaltstack(&st, std::ptr::null_mut());
+        Some(AltStack(p))
     }
 }
 

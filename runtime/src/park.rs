@@ -47,8 +47,9 @@
 //!
 //! A destructor that runs during an unwind may block (a condvar re-taking its mutex, a user's
 //! cleanup that receives from a channel). A greenlet in that state does not switch away: it
-//! blocks its worker thread instead, as a plain thread would, and the worker's other greenlets
-//! are stolen by the other workers meanwhile (the blocked-worker path). The reason is that
+//! blocks its worker thread instead, as a plain thread would, after lending the thread's core
+//! to a stand-in thread that runs the worker's other greenlets meanwhile (`sched::lend`). The
+//! reason is that
 //! "this thread is panicking" (`std::thread::panicking`, the count std keeps per thread and
 //! no stable API can save and restore) belongs to the worker thread, not the greenlet: switching
 //! away mid-unwind handed it to the next greenlet on that worker, whose `timeout` and `kill` then

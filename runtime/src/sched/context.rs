@@ -31,7 +31,8 @@ pub(crate) fn current_task() -> *const Header {
     if core.is_null() {
         return adopted();
     }
-    // SAFETY: a non-null current core is this worker's own, alive for the thread's life.
+    // SAFETY: a non-null current core is the one this thread holds; cores live as long as the
+    // process (a lent one in its worker's frame, which waits for it).
     unsafe { (*core).current() }
 }
 

@@ -44,8 +44,8 @@ use super::context::{current_core, set_adopted, set_current_core};
 use super::worker::{self, Core};
 use super::{runtime, Shared};
 use parking_lot::{Condvar, Mutex};
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 /// Deepest lend: the stand-in at this depth keeps the core however its greenlets block.
 const MAX_DEPTH: u32 = 63;
@@ -59,6 +59,8 @@ pub(crate) struct Lending {
     /// Bit `d`: the lender at depth `d` wants its core back. Read by the holder at depth `d + 1`
     /// on every turn of its loop, without the lock.
     want_back: AtomicU64,
+    /// A stand-in holds the core (a hint for other stand-ins, see [`a_core_not_lent`]).
+    lent: AtomicBool,
 }
 
 impl Lending {
@@ -67,6 +69,7 @@ impl Lending {
             holder: Mutex::new(0),
             given_back: Condvar::new(),
             want_back: AtomicU64::new(0),
+            lent: AtomicBool::new(false),
         }
     }
 
@@ -96,25 +99,30 @@ pub(crate) fn lend_core_while_blocked() {
     }
     let shared = runtime();
     let remote = core.remote(shared);
-    // Stop being the core's runner before anyone else may be.
+    // Stop being the core's runner before anyone else may be; this thread runs the greenlet
+    // without a core from here (also for the overflow handler, should the spawn overflow).
     core.set_current(std::ptr::null());
     remote.run.end();
+    set_adopted(h);
+    set_current_core(std::ptr::null());
     *remote.lending.holder.lock() = depth + 1;
+    remote.lending.lent.store(true, Relaxed);
     let addr = CoreAddr(core as *const Core);
     let started = std::thread::Builder::new()
-        .name(format!("grove-worker-{}", core.index()))
+        .name(format!("grove-worker-{}.{}", core.index(), depth + 1))
         .spawn(move || stand_in(shared, addr, depth + 1));
     if started.is_err() {
         // No stand-in exists: the core is still ours alone.
+        remote.lending.lent.store(depth > 0, Relaxed);
         *remote.lending.holder.lock() = depth;
+        set_current_core(core);
+        set_adopted(std::ptr::null());
         core.set_current(h);
         // SAFETY: `h` is the greenlet running this code, alive while it runs.
         remote.run.begin(unsafe { &*h });
         return;
     }
     // From here on the stand-in holds the core: this thread touches it again only in `reclaim`.
-    set_current_core(std::ptr::null());
-    set_adopted(h);
     // SAFETY: `h` is the greenlet running this code, which alone touches its own local part.
     unsafe { (*(*h).local_ptr()).lent_at = depth + 1 };
 }
@@ -134,13 +142,15 @@ fn stand_in(shared: &'static Shared, addr: CoreAddr, depth: u32) {
     let core = unsafe { &*addr.0 };
     core.set_lend_depth(depth);
     set_current_core(core);
-    crate::overflow::ensure_altstack();
+    let altstack = crate::overflow::ensure_altstack();
     worker::run_lent(shared, core);
+    drop(altstack);
     set_current_core(std::ptr::null());
     let lending = &core.remote(shared).lending;
     let mut holder = lending.holder.lock();
     // Clear the request before giving back: the next lend from that depth starts clean.
     lending.want_back.fetch_and(!(1 << (depth - 1)), Release);
+    lending.lent.store(depth > 1, Relaxed);
     *holder = depth - 1;
     lending.given_back.notify_all();
 }
@@ -152,6 +162,8 @@ pub(crate) fn reclaim(shared: &Shared, core: &Core, depth: u32) {
     let lending = &core.remote(shared).lending;
     // Release: pairs with the holder's Acquire load in `asked_back`.
     lending.want_back.fetch_or(1 << depth, Release);
+    // Plain-thread spawns made meanwhile took a batch of stack reservations: give back the rest.
+    crate::greenlet::release_plain_credits(shared);
     // The holder may be asleep: wake it to see the request (a spurious wake-up if it is awake).
     shared.unpark_worker(core.index());
     let mut holder = lending.holder.lock();
@@ -162,4 +174,10 @@ pub(crate) fn reclaim(shared: &Shared, core: &Core, depth: u32) {
     set_adopted(std::ptr::null());
     core.set_lend_depth(depth);
     set_current_core(core);
+}
+
+/// A core other than `index` held by its own thread, if any: where a greenlet that pins itself
+/// on its first run should go rather than wait for a lent core (see `worker::start_task`).
+pub(crate) fn a_core_not_lent(shared: &Shared, index: usize) -> Option<usize> {
+    (0..shared.remotes.len()).find(|&i| i != index && !shared.remotes[i].lending.lent.load(Relaxed))
 }

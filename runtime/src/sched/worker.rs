@@ -93,10 +93,11 @@ pub(crate) struct Core {
 }
 
 // A core is built on the thread that starts the runtime and then moved, once, to its worker
-// thread, before anything has touched its caches; from then on only that thread uses it (others
-// reach a worker through its `Remote`). `current` records which greenlet runs, and no other
-// thread dereferences it.
-// SAFETY: so the one move of a `Core` to its worker thread shares nothing.
+// thread, before anything has touched its caches; from then on one thread at a time uses it
+// (others reach a worker through its `Remote`): its worker thread, or a stand-in it is lent to,
+// the hand-overs ordered by a thread start and a lock (see `lend`). `current` records which
+// greenlet runs, and only the thread holding the core dereferences it.
+// SAFETY: so the move of a `Core` to its worker thread shares nothing.
 unsafe impl Send for Core {}
 
 impl Core {
@@ -241,7 +242,8 @@ impl Core {
 pub(crate) fn run(shared: &'static Shared, core: Core) {
     let core = Box::new(core);
     set_current_core(&*core);
-    crate::overflow::ensure_altstack();
+    // Kept for the thread's life (the loop never ends).
+    let _altstack = crate::overflow::ensure_altstack();
     run_loop(shared, &core);
 }
 
@@ -604,11 +606,20 @@ fn requeue_yielded(shared: &Shared, core: &Core, task: TaskRef) {
     }
 }
 
-/// A stand-in leaves a greenlet that pins itself on its first run to the core's own thread.
+/// A stand-in leaves a greenlet that pins itself on its first run to a worker on its own thread:
+/// pinned to another core that is on its own thread, or, when every other core is lent out too
+/// (or there is no other), to this one, to run when it is back on its own thread. (Pinning it
+/// here always stranded it for the whole lend, and a destructor that spawned and joined one
+/// deadlocked, though another worker was free.)
 #[cold]
 #[inline(never)]
 fn defer_to_own_thread(shared: &Shared, core: &Core, task: TaskRef) {
-    core.remote(shared).pinned.push(task);
+    let home = super::lend::a_core_not_lent(shared, core.index).unwrap_or(core.index);
+    task.header().home.store(home, Relaxed);
+    shared.remotes[home].pinned.push(task);
+    if home != core.index && shared.idle.claim_sleeper(home) {
+        shared.unpark_worker(home);
+    }
 }
 
 /// A stand-in's check between two greenlets: does its lender want the core back?
@@ -628,8 +639,8 @@ enum Start {
     Done,
     /// No free stack here or in the pool, and none could be carved: see `wait_for_a_stack`.
     NoStackHere,
-    /// A stand-in found a greenlet that pins itself when it first runs: pinned to this core,
-    /// it goes to the pinned inbox, to run on the core's own thread.
+    /// A stand-in found a greenlet that pins itself when it first runs: see
+    /// `defer_to_own_thread`.
     Pinned,
 }
 
@@ -661,8 +672,7 @@ fn wait_for_a_stack(shared: &Shared, core: &Core, task: TaskRef) {
 fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot) -> Start {
     let h = task.header();
     if core.lent() && h.home.load(Relaxed) == PIN_ON_FIRST_RUN {
-        // It would pin itself to this stand-in's thread: it waits for the core's own.
-        h.home.store(core.index, Relaxed);
+        // It would pin itself to this stand-in's thread, which ends with the lend.
         return Start::Pinned;
     }
     // SAFETY: as in `run_task`: this thread alone touches the slot of a greenlet it holds.
