@@ -24,6 +24,12 @@ fn server() -> (SocketAddr, grove::net::ServerHandle) {
             Response::new(204).stream((0..2).map(|i| format!("chunk{i}").into_bytes()))
         }
         "/declared" => Response::new(200).header("Content-Length", "1234"),
+        "/x-test" => Response::text(req.header("x-test").unwrap_or("-")),
+        "/close" => Response::text("bye").header("Connection", "close"),
+        "/nul" => Response::text("ok").header("X-Nul", "a\0b"),
+        "/status0" => Response::new(0),
+        "/status101" => Response::new(101),
+        "/big" => Response::new(200).body(vec![b'x'; 1 << 20]),
         path => Response::text(format!(
             "{} {path} body={}",
             req.method(),
@@ -249,5 +255,111 @@ fn http_absolute_form_targets_and_other_versions() {
     assert_eq!(statuses(&raw), [505], "{raw}");
     let raw = exchange(addr, &[b"NOT A REQUEST\r\n\r\n"]);
     assert_eq!(statuses(&raw), [400], "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_header_values_beyond_ascii_that_are_not_utf8_are_read_as_latin1() {
+    // obs-text (RFC 9110 5.5) is allowed in a field value; it was refused with 400.
+    let (addr, h) = server();
+    let raw = exchange(
+        addr,
+        &[b"GET /x-test HTTP/1.1\r\nHost: t\r\nX-Test: caf\xe9\r\nConnection: close\r\n\r\n"],
+    );
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert!(raw.ends_with("caf\u{e9}"), "{raw}");
+    let raw = exchange(
+        addr,
+        &[
+            "GET /x-test HTTP/1.1\r\nHost: t\r\nX-Test: caf\u{e9}\r\nConnection: close\r\n\r\n"
+                .as_bytes(),
+        ],
+    );
+    assert!(raw.ends_with("caf\u{e9}"), "{raw}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_a_handlers_connection_close_closes_and_bad_statuses_are_500() {
+    let (addr, h) = server();
+    // Two requests pipelined: the first answer says close, and the second is not served.
+    let raw = exchange(
+        addr,
+        &[b"GET /close HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n"],
+    );
+    assert_eq!(statuses(&raw), [200], "{raw}");
+    assert!(raw.contains("Connection: close\r\n"), "{raw}");
+    for path in ["/status0", "/status101"] {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+        let raw = exchange(addr, &[req.as_bytes()]);
+        assert_eq!(statuses(&raw), [500], "{path}: {raw}");
+    }
+    // NUL is never sent in a field value (RFC 9110 5.5), as CR and LF are not.
+    let raw = exchange(
+        addr,
+        &[b"GET /nul HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"],
+    );
+    assert!(raw.contains("X-Nul: a b\r\n"), "{raw:?}");
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_long_targets_get_414_and_lax_chunk_syntax_400() {
+    let (addr, h) = server();
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(statuses(&exchange(addr, &[long.as_bytes()])), [414]);
+    for body in [
+        &b"3;a\rb\r\nabc\r\n0\r\n\r\n"[..],
+        b"0\r\nbogus trailer\r\n\r\n",
+    ] {
+        let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        req.extend_from_slice(body);
+        let raw = exchange(addr, &[&req]);
+        assert_eq!(statuses(&raw), [400], "{raw}");
+    }
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_a_silent_new_connection_is_closed_at_the_head_deadline() {
+    // The wait for a fresh connection's first byte used the idle timeout (60 s by default):
+    // a few silent clients held `max_connections` slots for a minute.
+    let (addr, h) = server(); // head deadline 500 ms
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let t = std::time::Instant::now();
+    let mut b = [0u8; 64];
+    let n = s.read(&mut b).unwrap_or(0);
+    assert_eq!(n, 0, "expected the server to close");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    h.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn http_a_long_closing_response_survives_input_sent_after_its_request() {
+    // A client that sends more after a `Connection: close` request: closing with that input
+    // unread sent a reset, and the part of a long response still in flight was lost.
+    let (addr, h) = server();
+    let mut s = TcpStream::connect(addr).unwrap();
+    socket2::SockRef::from(&s)
+        .set_recv_buffer_size(65536)
+        .unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("after {} bytes: {e}", got.len()),
+        }
+    }
+    let head_end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(got.len() - head_end, 1 << 20);
     h.stop(Duration::from_secs(1));
 }

@@ -123,18 +123,59 @@ pub(crate) fn serve<H>(
         }
         let head = req.method() == "HEAD";
         let resp = match catch_unwind(AssertUnwindSafe(|| handler(&req))) {
-            Ok(r) => r,
+            Ok(r) if valid_final_status(r.status) => r,
+            // A status that cannot end a request (`0`, `1xx`, four digits) is the handler's bug.
+            Ok(_) => Response::text("internal server error").status_code(500),
             // A kill (the server's `stop`) is not the handler's panic: it ends the connection.
             Err(p) if grove_runtime::is_cancellation(&*p) => resume_unwind(p),
             Err(_) => Response::text("internal server error").status_code(500),
         };
         // Asked after the handler: a server that began stopping meanwhile closes after this.
-        let keep_alive = wants_keep_alive(&req) && !state.stopping();
-        if conn.write_response(resp, &req, keep_alive, head).is_err() || !keep_alive {
-            return;
+        // A handler's own `Connection: close` closes too (RFC 9110 7.6.1), as in Go.
+        let keep_alive = wants_keep_alive(&req) && !state.stopping() && !says_close(&resp);
+        let long = resp.is_long();
+        match conn.write_response(resp, &req, keep_alive, head) {
+            Err(_) => return,
+            Ok(()) if !keep_alive => {
+                // Input the client sent meanwhile (a pipelined request it should not have
+                // sent) would make the close a reset, and a long response still on its way
+                // would be lost with it: read it away first, as after an error. Not for a
+                // short response with nothing read ahead (the usual closing response), where
+                // the wait would only cost.
+                if long || conn.buffered() > 0 {
+                    conn.linger();
+                }
+                return;
+            }
+            Ok(()) => {}
         }
         conn.shrink(&mut req);
     }
+}
+
+/// The refusal of a head over the size limit: 414 if its request line alone is (RFC 9110
+/// 15.5.15), 431 otherwise.
+fn too_large(head: &[u8], limit: usize) -> Stop {
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(usize::MAX);
+    if line_end >= limit {
+        Stop::Status(414, "request target too long")
+    } else {
+        Stop::Status(431, "request header block too large")
+    }
+}
+
+/// True if the handler's headers include `Connection: close`.
+fn says_close(resp: &Response) -> bool {
+    resp.headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("connection")
+            && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+    })
+}
+
+/// A status a handler may end a request with: three digits, not an interim `1xx` (RFC 9110
+/// 15; this server does not switch protocols, so not `101` either).
+fn valid_final_status(status: u16) -> bool {
+    (200..=999).contains(&status)
 }
 
 /// What every `Connection` field of the request says, with the version's default.
@@ -150,6 +191,16 @@ impl Response {
     fn status_code(mut self, status: u16) -> Response {
         self.status = status;
         self
+    }
+
+    /// A body written on its own after the head (long, or streamed): one whose sending takes
+    /// long enough for the client to send more meanwhile.
+    fn is_long(&self) -> bool {
+        match &self.body {
+            Body::Bytes(b) => b.len() >= COPY_BODY_BELOW,
+            Body::Static(b) => b.len() >= COPY_BODY_BELOW,
+            Body::Stream(_) => true,
+        }
     }
 }
 
@@ -198,8 +249,10 @@ impl Conn<'_> {
 
     #[inline(always)]
     fn read_request(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
-        // Idle wait for the first byte of the next request.
-        if self.pos == self.end && self.fill(limits.idle_timeout)? == 0 {
+        // The first byte of a fresh connection (a keep-alive one waited in `serve`): the head's
+        // deadline runs from the accept, as nginx's `client_header_timeout` and Go's
+        // `ReadHeaderTimeout` do (a silent client held its slot for the idle timeout, 60 s).
+        if self.pos == self.end && self.fill(limits.head_timeout)? == 0 {
             return Err(Stop::Quiet);
         }
         // Taken when the head turns out to be incomplete: a head that arrived whole (the usual
@@ -212,7 +265,10 @@ impl Conn<'_> {
                 Err(stop) => return Err(stop),
             }
             if self.buffered() > limits.max_head_bytes {
-                return Err(Stop::Status(431, "request header block too large"));
+                return Err(too_large(
+                    &self.buf[self.pos..self.end],
+                    limits.max_head_bytes,
+                ));
             }
             let deadline = *deadline.get_or_insert_with(|| {
                 Instant::now()
@@ -233,7 +289,10 @@ impl Conn<'_> {
             }
         };
         if head_len > limits.max_head_bytes {
-            return Err(Stop::Status(431, "request header block too large"));
+            return Err(too_large(
+                &self.buf[self.pos..self.pos + head_len],
+                limits.max_head_bytes,
+            ));
         }
         self.pos += head_len;
         self.read_body(req, limits)?;
@@ -360,6 +419,11 @@ impl Conn<'_> {
             if line.is_empty() {
                 return Ok(());
             }
+            // A trailer field is `name: value` (RFC 9112 7.1.2); anything else is malformed.
+            match line.iter().position(|&b| b == b':') {
+                Some(colon) if colon > 0 && line[..colon].iter().all(|&b| is_token_byte(b)) => {}
+                _ => return Err(Stop::Status(400, "malformed chunked trailer")),
+            }
             budget = budget
                 .checked_sub(line.len() + 2)
                 .ok_or(Stop::Status(431, "request trailers too large"))?;
@@ -477,7 +541,7 @@ impl Conn<'_> {
             self.out.extend_from_slice(v.as_bytes());
             if has_control_byte(v.as_bytes()) {
                 for b in &mut self.out[start..] {
-                    if *b == b'\r' || *b == b'\n' {
+                    if matches!(*b, b'\r' | b'\n' | 0) {
                         *b = b' ';
                     }
                 }
@@ -620,7 +684,7 @@ fn parse_with<'b>(
     };
     // One check of the whole head (its fast path is for ASCII), instead of one per value.
     if std::str::from_utf8(&bytes[..n]).is_err() {
-        return Err(Stop::Status(400, "request head is not UTF-8"));
+        return parse_latin1(&bytes[..n], req).map(|_| Some(n));
     }
     req.headers.clear();
     req.known = Known::default();
@@ -641,6 +705,20 @@ fn parse_with<'b>(
     req.head.extend_from_slice(&bytes[..n]);
     req.body.clear();
     Ok(Some(n))
+}
+
+/// A complete head that is not UTF-8: field values may carry any byte from 0x80 up (RFC 9110
+/// 5.5, "obs-text", opaque to HTTP). It is read as ISO-8859-1, each byte one character, as
+/// WSGI servers (gevent's pywsgi among them) and Python's `http.client` read headers, and
+/// parsed again: handlers see text, and nothing is refused that RFC 9110 allows.
+#[cold]
+fn parse_latin1(head: &[u8], req: &mut Request) -> Result<(), Stop> {
+    let text: String = head.iter().map(|&b| char::from(b)).collect();
+    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse_with(text.as_bytes(), &mut headers, req)? {
+        Some(_) => Ok(()),
+        None => Err(Stop::Status(400, "malformed request")),
+    }
 }
 
 /// Records what the server needs of header `h` (whose value is at `value` in `bytes`).

@@ -86,6 +86,11 @@ pub(crate) fn parse_chunk_size(line: &[u8]) -> Option<usize> {
     if !rest.is_empty() && rest[0] != b';' {
         return None;
     }
+    // Extensions are ignored, but a bare CR or any other control byte in them is malformed
+    // (RFC 9112 2.2: a bare CR must not be taken as a line break or passed along).
+    if rest.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f) {
+        return None;
+    }
     let text = std::str::from_utf8(&line[..digits]).ok()?;
     usize::from_str_radix(text, 16).ok()
 }
@@ -123,6 +128,8 @@ mod tests {
         assert_eq!(parse_chunk_size(b"FF"), Some(255));
         assert_eq!(parse_chunk_size(b"3;name=value"), Some(3));
         assert_eq!(parse_chunk_size(b"3 ;ext"), Some(3));
+        assert_eq!(parse_chunk_size(b"3;a\rb"), None);
+        assert_eq!(parse_chunk_size(b"3;a\0"), None);
         assert_eq!(parse_chunk_size(b"0"), Some(0));
         assert_eq!(parse_chunk_size(b"ffffffffffffffff"), Some(usize::MAX));
         for bad in [

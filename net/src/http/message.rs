@@ -12,7 +12,8 @@ use std::fmt;
 /// keep-alive request costs no allocation once the buffers have grown.
 #[derive(Debug, Default)]
 pub struct Request {
-    /// The request head's bytes (request line and headers), validated UTF-8.
+    /// The request head's bytes (request line and headers), validated UTF-8 (a head that is
+    /// not is kept as read as ISO-8859-1, see `conn::parse_latin1`).
     pub(crate) head: Vec<u8>,
     pub(crate) method: Span,
     pub(crate) path: Span,
