@@ -625,3 +625,67 @@ fn http_grove_ab_reads_flags_as_abs_getopt_does() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
     handle.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn http_grove_ab_does_not_resend_a_request_that_timed_out_on_a_kept_connection() {
+    // A server that answers the first request of each connection and then stalls. The
+    // timed-out request was sent again on a new connection and counted complete: the stall
+    // never showed (ab aborts there), and a POST would have gone twice.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    let addr = accept_for(Duration::from_secs(20), move |mut s| {
+        let count = count.clone();
+        drop(std::thread::spawn(move || {
+            let mut pending = Vec::new();
+            let mut chunk = [0u8; 1024];
+            let mut answered = false;
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            loop {
+                while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                    pending.drain(..i + 4);
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if !answered {
+                        answered = true;
+                        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if s.write_all(ok).is_err() {
+                            return;
+                        }
+                    }
+                }
+                match s.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => pending.extend_from_slice(&chunk[..n]),
+                }
+            }
+        }))
+    });
+    let url = format!("http://{addr}/");
+    let text = report(&["-k", "-s", "1", "-n", "3", "-c", "1", &url]);
+    assert_eq!(field(&text, "Complete requests:"), "2", "{text}");
+    assert!(field(&text, "Failed requests:").starts_with('1'), "{text}");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3, "{text}");
+}
+
+#[test]
+fn http_grove_ab_counts_cut_responses_and_many_headers_as_ab_does() {
+    // A body cut short by the close is a complete request with a Length failure in ab (it was
+    // a receive failure here, and its bytes uncounted); a response with more than 64 header
+    // fields is a response (every one failed to parse).
+    let reply: &'static [u8] = b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\n12345";
+    let cut = accept_for(Duration::from_secs(20), move |s| {
+        drop(std::thread::spawn(move || answer_heads(s, reply, true)))
+    });
+    let text = report(&["-n", "4", "-c", "1", &format!("http://{cut}/")]);
+    assert_eq!(field(&text, "Complete requests:"), "4", "{text}");
+    assert_eq!(field(&text, "Total transferred:"), "176 bytes", "{text}");
+    let mut many = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+    for i in 0..70 {
+        many.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\nok");
+    let many: &'static [u8] = Box::leak(many.into_boxed_slice());
+    let addr = canned_server(many);
+    let text = report(&["-k", "-n", "5", "-c", "1", &format!("http://{addr}/")]);
+    assert_eq!(field(&text, "Complete requests:"), "5", "{text}");
+    assert_eq!(field(&text, "Failed requests:"), "0", "{text}");
+}

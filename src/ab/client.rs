@@ -106,16 +106,25 @@ impl Client {
                     };
                     self.record(reply, &times);
                 }
-                Err(_) => {
+                Err(e) => {
                     self.conn = None;
                     if self.sh.past_deadline() {
                         return ControlFlow::Break(());
                     }
-                    if !fresh && self.buf.first_byte.is_none() {
+                    let closed = matches!(
+                        e.kind(),
+                        io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::BrokenPipe
+                    );
+                    if closed && !fresh && self.buf.first_byte.is_none() {
                         // A reused connection the server had already closed (it may close an
                         // idle keep-alive connection at any time, RFC 9112 9.3.1): nothing of
                         // the response came, so the request goes again on a new connection,
-                        // as HTTP clients retry.
+                        // as HTTP clients retry. Not after a timeout: the server has the
+                        // request, and sending it again would hide the stall (and repeat a
+                        // POST).
                         fresh = true;
                         continue;
                     }

@@ -101,6 +101,9 @@ impl ReadBuf {
     }
 }
 
+/// Most header fields a response may have.
+const MAX_RESPONSE_HEADERS: usize = 4096;
+
 /// What the head of a response says about its body and connection.
 struct Head {
     /// Bytes of the head, up to and including the blank line.
@@ -138,6 +141,7 @@ pub(super) fn read_reply(
         }
     };
     let bodiless = head_request || head.status == 204 || head.status == 304 || head.status < 200;
+    let mut cut = false;
     let body_len = match head.content_length {
         _ if bodiless => 0,
         Some(l) => l,
@@ -148,14 +152,24 @@ pub(super) fn read_reply(
         }
     };
     while buf.bytes().len() < head.len + body_len {
-        buf.fill(s)?;
+        match buf.fill(s) {
+            Ok(()) => {}
+            // Closed mid-body: ab counts the response with what came of it (a complete request
+            // whose length differs, a "Length" failure), not as a receive error.
+            Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
+                cut = true;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
     }
+    let body_len = body_len.min(buf.bytes().len() - head.len);
     buf.consume(head.len + body_len);
     Ok(Reply {
         status: head.status,
         body_len,
         total_len: interim + head.len + body_len,
-        keep_alive: !head.close && (bodiless || head.content_length.is_some()),
+        keep_alive: !cut && !head.close && (bodiless || head.content_length.is_some()),
         server: head.server,
     })
 }
@@ -165,10 +179,21 @@ fn parse_head(bytes: &[u8], want_server: bool) -> io::Result<Option<Head>> {
     // Uninitialised: filling 64 empty headers before every parse cost ~400 instructions per
     // response (callgrind).
     let mut headers = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; 64];
+    let mut many = Vec::new();
     let mut resp = httparse::Response::new(&mut []);
-    let parsed = httparse::ParserConfig::default()
-        .parse_response_with_uninit_headers(&mut resp, bytes, &mut headers)
-        .map_err(|e| bad_response(&e.to_string()))?;
+    let mut parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut resp,
+        bytes,
+        &mut headers,
+    );
+    if parsed == Err(httparse::Error::TooManyHeaders) {
+        // Rare: a response with more fields than that (ab takes any number); on the heap.
+        many.resize_with(MAX_RESPONSE_HEADERS, std::mem::MaybeUninit::uninit);
+        resp = httparse::Response::new(&mut []);
+        parsed = httparse::ParserConfig::default()
+            .parse_response_with_uninit_headers(&mut resp, bytes, &mut many);
+    }
+    let parsed = parsed.map_err(|e| bad_response(&e.to_string()))?;
     let httparse::Status::Complete(len) = parsed else {
         return Ok(None);
     };
