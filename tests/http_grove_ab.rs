@@ -689,3 +689,24 @@ fn http_grove_ab_counts_cut_responses_and_many_headers_as_ab_does() {
     assert_eq!(field(&text, "Complete requests:"), "5", "{text}");
     assert_eq!(field(&text, "Failed requests:"), "0", "{text}");
 }
+
+#[test]
+fn http_grove_ab_reports_what_it_has_on_sigint() {
+    // ab prints its report when interrupted; grove-ab died by the signal with nothing.
+    let child = Command::new(env!("CARGO_BIN_EXE_grove-ab"))
+        .args(["-q", "-k", "-n", "100000000", "-c", "4"])
+        .env("GROVE_WORKERS", "2")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: the pid is our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let done: u64 = field(&text, "Complete requests:").parse().unwrap();
+    assert!(done > 0, "{text}");
+    assert_eq!(field(&text, "Failed requests:"), "0", "{text}");
+}

@@ -52,7 +52,7 @@ pub(super) fn run_client(sh: Arc<Shared>) {
             progress(&c.sh, done);
         }
     }
-    c.finish();
+    drop(c); // its counts go to the run's
 }
 
 impl Client {
@@ -201,9 +201,17 @@ impl Client {
     }
 
     /// Adds this client's counts and latencies to the run's.
-    fn finish(self) {
-        let mut g = self.sh.tally.lock().expect("tally lock");
-        g.0.merge(self.tally);
+    fn finish(&mut self) {
+        let mut g = self.sh.tally.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.merge(std::mem::take(&mut self.tally));
         g.1.add(&self.times);
+        self.times = Timings::new();
+    }
+}
+
+impl Drop for Client {
+    /// Also when the client is killed (`SIGINT`, see `interrupt`): what it finished counts.
+    fn drop(&mut self) {
+        self.finish();
     }
 }

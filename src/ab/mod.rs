@@ -13,7 +13,7 @@ use crate::net::http::{Response, Server};
 use crate::net::TcpStream;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use timings::Timings;
@@ -343,10 +343,15 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
             crate::spawn(move || client::run_client(sh))
         })
         .collect();
+    let watch = watch_for_interrupt(clients.iter().map(|c| c.greenlet()).collect());
     for c in clients {
-        c.join()
-            .map_err(|_| "a client greenlet panicked".to_string())?;
+        match c.join() {
+            Ok(()) => {}
+            Err(p) if p.downcast_ref::<crate::Killed>().is_some() => {} // interrupted
+            Err(_) => return Err("a client greenlet panicked".to_string()),
+        }
     }
+    watch.kill();
     let elapsed = start.elapsed();
     if sh.progress == Progress::Off {
         if announce {
@@ -360,6 +365,33 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         eprintln!("Finished {done} requests");
     }
     Ok(sh.take_report(elapsed))
+}
+
+/// Set by [`interrupt`]: the run ends now, and reports what it has (ab on `SIGINT`).
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Ends a run in progress as ab's `SIGINT` does: requests in flight are dropped (neither
+/// complete nor failed), and [`run`] returns the report of those that finished. Only stores a
+/// flag, so a signal handler may call it.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Relaxed);
+}
+
+/// True once [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Relaxed)
+}
+
+/// A greenlet that kills the clients once [`interrupt`] is called (looking every 20 ms; it is
+/// killed itself when the run ends).
+fn watch_for_interrupt(clients: Vec<crate::Greenlet>) -> crate::JoinHandle<()> {
+    crate::spawn(move || loop {
+        if interrupted() {
+            crate::kill_all(&clients);
+            return;
+        }
+        crate::sleep(Duration::from_millis(20));
+    })
 }
 
 /// The URL to load: `cfg.url`, or that of the embedded hello server, started here.

@@ -134,11 +134,22 @@ fn parse_num(s: &str, flag: &str) -> Result<u64, String> {
         .map_err(|_| format!("option {flag} needs a whole number, got {s:?}"))
 }
 
+/// `SIGINT`: end the run and print what it has, as ab does.
+extern "C" fn on_sigint(_: libc::c_int) {
+    grove::ab::interrupt(); // one atomic store: async-signal-safe
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
     match parse_args(&args).and_then(grove::ab::run) {
         Ok(report) => {
             report.print();
+            if grove::ab::interrupted() {
+                return ExitCode::FAILURE; // as ab, which exits non-zero after its report
+            }
             ExitCode::SUCCESS
         }
         Err(e) if e.is_empty() => {
