@@ -24,7 +24,8 @@
 
 pub use grove_runtime::{
     current, greenlet_local, kill_all, sleep, sleep_until, spawn, spawn_blocking, timeout, workers,
-    yield_now, Builder, Current, Elapsed, Greenlet, GreenletId, JoinHandle, Killed, LocalKey,
+    yield_now, AccessError, Builder, Current, Elapsed, Greenlet, GreenletId, JoinHandle, Killed,
+    LocalKey,
 };
 
 /// Locks, events, channels, queues, groups and pools (gevent's toolkit), for greenlets and

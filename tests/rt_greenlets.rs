@@ -612,3 +612,30 @@ fn rt_greenlet_local_teardown_survives_destructors_that_panic_or_use_their_own_k
     }
     assert_eq!(SELFISH_DROPS.load(SeqCst) - before, 3);
 }
+
+grove::greenlet_local! {
+    static COUNTED: Cell<u32> = Cell::new(0);
+    static NAMES: std::cell::RefCell<Vec<String>> = std::cell::RefCell::new(Vec::new())
+}
+
+grove::greenlet_local!(static LONE: Cell<u8> = Cell::new(7));
+
+#[test]
+fn rt_greenlet_local_keys_have_std_local_key_conveniences() {
+    // A std user's `FOO.set(3)`, `FOO.with_borrow_mut(..)`, and a declaration without its last
+    // `;` did not compile.
+    let h = grove::spawn(|| {
+        COUNTED.set(3);
+        assert_eq!(COUNTED.get(), 3);
+        assert_eq!(COUNTED.replace(5), 3);
+        assert_eq!(COUNTED.take(), 5);
+        NAMES.with_borrow_mut(|v| v.push("a".into()));
+        NAMES.set(vec!["b".into()]);
+        assert_eq!(NAMES.with_borrow(|v| v.clone()), ["b"]);
+        assert_eq!(NAMES.take(), ["b"]);
+        assert_eq!(LONE.try_with(|c| c.get()), Ok(7));
+    });
+    h.join().unwrap();
+    // Per greenlet: a fresh one starts from the initialisers again.
+    assert_eq!(grove::spawn(|| COUNTED.get()).join().unwrap(), 0);
+}

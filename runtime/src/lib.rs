@@ -41,7 +41,7 @@ pub use greenlet::{
     block_in_pool, current, kill_all, spawn, spawn_blocking, workers, Builder, Current, Greenlet,
     JoinHandle,
 };
-pub use local::LocalKey;
+pub use local::{AccessError, LocalKey};
 pub use park::{park, park_borrowed, sleep, sleep_until, yield_now, ParkId, Unparker};
 pub use park_state::Wake;
 pub use task::GreenletId;

@@ -175,6 +175,98 @@ impl<T: Send + 'static> LocalKey<T> {
             .downcast_ref::<T>()
             .expect("grove: greenlet-local key holds a value of another type"))
     }
+
+    /// [`LocalKey::with`], or an error instead of a panic where `with` would panic (the
+    /// value was dropped by the teardown in progress), as `std::thread::LocalKey::try_with`.
+    pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Result<R, AccessError> {
+        let key = self.key();
+        let h = current_task();
+        let dropped = if h.is_null() {
+            THREAD_LOCALS
+                .try_with(|m| m.borrow().dropped.contains(&key))
+                .unwrap_or(true)
+        } else {
+            // SAFETY: the running greenlet alone touches its own local part; the borrow ends
+            // with the statement.
+            unsafe { (*(*h).local_ptr()).locals.dropped.contains(&key) }
+        };
+        if dropped {
+            return Err(AccessError);
+        }
+        Ok(self.with(f))
+    }
+}
+
+/// The error of [`LocalKey::try_with`]: the value is gone (std's `AccessError`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccessError;
+
+impl std::fmt::Display for AccessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("already destroyed")
+    }
+}
+
+impl std::error::Error for AccessError {}
+
+/// `std::thread::LocalKey`'s conveniences for a `Cell`.
+impl<T: Copy + Send + 'static> LocalKey<std::cell::Cell<T>> {
+    /// The value.
+    pub fn get(&'static self) -> T {
+        self.with(|c| c.get())
+    }
+
+    /// Sets the value.
+    pub fn set(&'static self, value: T) {
+        self.with(|c| c.set(value))
+    }
+}
+
+/// `std::thread::LocalKey`'s conveniences for a `Cell` (any value).
+impl<T: Send + 'static> LocalKey<std::cell::Cell<T>> {
+    /// Takes the value, leaving `T::default()`.
+    pub fn take(&'static self) -> T
+    where
+        T: Default,
+    {
+        self.with(|c| c.take())
+    }
+
+    /// Replaces the value, returning the old one.
+    pub fn replace(&'static self, value: T) -> T {
+        self.with(|c| c.replace(value))
+    }
+}
+
+/// `std::thread::LocalKey`'s conveniences for a `RefCell`.
+impl<T: Send + 'static> LocalKey<RefCell<T>> {
+    /// Runs `f` with a shared borrow of the value.
+    pub fn with_borrow<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
+        self.with(|c| f(&c.borrow()))
+    }
+
+    /// Runs `f` with a mutable borrow of the value.
+    pub fn with_borrow_mut<R>(&'static self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.with(|c| f(&mut c.borrow_mut()))
+    }
+
+    /// Sets the value.
+    pub fn set(&'static self, value: T) {
+        self.with(|c| *c.borrow_mut() = value)
+    }
+
+    /// Takes the value, leaving `T::default()`.
+    pub fn take(&'static self) -> T
+    where
+        T: Default,
+    {
+        self.with(|c| c.take())
+    }
+
+    /// Replaces the value, returning the old one.
+    pub fn replace(&'static self, value: T) -> T {
+        self.with(|c| c.replace(value))
+    }
 }
 
 /// Declares greenlet-local statics, like `thread_local!`:
@@ -187,7 +279,8 @@ impl<T: Send + 'static> LocalKey<T> {
 /// ```
 #[macro_export]
 macro_rules! greenlet_local {
-    ($($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr;)+) => {
+    // The last declaration may leave out its `;`, as in `thread_local!`.
+    ($($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr);+ $(;)?) => {
         $(
             $(#[$attr])*
             $vis static $name: $crate::LocalKey<$t> = $crate::LocalKey::new({
