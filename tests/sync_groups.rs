@@ -731,3 +731,29 @@ fn sync_pool_kill_and_join_reach_imap_unordered_items_not_yet_started() {
     pool.join();
     assert_eq!(done.load(SeqCst), 4, "join returned before every item ran");
 }
+
+#[test]
+fn sync_pool_imap_yields_in_input_order_and_group_maps() {
+    // gevent's `Pool.imap` (ordered) and `Group.map` were missing next to `imap_unordered`.
+    let pool = Pool::new(3);
+    let got: Vec<u64> = pool
+        .imap(0..10u64, |i| {
+            // Later items finish first.
+            grove::sleep(Duration::from_millis(10 - i));
+            i * 10
+        })
+        .collect();
+    assert_eq!(got, (0..10).map(|i| i * 10).collect::<Vec<_>>());
+    // A panic comes out at its place in the order, after the results before it.
+    let mut it = pool.imap(0..4u32, |i| {
+        if i == 2 {
+            panic!("item two");
+        }
+        i
+    });
+    assert_eq!((it.next(), it.next()), (Some(0), Some(1)));
+    let p = catch_unwind(AssertUnwindSafe(|| it.next())).unwrap_err();
+    assert_eq!(panic_text(&p), "item two");
+    let group = Group::new();
+    assert_eq!(group.map(vec!["a", "bb", "ccc"], |s| s.len()), [1, 2, 3]);
+}

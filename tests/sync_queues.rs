@@ -662,3 +662,32 @@ fn sync_joinable_queue_bounded_producer_consumer() {
     q.join();
     assert_exactly_once(seen.lock().unwrap().clone(), ITEMS, "joinable queue");
 }
+
+#[test]
+fn sync_queues_peek_without_taking() {
+    // gevent's `peek` / `peek_nowait` were missing.
+    let q = Queue::new();
+    assert_eq!(q.try_peek(), None::<u32>);
+    assert_eq!(q.peek_timeout(Duration::from_millis(20)), None);
+    q.put(1);
+    q.put(2);
+    assert_eq!((q.peek(), q.len()), (1, 2));
+    let lifo = LifoQueue::new();
+    lifo.put(1);
+    lifo.put(2);
+    assert_eq!(lifo.try_peek(), Some(2));
+    let prio = PriorityQueue::new();
+    prio.put(5);
+    prio.put(3);
+    assert_eq!(prio.try_peek(), Some(3));
+    // A waiting peek sees the next put, on a greenlet and on a thread; the item stays queued.
+    for green in [true, false] {
+        let q: Queue<&str> = Queue::new();
+        let q2 = q.clone();
+        let w = Worker::spawn(green, move || q2.peek());
+        std::thread::sleep(Duration::from_millis(20));
+        q.put("x");
+        assert_eq!(w.join(), "x");
+        assert_eq!(q.try_get(), Some("x"));
+    }
+}

@@ -41,6 +41,27 @@ impl Group {
         Group::default()
     }
 
+    /// Runs `f` on every item, each in a member greenlet, and returns the results in input
+    /// order (gevent's `Group.map`: a group has no size limit). A panicking call panics `map`
+    /// with the same payload once every call has finished.
+    pub fn map<I, F, T>(&self, items: I, f: F) -> Vec<T>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let f = Arc::new(f);
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|item| {
+                let f = f.clone();
+                self.spawn(move || f(item))
+            })
+            .collect();
+        join_in_order(handles)
+    }
+
     /// Spawns `f` as a member.
     pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
     where
@@ -270,11 +291,30 @@ impl Pool {
                 self.spawn(move || f(item))
             })
             .collect();
-        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
-            .collect()
+        join_in_order(handles)
+    }
+
+    /// [`Pool::imap_unordered`], with the results in input order (gevent's `Pool.imap`): a
+    /// result that finishes early waits for those before it. A panicking call re-raises its
+    /// panic at its place in the order.
+    pub fn imap<I, F, T>(&self, items: I, f: F) -> Imap<T>
+    where
+        I: IntoIterator + Send + 'static,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let inner = self.imap_unordered(Numbered(items), move |(i, item)| {
+            (
+                i,
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item))),
+            )
+        });
+        Imap {
+            inner,
+            next: 0,
+            early: std::collections::BTreeMap::new(),
+        }
     }
 
     /// Runs `f` on every item, at most `size` at once, yielding results as they finish. Items
@@ -319,6 +359,58 @@ impl std::fmt::Debug for Pool {
             .field("size", &self.size)
             .field("free", &self.free_count())
             .finish()
+    }
+}
+
+/// Items with their index, numbered as the feeder takes them (so the input need not be `Send`
+/// once turned into an iterator, as for `imap_unordered`).
+struct Numbered<I>(I);
+
+impl<I: IntoIterator> IntoIterator for Numbered<I> {
+    type Item = (usize, I::Item);
+    type IntoIter = std::iter::Enumerate<I::IntoIter>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().enumerate()
+    }
+}
+
+/// Joins every handle, then gives the results in order, re-raising the first panic.
+fn join_in_order<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
+    let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
+        .collect()
+}
+
+/// Results of [`Pool::imap`], in input order.
+pub struct Imap<T> {
+    inner: ImapUnordered<(usize, std::thread::Result<T>)>,
+    /// The index the next result must have.
+    next: usize,
+    /// Results that finished before their turn.
+    early: std::collections::BTreeMap<usize, std::thread::Result<T>>,
+}
+
+impl<T> Iterator for Imap<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            if let Some(r) = self.early.remove(&self.next) {
+                self.next += 1;
+                return Some(r.unwrap_or_else(|p| resume_unwind(p)));
+            }
+            match self.inner.next() {
+                Some((i, r)) => {
+                    self.early.insert(i, r);
+                }
+                // All in: a result the pool's `kill` stopped never comes; go on past it.
+                None => {
+                    let (&i, _) = self.early.iter().next()?;
+                    self.next = i;
+                }
+            }
+        }
     }
 }
 

@@ -77,6 +77,36 @@ macro_rules! queue_type {
                 self.core.get(false, None).ok()
             }
 
+            /// The item `get` would return next, left in the queue (gevent's `peek`), waiting
+            /// while the queue is empty. `T::clone` runs under the queue's internal lock, so it
+            /// must not block.
+            pub fn peek(&self) -> T
+            where
+                T: Clone,
+            {
+                loop {
+                    if let Some(v) = self.core.peek(true, None) {
+                        return v;
+                    }
+                }
+            }
+
+            /// [`peek`](Self::peek), waiting at most `d`.
+            pub fn peek_timeout(&self, d: Duration) -> Option<T>
+            where
+                T: Clone,
+            {
+                self.core.peek(true, Instant::now().checked_add(d))
+            }
+
+            /// [`peek`](Self::peek) without waiting (gevent's `peek_nowait`).
+            pub fn try_peek(&self) -> Option<T>
+            where
+                T: Clone,
+            {
+                self.core.peek(false, None)
+            }
+
             /// Items queued.
             pub fn len(&self) -> usize {
                 self.core.lock().buf.len()

@@ -27,6 +27,8 @@ use std::time::Instant;
 pub(crate) trait Buffer<T>: Default {
     fn put(&mut self, v: T);
     fn take(&mut self) -> Option<T>;
+    /// The value `take` would give, left in place.
+    fn peek(&self) -> Option<&T>;
     fn len(&self) -> usize;
 }
 
@@ -36,6 +38,9 @@ impl<T> Buffer<T> for VecDeque<T> {
     }
     fn take(&mut self) -> Option<T> {
         self.pop_front()
+    }
+    fn peek(&self) -> Option<&T> {
+        self.front()
     }
     fn len(&self) -> usize {
         VecDeque::len(self)
@@ -58,6 +63,9 @@ impl<T> Buffer<T> for Lifo<T> {
     fn take(&mut self) -> Option<T> {
         self.0.pop()
     }
+    fn peek(&self) -> Option<&T> {
+        self.0.last()
+    }
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -78,6 +86,9 @@ impl<T: Ord> Buffer<T> for MinHeap<T> {
     }
     fn take(&mut self) -> Option<T> {
         self.0.pop().map(|r| r.0)
+    }
+    fn peek(&self) -> Option<&T> {
+        self.0.peek().map(|r| &r.0)
     }
     fn len(&self) -> usize {
         self.0.len()
@@ -221,6 +232,28 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
                 (_, Some(v)) => return Ok(v),
                 (Waited::TimedOut, None) => return Err(GetError::Timeout),
                 (Waited::HandedOver, None) => continue, // woken by a disconnection: re-check
+            }
+        }
+    }
+
+    /// A copy of the value a get would take next, waiting for one until `deadline` (`block`
+    /// false: not at all); the value stays queued. Waits as a watcher: woken by every put that
+    /// queues a value. (A value handed straight to a parked getter is never seen.) `clone`
+    /// runs under the queue's lock.
+    pub(crate) fn peek(&self, block: bool, deadline: Option<Instant>) -> Option<T>
+    where
+        T: Clone,
+    {
+        loop {
+            let st = self.state.lock();
+            if let Some(v) = st.buf.peek() {
+                return Some(v.clone());
+            }
+            if !block {
+                return None;
+            }
+            if wait(&self.state, st, |s| &mut s.watchers, (), deadline, || ()) == Waited::TimedOut {
+                return None;
             }
         }
     }
