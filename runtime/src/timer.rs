@@ -24,11 +24,17 @@ use crate::park::Unparker;
 use crate::park_state::Wake;
 use crate::sched::Hint;
 use parking_lot::Mutex;
+use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::Instant;
+
+thread_local! {
+    /// The empty list of this thread's last compaction, kept for its capacity.
+    static GRAVE: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
+}
 
 /// Identifies an armed timer, for cancelling it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,25 +115,38 @@ impl Timers {
     /// park generation moved on); this only counts it, and compacts the heap when stale entries
     /// are the majority.
     pub(crate) fn cancel(&self, _key: TimerKey) {
-        let mut stale = Vec::new();
-        {
-            let mut h = self.heap.lock();
-            h.stale += 1;
-            if h.stale > 64 && h.stale * 2 > h.entries.len() {
-                let (live, dead): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut h.entries)
-                    .into_vec()
-                    .into_iter()
-                    .partition(|e| e.token.is_waiting());
-                h.entries = live.into();
-                h.stale = 0;
-                let next = h.entries.peek().map_or(NONE, |e| e.at);
-                self.next.store(next, SeqCst);
-                stale = dead;
+        let mut h = self.heap.lock();
+        h.stale += 1;
+        if h.stale > 64 && h.stale * 2 > h.entries.len() {
+            self.compact(h);
+        }
+    }
+
+    /// Rebuilds the heap without its stale entries, which are dropped after the lock is
+    /// released: a stale token may hold the last reference to a finished greenlet, whose
+    /// result's `Drop` (user code) then runs there and may arm a timer itself. They go through
+    /// a list this thread keeps, so a compaction allocates nothing once warm (partitioning into
+    /// fresh vectors cost ~60 instructions per HTTP request, amortised, in callgrind).
+    #[cold]
+    fn compact(&self, mut h: parking_lot::MutexGuard<'_, Heap>) {
+        let mut dead = GRAVE.try_with(Cell::take).unwrap_or_default();
+        let mut entries = std::mem::take(&mut h.entries).into_vec();
+        // Order does not matter (the heap is rebuilt), so a stale entry is swapped out.
+        let mut i = 0;
+        while i < entries.len() {
+            if entries[i].token.is_waiting() {
+                i += 1;
+            } else {
+                dead.push(entries.swap_remove(i));
             }
         }
-        // Dropped without the lock: a stale token may hold the last reference to a finished
-        // greenlet, whose result's `Drop` (user code) then runs here and may arm a timer itself.
-        drop(stale);
+        h.entries = entries.into();
+        h.stale = 0;
+        let next = h.entries.peek().map_or(NONE, |e| e.at);
+        self.next.store(next, SeqCst);
+        drop(h);
+        dead.clear();
+        let _ = GRAVE.try_with(|g| g.set(dead));
     }
 
     /// True if any timer is armed.

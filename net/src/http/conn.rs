@@ -678,8 +678,13 @@ fn parse_with<'b>(
         }
     };
     let target = origin_form(parsed.path.unwrap_or("/"));
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (span(p.as_bytes()), Some(span(q.as_bytes()))),
+    // (A byte search: `split_once('?')` went through an out-of-line char searcher, ~45
+    // instructions per request in callgrind.)
+    let (path, query) = match target.bytes().position(|b| b == b'?') {
+        Some(i) => (
+            span(&target.as_bytes()[..i]),
+            Some(span(&target.as_bytes()[i + 1..])),
+        ),
         None => (span(target.as_bytes()), None),
     };
     // One check of the whole head (its fast path is for ASCII), instead of one per value.
