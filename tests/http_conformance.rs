@@ -363,3 +363,34 @@ fn http_a_long_closing_response_survives_input_sent_after_its_request() {
     assert_eq!(got.len() - head_end, 1 << 20);
     h.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn http_closing_streams_end_at_once_and_te_matches_ascii_only() {
+    // A streamed response on a closing connection sent its FIN only after the 2 s linger.
+    let server = Server::bind("127.0.0.1:0", |req| match req.path() {
+        "/stream" => Response::new(200).stream((0..2).map(|i| format!("c{i}").into_bytes())),
+        _ => Response::text(String::from_utf8_lossy(req.body()).into_owned()),
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let h = server.start();
+    let t = std::time::Instant::now();
+    let raw = exchange(
+        addr,
+        &[b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"],
+    );
+    assert!(raw.ends_with("0\r\n\r\n"), "{raw}");
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+    // `chunked` followed by a non-ASCII space is not `chunked` (a proxy would not take it so).
+    for te in [&b"chunked\xa0"[..], b"chunked\xc2\xa0", b"chunked\x85"] {
+        let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: ".to_vec();
+        req.extend_from_slice(te);
+        req.extend_from_slice(b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+        assert_eq!(statuses(&exchange(addr, &[&req])), [501], "{te:?}");
+    }
+    h.stop(Duration::from_secs(1));
+}

@@ -710,3 +710,19 @@ fn http_grove_ab_reports_what_it_has_on_sigint() {
     assert!(done > 0, "{text}");
     assert_eq!(field(&text, "Failed requests:"), "0", "{text}");
 }
+
+#[test]
+fn http_grove_ab_interrupt_ends_only_the_run_in_progress() {
+    // `interrupt` was sticky: called once, it ended every later run of the process at once
+    // (with 0 requests and no error).
+    assert!(!grove::ab::interrupt(), "no run is at work");
+    let cfg = grove::ab::Config {
+        requests: 50,
+        concurrency: 2,
+        quiet: true,
+        ..Default::default()
+    };
+    let report = grove::ab::run(cfg).unwrap();
+    assert!(!grove::ab::interrupted());
+    assert_eq!(report.complete(), 50);
+}

@@ -757,3 +757,22 @@ fn sync_pool_imap_yields_in_input_order_and_group_maps() {
     let group = Group::new();
     assert_eq!(group.map(vec!["a", "bb", "ccc"], |s| s.len()), [1, 2, 3]);
 }
+
+#[test]
+fn sync_pool_imap_skips_members_the_pool_killed() {
+    // `imap` re-raised a killed member's `Killed` in the caller, as if it had been killed.
+    let pool = Pool::new(2);
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let mut it = pool.imap(0..2u32, move |i| {
+        s.fetch_add(1, SeqCst);
+        if i == 1 {
+            grove::sleep(Duration::from_secs(30));
+        }
+        i
+    });
+    assert_eq!(it.next(), Some(0));
+    wait_for("both members to start", || started.load(SeqCst) == 2);
+    pool.kill();
+    assert_eq!(it.next(), None);
+}

@@ -691,3 +691,16 @@ fn sync_queues_peek_without_taking() {
         assert_eq!(q.try_get(), Some("x"));
     }
 }
+
+#[test]
+fn sync_rendezvous_queue_peek_sees_a_parked_putter() {
+    // gevent's Channel (`bounded(0)`): its next item is a parked putter's; peek never saw it.
+    let q: Queue<u32> = Queue::bounded(0);
+    let q2 = q.clone();
+    let putter = grove::spawn(move || q2.put(7));
+    wait_for("the putter to park", || q.waiting().0 == 1);
+    assert_eq!(q.try_peek(), Some(7));
+    assert_eq!(q.peek_timeout(Duration::from_millis(10)), Some(7));
+    assert_eq!(q.try_get(), Some(7));
+    putter.join().unwrap();
+}

@@ -305,8 +305,9 @@ impl Driver {
 }
 
 impl DriverGuard<'_> {
-    /// Sleeps in the poller until an event, the waker, or the earliest timer; then fires due
-    /// timers (their greenlets land on this worker's deque).
+    /// Sleeps in the poller until an event, the waker, or the earliest timer. The caller fires
+    /// the due timers once it has let go of the driver (a stale timer token may drop a finished
+    /// greenlet's result, user code, which must not run while nobody can poll).
     pub(crate) fn block_until_event(&mut self, shared: &Shared) {
         let driver = self.driver;
         let mut until = shared.timers.next_deadline().unwrap_or(u64::MAX);
@@ -327,7 +328,6 @@ impl DriverGuard<'_> {
         }
         self.poll(timeout);
         driver.sleep_until.store(AWAKE, SeqCst);
-        shared.fire_due_timers();
     }
 
     /// Polls without blocking and dispatches what it finds.

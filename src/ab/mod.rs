@@ -84,7 +84,9 @@ pub struct Target {
 
 /// Parses and resolves an `http://` URL; as in ab, a URL without a scheme is taken as one.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = match url.split_once("://") {
+    // A scheme is what comes before a "://" that precedes any '/' (a query may hold "://").
+    let scheme_end = url.find("://").filter(|&i| !url[..i].contains('/'));
+    let rest = match scheme_end.map(|i| (&url[..i], &url[i + 3..])) {
         None => url,
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
         Some(_) => {
@@ -337,6 +339,8 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         let _ = std::io::Write::flush(&mut std::io::stdout());
     }
     let start = Instant::now();
+    INTERRUPTED.store(false, Relaxed);
+    RUNNING.store(true, Relaxed);
     let clients: Vec<_> = (0..sh.opts.concurrency)
         .map(|_| {
             let sh = sh.clone();
@@ -344,14 +348,19 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         })
         .collect();
     let watch = watch_for_interrupt(clients.iter().map(|c| c.greenlet()).collect());
+    let mut panicked = false;
     for c in clients {
         match c.join() {
             Ok(()) => {}
             Err(p) if p.downcast_ref::<crate::Killed>().is_some() => {} // interrupted
-            Err(_) => return Err("a client greenlet panicked".to_string()),
+            Err(_) => panicked = true,
         }
     }
+    RUNNING.store(false, Relaxed);
     watch.kill();
+    if panicked {
+        return Err("a client greenlet panicked".to_string());
+    }
     let elapsed = start.elapsed();
     if sh.progress == Progress::Off {
         if announce {
@@ -367,17 +376,26 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
     Ok(sh.take_report(elapsed))
 }
 
-/// Set by [`interrupt`]: the run ends now, and reports what it has (ab on `SIGINT`).
+/// Set by [`interrupt`] during a run: the run ends now, and reports what it has (ab on
+/// `SIGINT`). Cleared when a run starts.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Ends a run in progress as ab's `SIGINT` does: requests in flight are dropped (neither
-/// complete nor failed), and [`run`] returns the report of those that finished. Only stores a
-/// flag, so a signal handler may call it.
-pub fn interrupt() {
+/// True while [`run`]'s clients are at work.
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Ends the run in progress as ab's `SIGINT` does: requests in flight are dropped (neither
+/// complete nor failed), and [`run`] returns the report of those that finished. False, and
+/// nothing done, if no run is at work (before its clients start, or after). Only touches
+/// atomics, so a signal handler may call it.
+pub fn interrupt() -> bool {
+    if !RUNNING.load(Relaxed) {
+        return false;
+    }
     INTERRUPTED.store(true, Relaxed);
+    true
 }
 
-/// True once [`interrupt`] was called.
+/// True if the last run was ended by [`interrupt`].
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Relaxed)
 }

@@ -103,7 +103,12 @@ const WITH_VALUE: &str = "nctsHmTp";
 fn split_flags(args: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
     let mut rest = args.iter();
+    let mut value_next = false; // the last flag takes the next argument whole, `-` or not
     while let Some(a) = rest.next() {
+        if std::mem::take(&mut value_next) {
+            out.push(a.clone());
+            continue;
+        }
         if a == "--" {
             out.extend(rest.by_ref().cloned());
             break;
@@ -119,7 +124,9 @@ fn split_flags(args: &[String]) -> Vec<String> {
             out.push(format!("-{c}"));
             if WITH_VALUE.contains(c) {
                 let value = &flags[i + c.len_utf8()..];
-                if !value.is_empty() {
+                if value.is_empty() {
+                    value_next = true;
+                } else {
                     out.push(value.to_string());
                 }
                 break;
@@ -136,7 +143,12 @@ fn parse_num(s: &str, flag: &str) -> Result<u64, String> {
 
 /// `SIGINT`: end the run and print what it has, as ab does.
 extern "C" fn on_sigint(_: libc::c_int) {
-    grove::ab::interrupt(); // one atomic store: async-signal-safe
+    // Atomics only, then `_exit`: async-signal-safe.
+    if !grove::ab::interrupt() {
+        // No run at work yet (connecting to check the server, say): quit as SIGINT would.
+        // SAFETY: `_exit` is async-signal-safe and ends the process at once.
+        unsafe { libc::_exit(130) };
+    }
 }
 
 fn main() -> ExitCode {

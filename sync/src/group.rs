@@ -398,7 +398,12 @@ impl<T> Iterator for Imap<T> {
         loop {
             if let Some(r) = self.early.remove(&self.next) {
                 self.next += 1;
-                return Some(r.unwrap_or_else(|p| resume_unwind(p)));
+                match r {
+                    Ok(v) => return Some(v),
+                    // A member the pool's `kill` stopped has no result (as in `imap_unordered`).
+                    Err(p) if p.is::<grove_runtime::Killed>() => continue,
+                    Err(p) => resume_unwind(p),
+                }
             }
             match self.inner.next() {
                 Some((i, r)) => {

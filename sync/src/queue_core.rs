@@ -249,6 +249,14 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             if let Some(v) = st.buf.peek() {
                 return Some(v.clone());
             }
+            // A rendezvous (or full) queue: the value of the first parked putter is next.
+            if let Some(slot) = st.putters.front() {
+                // SAFETY: a parked putter's slot is valid while its entry is queued and we hold
+                // the lock (module docs); this only reads it.
+                if let Some(v) = unsafe { (*slot.0).as_ref() } {
+                    return Some(v.clone());
+                }
+            }
             if !block {
                 return None;
             }

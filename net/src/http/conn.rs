@@ -133,7 +133,7 @@ pub(crate) fn serve<H>(
         // Asked after the handler: a server that began stopping meanwhile closes after this.
         // A handler's own `Connection: close` closes too (RFC 9110 7.6.1), as in Go.
         let keep_alive = wants_keep_alive(&req) && !state.stopping() && !says_close(&resp);
-        let long = resp.is_long();
+        let long = resp.is_long() && !head;
         match conn.write_response(resp, &req, keep_alive, head) {
             Err(_) => return,
             Ok(()) if !keep_alive => {
@@ -249,9 +249,10 @@ impl Conn<'_> {
 
     #[inline(always)]
     fn read_request(&mut self, req: &mut Request, limits: &Limits) -> Result<(), Stop> {
-        // The first byte of a fresh connection (a keep-alive one waited in `serve`): the head's
-        // deadline runs from the accept, as nginx's `client_header_timeout` and Go's
-        // `ReadHeaderTimeout` do (a silent client held its slot for the idle timeout, 60 s).
+        // The first byte of a fresh connection (a keep-alive one waited in `serve`) must come
+        // within the head timeout of the accept, as nginx's `client_header_timeout` and Go's
+        // `ReadHeaderTimeout` bound it (a silent client held its slot for the idle timeout,
+        // 60 s); the rest of the head then has the head timeout from that first byte.
         if self.pos == self.end && self.fill(limits.head_timeout)? == 0 {
             return Err(Stop::Quiet);
         }
@@ -623,7 +624,11 @@ impl Conn<'_> {
         self.out
             .extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
         if no_body {
-            return w.write_all(&self.out);
+            return if keep_alive {
+                w.write_all(&self.out)
+            } else {
+                self.stream.write_all_then_shutdown(&self.out)
+            };
         }
         for c in chunks.filter(|c| !c.is_empty()) {
             self.out
@@ -634,7 +639,13 @@ impl Conn<'_> {
             self.out.clear();
         }
         self.out.extend_from_slice(b"0\r\n\r\n");
-        w.write_all(&self.out)
+        if keep_alive {
+            w.write_all(&self.out)
+        } else {
+            // The FIN right behind the last chunk, as for a body in memory: a client reading
+            // to the close must not wait for the linger that follows.
+            self.stream.write_all_then_shutdown(&self.out)
+        }
     }
 }
 

@@ -52,7 +52,15 @@ pub(crate) fn framing(req: &Request) -> Result<Framing, Refusal> {
     if k.content_length.is_some() {
         return Err((400, "both content-length and transfer-encoding"));
     }
-    if k.transfer_encoding_repeated || !req.text(te).trim().eq_ignore_ascii_case("chunked") {
+    // ASCII whitespace only: `str::trim` also strips U+00A0 and U+0085, which a head read as
+    // ISO-8859-1 (or sent as UTF-8) can carry, and a proxy in front would not take
+    // `chunked\xa0` for `chunked` (a smuggling gap).
+    if k.transfer_encoding_repeated
+        || !req
+            .text(te)
+            .trim_matches(|c| c == ' ' || c == '\t')
+            .eq_ignore_ascii_case("chunked")
+    {
         return Err((501, "unsupported transfer-encoding"));
     }
     Ok(Framing::Chunked)

@@ -216,11 +216,10 @@ impl Response {
 
     /// Adds a header. `Content-Length`, `Transfer-Encoding`, `Date`, `Server` and `Connection`
     /// are written by the server; setting them here overrides `Date`/`Server` only, and
-    /// `Content-Length` on an empty answer to `HEAD` (the length a `GET` would have had). Static
-    /// names and values are not copied. A CR or LF in a value is sent as a space and a header
+    /// `Content-Length` on an empty answer to `HEAD` (the length a `GET` would have had). A CR or LF in a value is sent as a space and a header
     /// whose name is not a valid token is left out, so a value taken from a request cannot
     /// split the response (as Go's `net/http` does). Names and values are `String`s or any
-    /// `&str` (copied).
+    /// `&str` (copied; [`Text::from_static`] is not).
     pub fn header(mut self, name: impl Into<Text>, value: impl Into<Text>) -> Response {
         self.headers.push((name.into().0, value.into().0));
         self

@@ -100,7 +100,8 @@ impl Server {
         self
     }
 
-    /// Time a request head may take to arrive, from its first byte; then `408`. Default 10 s.
+    /// Time a request head may take to arrive, from its first byte (then `408`), and a new
+    /// connection's first byte from the accept (then a quiet close). Default 10 s.
     pub fn header_timeout(mut self, d: Duration) -> Server {
         self.limits.head_timeout = d;
         self

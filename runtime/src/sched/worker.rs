@@ -451,9 +451,14 @@ fn park(shared: &Shared, core: &Core) {
     if !has_work(shared, core) {
         let remote = core.remote(shared);
         match shared.driver.try_lock() {
-            Some(mut driver) => remote
-                .parker
-                .park_driver(|| driver.block_until_event(shared)),
+            Some(mut driver) => {
+                remote
+                    .parker
+                    .park_driver(|| driver.block_until_event(shared));
+                drop(driver);
+                // With the driver free (see `block_until_event`); they land on this deque.
+                shared.fire_due_timers();
+            }
             None => remote.parker.park_condvar(),
         }
     }
