@@ -639,3 +639,27 @@ fn rt_greenlet_local_keys_have_std_local_key_conveniences() {
     // Per greenlet: a fresh one starts from the initialisers again.
     assert_eq!(grove::spawn(|| COUNTED.get()).join().unwrap(), 0);
 }
+
+static SET_INITS: AtomicUsize = AtomicUsize::new(0);
+
+grove::greenlet_local! {
+    static SET_ONLY: Cell<u32> = {
+        SET_INITS.fetch_add(1, SeqCst);
+        Cell::new(1)
+    };
+}
+
+#[test]
+fn rt_greenlet_local_set_does_not_run_the_initialiser() {
+    // As std's `LocalKey::set`: a value set before any use is the value, without the
+    // initialiser's side effects.
+    let before = SET_INITS.load(SeqCst);
+    let got = grove::spawn(|| {
+        SET_ONLY.set(9);
+        SET_ONLY.get()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(got, 9);
+    assert_eq!(SET_INITS.load(SeqCst), before);
+}

@@ -158,8 +158,14 @@ impl<T: Send + 'static> LocalKey<T> {
     /// Runs `f` with the current greenlet's value (the current thread's on a plain thread),
     /// making it with the initialiser on first use.
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
+        self.with_made_by(self.init, f)
+    }
+
+    /// [`LocalKey::with`], with `init` making the value if there is none yet (the key's own
+    /// initialiser is not run then).
+    fn with_made_by<R>(&'static self, init: impl FnOnce() -> T, f: impl FnOnce(&T) -> R) -> R {
         let key = self.key();
-        let make = || Box::new((self.init)()) as Box<dyn Any + Send>;
+        let make = || Box::new(init()) as Box<dyn Any + Send>;
         let h = current_task();
         let ptr = if h.is_null() {
             thread_value(key, make)
@@ -216,9 +222,17 @@ impl<T: Copy + Send + 'static> LocalKey<std::cell::Cell<T>> {
         self.with(|c| c.get())
     }
 
-    /// Sets the value.
+    /// Sets the value; the initialiser is not run if there was none yet (as std's `set`).
     pub fn set(&'static self, value: T) {
-        self.with(|c| c.set(value))
+        let value = std::cell::Cell::new(Some(value));
+        self.with_made_by(
+            || std::cell::Cell::new(value.take().expect("grove: local value set twice")),
+            |c| {
+                if let Some(v) = value.take() {
+                    c.set(v)
+                }
+            },
+        )
     }
 }
 
@@ -250,9 +264,17 @@ impl<T: Send + 'static> LocalKey<RefCell<T>> {
         self.with(|c| f(&mut c.borrow_mut()))
     }
 
-    /// Sets the value.
+    /// Sets the value; the initialiser is not run if there was none yet (as std's `set`).
     pub fn set(&'static self, value: T) {
-        self.with(|c| *c.borrow_mut() = value)
+        let value = std::cell::Cell::new(Some(value));
+        self.with_made_by(
+            || RefCell::new(value.take().expect("grove: local value set twice")),
+            |c| {
+                if let Some(v) = value.take() {
+                    *c.borrow_mut() = v
+                }
+            },
+        )
     }
 
     /// Takes the value, leaving `T::default()`.
