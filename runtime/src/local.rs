@@ -16,15 +16,22 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-/// The values of one greenlet (or thread).
+/// The values of one greenlet (or thread). During a teardown ([`drop_all`]) a dropped value's
+/// entry holds a [`Dropped`] marker instead: using that key again panics, as a `thread_local!`
+/// does after its destructor has run. (A destructor that used its own key used to make the
+/// value again, for ever.) The marker is a zero-sized box: no allocation, and no field beside
+/// the vector (a list of dropped keys cost every greenlet 24 bytes, a size class of its cell).
 #[derive(Default)]
 pub(crate) struct LocalMap {
     values: Vec<(usize, Box<dyn Any + Send>)>,
-    /// Keys whose value has been dropped by the teardown in progress ([`drop_all`]): using one
-    /// again panics, as a `thread_local!` does after its destructor has run. (A destructor that
-    /// used its own key used to make the value again, for ever.)
-    dropped: Vec<usize>,
 }
+
+/// The value of a key the teardown in progress has dropped.
+struct Dropped;
+
+/// The panic of a key used after its value was dropped.
+const USED_AFTER_DROP: &str = "grove: a greenlet-local was used after its value was dropped \
+                               (by a destructor of the greenlet's or thread's locals)";
 
 impl LocalMap {
     fn get(&self, key: usize) -> Option<*const (dyn Any + Send)> {
@@ -34,13 +41,21 @@ impl LocalMap {
             .map(|(_, v)| &**v as *const (dyn Any + Send))
     }
 
-    /// Panics if `key`'s value was dropped by the teardown in progress.
-    fn check_not_dropped(&self, key: usize) {
-        assert!(
-            !self.dropped.contains(&key),
-            "grove: a greenlet-local was used after its value was dropped (by a destructor of \
-             the greenlet's or thread's locals)"
-        );
+    /// True if `key`'s value was dropped by the teardown in progress.
+    fn is_dropped(&self, key: usize) -> bool {
+        // SAFETY: `get` points into a live entry of this map, borrowed for the call.
+        self.get(key)
+            .is_some_and(|v| unsafe { &*v }.is::<Dropped>())
+    }
+
+    /// Swaps the newest value still alive for a [`Dropped`] marker, and gives it out.
+    fn take_newest_alive(&mut self) -> Option<Box<dyn Any + Send>> {
+        let (_, v) = self
+            .values
+            .iter_mut()
+            .rev()
+            .find(|(_, v)| !v.is::<Dropped>())?;
+        Some(std::mem::replace(v, Box::new(Dropped)))
     }
 
     /// Stores `value` for `key`, unless an initialiser that ran meanwhile (re-entrantly, for the
@@ -66,17 +81,12 @@ impl LocalMap {
 /// `map` gives a pointer to a map only this thread uses, valid for the whole call, and nothing
 /// else borrows the map while the function holds it (it never does across a destructor).
 pub(crate) unsafe fn drop_all(map: impl Fn() -> *mut LocalMap) {
-    loop {
-        // SAFETY: the caller's promise; the borrow ends with the statement.
-        let Some((key, value)) = (unsafe { (*map()).values.pop() }) else {
-            break;
-        };
-        // SAFETY: as above.
-        unsafe { (*map()).dropped.push(key) };
+    // SAFETY: the caller's promise; each borrow ends with its statement.
+    while let Some(value) = unsafe { (*map()).take_newest_alive() } {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
     }
-    // SAFETY: as above.
-    unsafe { (*map()).dropped = Vec::new() };
+    // SAFETY: as above (the markers own nothing).
+    unsafe { (*map()).values.clear() };
 }
 
 thread_local! {
@@ -101,7 +111,6 @@ fn thread_value(key: usize, make: impl FnOnce() -> Box<dyn Any + Send>) -> *cons
     if let Some(v) = THREAD_LOCALS.with(|m| m.borrow().get(key)) {
         return v;
     }
-    THREAD_LOCALS.with(|m| m.borrow().check_not_dropped(key));
     let value = make();
     THREAD_LOCALS.with(|m| m.borrow_mut().insert(key, value))
 }
@@ -119,8 +128,6 @@ fn greenlet_value(
     if let Some(v) = unsafe { (*map).locals.get(key) } {
         return v;
     }
-    // SAFETY: as above.
-    unsafe { (*map).locals.check_not_dropped(key) };
     let value = make();
     // SAFETY: as above; `make` has returned, so nothing else borrows the field.
     unsafe { (*map).locals.insert(key, value) }
@@ -177,9 +184,11 @@ impl<T: Send + 'static> LocalKey<T> {
         // SAFETY: values are boxed, so they stay put when the map grows, and are dropped only
         // when the greenlet (thread) ends, which cannot happen while `f` runs in it.
         let value = unsafe { &*ptr };
-        f(value
-            .downcast_ref::<T>()
-            .expect("grove: greenlet-local key holds a value of another type"))
+        match value.downcast_ref::<T>() {
+            Some(v) => f(v),
+            None if value.is::<Dropped>() => panic!("{USED_AFTER_DROP}"),
+            None => panic!("grove: greenlet-local key holds a value of another type"),
+        }
     }
 
     /// [`LocalKey::with`], or an error instead of a panic where `with` would panic (the
@@ -189,12 +198,12 @@ impl<T: Send + 'static> LocalKey<T> {
         let h = current_task();
         let dropped = if h.is_null() {
             THREAD_LOCALS
-                .try_with(|m| m.borrow().dropped.contains(&key))
+                .try_with(|m| m.borrow().is_dropped(key))
                 .unwrap_or(true)
         } else {
             // SAFETY: the running greenlet alone touches its own local part; the borrow ends
             // with the statement.
-            unsafe { (*(*h).local_ptr()).locals.dropped.contains(&key) }
+            unsafe { (*(*h).local_ptr()).locals.is_dropped(key) }
         };
         if dropped {
             return Err(AccessError);
