@@ -138,7 +138,11 @@ fn rt_stress_kill_timeout_join_mix() {
         d.join().unwrap();
     }
     println!("mix: {} rounds", done.load(SeqCst));
-    assert!(done.load(SeqCst) > 1000);
+    // Progress, not throughput: alone this makes ~215,000 rounds, but the other stress tests
+    // of this file run beside it in the same runtime, and with `GROVE_WORKERS=1` the million
+    // parked greenlets' page faults hold the only worker for most of the 10 s (~10,000 rounds
+    // then; fewer than 1,000 once, with a CI run loading the machine).
+    assert!(done.load(SeqCst) > 100);
 }
 
 #[test]
