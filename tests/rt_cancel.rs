@@ -362,10 +362,8 @@ fn rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_com
         }
         return;
     }
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(20));
-        eprintln!("deadlocked: the destructor's wait never ended");
-        std::process::exit(3);
+    common::exit_if_still_running_after(Duration::from_secs(20), || {
+        "the destructor's wait never ended".to_string()
     });
     let pinned_thread = Arc::new(std::sync::Mutex::new(Vec::new()));
     let (tx, rx) = grove::sync::channel::<u32>();
@@ -430,10 +428,8 @@ fn rt_nested_lends_of_a_core_during_unwinds_each_come_back() {
         assert!(out.status.success(), "{}", common::stderr(&out));
         return;
     }
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(20));
-        eprintln!("deadlocked: a lent core never came back");
-        std::process::exit(3);
+    common::exit_if_still_running_after(Duration::from_secs(20), || {
+        "a lent core never came back".to_string()
     });
     let waiter = |rx: grove::sync::Receiver<u32>, got: Arc<AtomicUsize>| {
         move || {
@@ -496,10 +492,8 @@ fn rt_a_greenlet_pinned_on_first_run_is_not_stranded_on_a_lent_core() {
         assert!(out.status.success(), "{}", common::stderr(&out));
         return;
     }
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(20));
-        eprintln!("deadlocked: the pinned greenlet never ran");
-        std::process::exit(3);
+    common::exit_if_still_running_after(Duration::from_secs(20), || {
+        "the pinned greenlet never ran".to_string()
     });
     let a = grove::spawn(|| {
         let _cleanup = OnDrop(|| {

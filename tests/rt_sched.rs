@@ -533,10 +533,8 @@ fn rt_a_finished_greenlets_result_dropped_by_the_timers_may_sleep() {
             DROPS_DONE.fetch_add(1, SeqCst);
         }
     }
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(20));
-        eprintln!("deadlocked: drops done {}", DROPS_DONE.load(SeqCst));
-        std::process::exit(3);
+    common::exit_if_still_running_after(Duration::from_secs(20), || {
+        format!("drops done {}", DROPS_DONE.load(SeqCst))
     });
     const N: usize = 300;
     for _ in 0..N {

@@ -191,6 +191,20 @@ impl<T: Send + 'static> LocalKey<T> {
         }
     }
 
+    /// `set` of the cell types: `put`s `value` into the existing cell, or `make`s the cell from
+    /// it if there is none yet (the initialiser is not run).
+    fn set_or_make<V>(&'static self, value: V, make: fn(V) -> T, put: fn(&T, V)) {
+        let value = std::cell::Cell::new(Some(value));
+        self.with_made_by(
+            || make(value.take().expect("grove: local value set twice")),
+            |c| {
+                if let Some(v) = value.take() {
+                    put(c, v)
+                }
+            },
+        )
+    }
+
     /// [`LocalKey::with`], or an error instead of a panic where `with` would panic (the
     /// value was dropped by the teardown in progress), as `std::thread::LocalKey::try_with`.
     pub fn try_with<R>(&'static self, f: impl FnOnce(&T) -> R) -> Result<R, AccessError> {
@@ -230,23 +244,15 @@ impl<T: Copy + Send + 'static> LocalKey<std::cell::Cell<T>> {
     pub fn get(&'static self) -> T {
         self.with(|c| c.get())
     }
-
-    /// Sets the value; the initialiser is not run if there was none yet (as std's `set`).
-    pub fn set(&'static self, value: T) {
-        let value = std::cell::Cell::new(Some(value));
-        self.with_made_by(
-            || std::cell::Cell::new(value.take().expect("grove: local value set twice")),
-            |c| {
-                if let Some(v) = value.take() {
-                    c.set(v)
-                }
-            },
-        )
-    }
 }
 
 /// `std::thread::LocalKey`'s conveniences for a `Cell` (any value).
 impl<T: Send + 'static> LocalKey<std::cell::Cell<T>> {
+    /// Sets the value; the initialiser is not run if there was none yet (as std's `set`).
+    pub fn set(&'static self, value: T) {
+        self.set_or_make(value, std::cell::Cell::new, std::cell::Cell::set)
+    }
+
     /// Takes the value, leaving `T::default()`.
     pub fn take(&'static self) -> T
     where
@@ -275,15 +281,7 @@ impl<T: Send + 'static> LocalKey<RefCell<T>> {
 
     /// Sets the value; the initialiser is not run if there was none yet (as std's `set`).
     pub fn set(&'static self, value: T) {
-        let value = std::cell::Cell::new(Some(value));
-        self.with_made_by(
-            || RefCell::new(value.take().expect("grove: local value set twice")),
-            |c| {
-                if let Some(v) = value.take() {
-                    *c.borrow_mut() = v
-                }
-            },
-        )
+        self.set_or_make(value, RefCell::new, |c, v| *c.borrow_mut() = v)
     }
 
     /// Takes the value, leaving `T::default()`.

@@ -51,15 +51,7 @@ impl Group {
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         T: Send + 'static,
     {
-        let f = Arc::new(f);
-        let handles: Vec<_> = items
-            .into_iter()
-            .map(|item| {
-                let f = f.clone();
-                self.spawn(move || f(item))
-            })
-            .collect();
-        join_in_order(handles)
+        map_with(items, f, |job| self.spawn(job))
     }
 
     /// Spawns `f` as a member.
@@ -283,15 +275,7 @@ impl Pool {
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         T: Send + 'static,
     {
-        let f = Arc::new(f);
-        let handles: Vec<_> = items
-            .into_iter()
-            .map(|item| {
-                let f = f.clone();
-                self.spawn(move || f(item))
-            })
-            .collect();
-        join_in_order(handles)
+        map_with(items, f, |job| self.spawn(job))
     }
 
     /// [`Pool::imap_unordered`], with the results in input order (gevent's `Pool.imap`): a
@@ -374,8 +358,26 @@ impl<I: IntoIterator> IntoIterator for Numbered<I> {
     }
 }
 
-/// Joins every handle, then gives the results in order, re-raising the first panic.
-fn join_in_order<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
+/// A job of `map`, for `Group::spawn` or `Pool::spawn`.
+type MapJob<T> = Box<dyn FnOnce() -> T + Send>;
+
+/// `map` for a group or a pool: spawns `f(item)` for every item with `spawn`, joins them all,
+/// then gives the results in input order, re-raising the first panic.
+fn map_with<I, F, T>(items: I, f: F, spawn: impl Fn(MapJob<T>) -> JoinHandle<T>) -> Vec<T>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(I::Item) -> T + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    let f = Arc::new(f);
+    let handles: Vec<_> = items
+        .into_iter()
+        .map(|item| {
+            let f = f.clone();
+            spawn(Box::new(move || f(item)))
+        })
+        .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
     results
         .into_iter()

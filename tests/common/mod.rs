@@ -58,6 +58,19 @@ pub fn run_child(name: &str, role: &str, env: &[(&str, &str)]) -> Output {
     }
 }
 
+/// In a child that may deadlock: ends the process with status 3, and `what()` on stderr, if it
+/// is still running after `limit` (a failure at once, rather than the parent's 60 s limit).
+pub fn exit_if_still_running_after(
+    limit: Duration,
+    what: impl FnOnce() -> String + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("deadlocked: {}", what());
+        std::process::exit(3);
+    });
+}
+
 /// The child's stderr as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

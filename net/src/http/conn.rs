@@ -4,16 +4,18 @@
 //! request, so a small keep-alive request costs no allocation for its framing; each response is
 //! assembled in the write buffer and sent with one `write` where it fits.
 //!
-//! Slow or idle clients: waiting for the first byte of a request uses the idle timeout (then the
-//! connection closes quietly); from the first byte on, the whole head must arrive within the
-//! head timeout (else `408` and close), so a client that sends half a request and stalls only
+//! Slow or idle clients: a kept-alive connection waits for the first byte of its next request
+//! for the idle timeout, a new one for the head timeout (then the connection closes quietly);
+//! from the first byte on, the whole head must arrive within the head timeout (else `408` and
+//! close), so a client that sends half a request and stalls only
 //! costs its own greenlet, never anyone else's time. Bad input gets its status (`400`, `413`,
 //! `431`, `501`) and the connection closes.
 
 use super::date::write_date_header;
 use super::framing::{framing, parse_chunk_size, parse_content_length, Framing};
-use super::message::{reason, Body, Known, Request, Response, Span};
+use super::message::{reason, Body, Request, Response};
 
+use super::head::{parse_head, too_large};
 use super::Limits;
 use crate::server::ConnState;
 use crate::tcp::TcpStream;
@@ -23,8 +25,6 @@ use std::net::SocketAddr;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-/// Most headers a request may have.
-const MAX_HEADERS: usize = 100;
 /// How long a connection closed by an error response keeps reading what the client still
 /// sends (see `Conn::linger`).
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -40,13 +40,8 @@ const SHRINK_ABOVE: usize = 64 << 10;
 /// write; longer ones are written from where they are (see `write_bytes`).
 const COPY_BODY_BELOW: usize = 64 << 10;
 
-/// Headers parsed with a stack array; more take the heap path. Kept small on purpose: the array
-/// is 32 bytes a header, and a 100-header array alone (3.2 KiB) pushed every connection's
-/// greenlet onto a second stack page, doubling the memory of an idle keep-alive connection.
-const STACK_HEADERS: usize = 24;
-
 /// Why reading a request stopped.
-enum Stop {
+pub(super) enum Stop {
     /// The client closed, or idled out, between requests: just close.
     Quiet,
     /// Answer with this status, then close.
@@ -150,17 +145,6 @@ pub(crate) fn serve<H>(
             Ok(()) => {}
         }
         conn.shrink(&mut req);
-    }
-}
-
-/// The refusal of a head over the size limit: 414 if its request line alone is (RFC 9110
-/// 15.5.15), 431 otherwise.
-fn too_large(head: &[u8], limit: usize) -> Stop {
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(usize::MAX);
-    if line_end >= limit {
-        Stop::Status(414, "request target too long")
-    } else {
-        Stop::Status(431, "request header block too large")
     }
 }
 
@@ -649,168 +633,6 @@ impl Conn<'_> {
     }
 }
 
-/// Parses a request head into `req` (reusing its buffers); `Ok(None)` if incomplete.
-fn parse_head(bytes: &[u8], req: &mut Request) -> Result<Option<usize>, Stop> {
-    let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    match parse_with(bytes, &mut headers, req) {
-        Err(Stop::Status(431, _)) => {
-            // Rare: many headers. Parse again with room for the limit, on the heap.
-            let mut many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-            parse_with(bytes, &mut many, req)
-        }
-        r => r,
-    }
-}
-
-fn parse_with<'b>(
-    bytes: &'b [u8],
-    headers: &mut [httparse::Header<'b>],
-    req: &mut Request,
-) -> Result<Option<usize>, Stop> {
-    let mut parsed = httparse::Request::new(headers);
-    let n = match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Stop::Status(431, "too many request headers"))
-        }
-        Err(httparse::Error::Version) if names_other_http_version(bytes) => {
-            return Err(Stop::Status(505, "only HTTP/1.0 and HTTP/1.1 are served"))
-        }
-        Err(_) => return Err(Stop::Status(400, "malformed request")),
-    };
-    // Spans are offsets into `bytes`, which `req.head` copies below.
-    let base = bytes.as_ptr() as usize;
-    let span = |s: &[u8]| {
-        let start = (s.as_ptr() as usize - base) as u32;
-        Span {
-            start,
-            end: start + s.len() as u32,
-        }
-    };
-    let target = origin_form(parsed.path.unwrap_or("/"));
-    // (A byte search: `split_once('?')` went through an out-of-line char searcher, ~45
-    // instructions per request in callgrind.)
-    let (path, query) = match target.bytes().position(|b| b == b'?') {
-        Some(i) => (
-            span(&target.as_bytes()[..i]),
-            Some(span(&target.as_bytes()[i + 1..])),
-        ),
-        None => (span(target.as_bytes()), None),
-    };
-    // One check of the whole head (its fast path is for ASCII), instead of one per value.
-    if std::str::from_utf8(&bytes[..n]).is_err() {
-        return parse_latin1(&bytes[..n], req).map(|_| Some(n));
-    }
-    req.headers.clear();
-    req.known = Known::default();
-    for h in parsed.headers.iter() {
-        let (name, value) = (span(h.name.as_bytes()), span(h.value));
-        note_known(&mut req.known, h, value, bytes);
-        req.headers.push((name, value));
-    }
-    if req.known.hosts > 1 || (req.known.hosts == 0 && parsed.version == Some(1)) {
-        // RFC 9112 section 3.2: exactly one `Host` in HTTP/1.1, at most one in HTTP/1.0.
-        return Err(Stop::Status(400, "missing or repeated host header"));
-    }
-    req.method = span(parsed.method.unwrap_or("GET").as_bytes());
-    req.path = path;
-    req.query = query;
-    req.minor_version = parsed.version.unwrap_or(1);
-    req.head.clear();
-    req.head.extend_from_slice(&bytes[..n]);
-    req.body.clear();
-    Ok(Some(n))
-}
-
-/// A complete head that is not UTF-8: field values may carry any byte from 0x80 up (RFC 9110
-/// 5.5, "obs-text", opaque to HTTP). It is read as ISO-8859-1, each byte one character, as
-/// WSGI servers (gevent's pywsgi among them) and Python's `http.client` read headers, and
-/// parsed again: handlers see text, and nothing is refused that RFC 9110 allows.
-#[cold]
-fn parse_latin1(head: &[u8], req: &mut Request) -> Result<(), Stop> {
-    let text: String = head.iter().map(|&b| char::from(b)).collect();
-    let mut headers = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
-    match parse_with(text.as_bytes(), &mut headers, req)? {
-        Some(_) => Ok(()),
-        None => Err(Stop::Status(400, "malformed request")),
-    }
-}
-
-/// Records what the server needs of header `h` (whose value is at `value` in `bytes`).
-fn note_known(k: &mut Known, h: &httparse::Header<'_>, value: Span, bytes: &[u8]) {
-    match h.name.len() {
-        4 if h.name.eq_ignore_ascii_case("host") => k.hosts = k.hosts.saturating_add(1),
-        10 if h.name.eq_ignore_ascii_case("connection") => {
-            // Every `Connection` field counts: `close` in any of them closes (RFC 9110 7.6.1).
-            // One token is the usual case, and needs no split.
-            match h.value {
-                b"keep-alive" => k.keep_alive = true,
-                b"close" => k.close = true,
-                list => list
-                    .split(|&b| b == b',')
-                    .for_each(|t| note_connection_token(k, t)),
-            }
-        }
-        6 if h.name.eq_ignore_ascii_case("expect") => k.expect = Some(value),
-        17 if h.name.eq_ignore_ascii_case("transfer-encoding") => {
-            k.transfer_encoding_repeated |= k.transfer_encoding.is_some();
-            k.transfer_encoding = Some(value);
-        }
-        14 if h.name.eq_ignore_ascii_case("content-length") => {
-            k.content_length_repeated |= k
-                .content_length
-                .is_some_and(|old| bytes[old.start as usize..old.end as usize] != *h.value);
-            k.content_length = Some(value);
-        }
-        _ => {}
-    }
-}
-
-fn note_connection_token(k: &mut Known, token: &[u8]) {
-    let token = token.trim_ascii();
-    match token.len() {
-        5 => k.close |= token.eq_ignore_ascii_case(b"close"),
-        10 => k.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive"),
-        _ => {}
-    }
-}
-
-/// The origin-form part of a request target: an absolute-form target (`http://host/a?b`, as
-/// sent to proxies) loses its scheme and authority (`/a?b`, or `` for `/`, which
-/// `Request::path` reports as `/`).
-fn origin_form(target: &str) -> &str {
-    let has_scheme = |scheme: &[u8]| {
-        target
-            .as_bytes()
-            .get(..scheme.len())
-            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
-    };
-    let rest = if target.starts_with('/') {
-        return target; // the usual case
-    } else if has_scheme(b"http://") {
-        &target[7..]
-    } else if has_scheme(b"https://") {
-        &target[8..]
-    } else {
-        return target;
-    };
-    match rest.find(['/', '?']) {
-        Some(i) => &rest[i..],
-        None => &rest[rest.len()..],
-    }
-}
-
-/// The request line ends in a well-formed version other than 1.0 and 1.1 (`HTTP/2.0`): `505`
-/// rather than the `400` of a line that is not HTTP at all.
-fn names_other_http_version(bytes: &[u8]) -> bool {
-    let line = bytes.split(|&b| b == b'\n').next().unwrap_or(bytes);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(line);
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-        if major.is_ascii_digit() && minor.is_ascii_digit())
-}
-
 /// The `tchar`s of RFC 9110 section 5.6.2, what a header name is made of, as a table (this runs
 /// for every byte of every response header name).
 const TCHAR: [bool; 256] = {
@@ -879,7 +701,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 
 #[cfg(test)]
 mod tests {
-    use super::{has_control_byte, is_token_byte, origin_form};
+    use super::{has_control_byte, is_token_byte};
 
     #[test]
     fn http_control_bytes_are_found_at_every_offset() {
@@ -899,15 +721,10 @@ mod tests {
     }
 
     #[test]
-    fn http_token_bytes_and_origin_form() {
+    fn http_token_bytes() {
         assert!(b"X-Custom_1.a~".iter().all(|&b| is_token_byte(b)));
         assert!(b" :\r\n\"(),/;<=>?@[]{}\x7f"
             .iter()
             .all(|&b| !is_token_byte(b)));
-        assert_eq!(origin_form("/a?b"), "/a?b");
-        assert_eq!(origin_form("http://h:80/a?b"), "/a?b");
-        assert_eq!(origin_form("HTTPS://h?q"), "?q");
-        assert_eq!(origin_form("http://h"), "");
-        assert_eq!(origin_form("*"), "*");
     }
 }

@@ -19,6 +19,7 @@
 mod conn;
 mod date;
 mod framing;
+mod head;
 mod message;
 
 /// `1*DIGIT`, without overflow: the strict `Content-Length` parse (shared with grove-ab).
