@@ -608,6 +608,9 @@ fn http_grove_ab_reads_flags_as_abs_getopt_does() {
     for args in [
         vec!["-n300", "-kqc10", url.as_str()],
         vec!["-kq", "-n", "300", "-c10", url.as_str()],
+        // `-r` (ab: go on after a receive error) is what grove-ab always does; `--` ends the
+        // options. grove-ab said "unknown option -r", and read what followed `--` as flags.
+        vec!["-rkq", "-n", "300", "-c10", "--", url.as_str()],
     ] {
         let out = grove_ab(&args);
         let text = String::from_utf8_lossy(&out.stdout);
@@ -623,6 +626,12 @@ fn http_grove_ab_reads_flags_as_abs_getopt_does() {
     let out = grove_ab(&["-n10", "https://127.0.0.1:1/"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
+    // After `--`, `-k` is a (bad) URL, not a flag.
+    let out = grove_ab(&["-n10", "--", "-k"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("option"), "{err}");
+    assert!(err.contains("-k"), "{err}");
     handle.stop(Duration::from_secs(1));
 }
 

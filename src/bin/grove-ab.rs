@@ -1,10 +1,11 @@
 //! grove-ab: an `ab`-style HTTP load generator on grove, one greenlet per concurrent client.
 //!
 //! `grove-ab [-n requests] [-c concurrency] [-k] [-t seconds] [-s timeout] [-H 'Name: value']...
-//! [-m METHOD] [-i] [-p body-file] [-T content-type] [-l] [-q] [URL]`
+//! [-m METHOD] [-i] [-p body-file] [-T content-type] [-l] [-q] [-r] [URL]`
 //!
 //! `-i` makes `HEAD` requests (`-m HEAD`); `-l` accepts bodies of varying length, as `ab`'s
-//! flags of those names do.
+//! flags of those names do. `-r` is accepted and changes nothing: grove-ab never exits at a
+//! receive error (ab does, without `-r`); it counts the request as failed and goes on.
 //!
 //! Without a URL it starts grove's embedded hello-world HTTP server on a loopback port and
 //! benchmarks that, so one command shows what the runtime does. The report follows `ab`'s.
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: grove-ab [-n requests] [-c concurrency] [-k] [-t seconds] \
 [-s timeout] [-H 'Name: value']... [-m METHOD] [-i] [-p body-file] [-T content-type] [-l] [-q] \
-[URL]";
+[-r] [URL]";
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut o = Config {
@@ -66,14 +67,18 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 o.body =
                     Some(std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?);
             }
+            // ab exits at the first receive error unless given -r; grove-ab always goes on
+            // and counts the request as failed, so -r is accepted and changes nothing.
+            "-r" => {}
             "-h" | "--help" => return Err(String::new()),
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s => {
-                if o.url.is_some() {
-                    return Err(format!("unexpected argument {s}"));
+            // The end of the options: what follows is the URL, even if it starts with `-`.
+            "--" => {
+                for s in it.by_ref() {
+                    set_url(&mut o, s)?;
                 }
-                o.url = Some(s.to_string());
             }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => set_url(&mut o, s)?,
         }
     }
     if o.concurrency == 0 || o.requests == 0 {
@@ -94,12 +99,21 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     Ok(o)
 }
 
+/// The one positional argument.
+fn set_url(o: &mut Config, s: &str) -> Result<(), String> {
+    if o.url.is_some() {
+        return Err(format!("unexpected argument {s}"));
+    }
+    o.url = Some(s.to_string());
+    Ok(())
+}
+
 /// Flags that take a value.
 const WITH_VALUE: &str = "nctsHmTp";
 
 /// Splits options as ab's `getopt` reads them: switches grouped (`-kq`), a value joined to its
 /// flag (`-n100`, `-kc10`), into one flag or value per argument. A lone `-` and anything after
-/// `--` are left as they are.
+/// `--` are left as they are (the `--` too).
 fn split_flags(args: &[String]) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len());
     let mut rest = args.iter();
@@ -110,6 +124,7 @@ fn split_flags(args: &[String]) -> Vec<String> {
             continue;
         }
         if a == "--" {
+            out.push(a.clone()); // `parse_args` reads what follows as positional
             out.extend(rest.by_ref().cloned());
             break;
         }
