@@ -203,6 +203,9 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
     }
 
     /// Gets a value, waiting while empty until `deadline` (`block` false: not at all).
+    /// Inlined into `recv` and the queues' `get`: no frame between the caller and the switch
+    /// (runtime's `park` module docs: "Why the switch paths are inlined").
+    #[inline(always)]
     pub(crate) fn get(&self, block: bool, deadline: Option<Instant>) -> Result<T, GetError> {
         if block {
             // A receiver that always finds a value never parks: it yields now and then instead.
