@@ -102,6 +102,73 @@ fn sync_priority_queue_orders_items_put_concurrently() {
     assert!(got.windows(2).all(|w| w[0] <= w[1]), "not smallest-first");
 }
 
+/// A getter that parked on an empty LIFO or priority queue takes what is best when it runs,
+/// as gevent's getter does (`_get()` once it runs): the values put between its wake-up and its
+/// run count. It was handed the first value put, straight into its slot, as a FIFO getter is:
+/// a waiting consumer of a `PriorityQueue` got 10 while 1 was queued. With one worker the
+/// consumer cannot run before the producer (on the same worker, and a put into an unbounded
+/// queue never switches) is done, so the expected values are certain; the parent runs this in
+/// such a child.
+#[test]
+fn sync_lifo_and_priority_getters_take_the_best_value_when_they_run() {
+    if role().is_none() {
+        let out = run_child(
+            "sync_lifo_and_priority_getters_take_the_best_value_when_they_run",
+            "child",
+            &[("GROVE_WORKERS", "1")],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        return;
+    }
+    in_greenlet(|| {
+        let q = PriorityQueue::new();
+        let consumer = {
+            let q = q.clone();
+            grove::spawn(move || (q.get(), q.get()))
+        };
+        wait_for("the priority getter to park", || q.waiting().1 == 1);
+        for v in [10u32, 1, 5] {
+            q.put(v);
+        }
+        assert_eq!(consumer.join().unwrap(), (1, 5));
+        assert_eq!(q.get(), 10);
+
+        let q = LifoQueue::new();
+        let consumer = {
+            let q = q.clone();
+            grove::spawn(move || (q.get(), q.get()))
+        };
+        wait_for("the LIFO getter to park", || q.waiting().1 == 1);
+        for v in [1u32, 2, 3] {
+            q.put(v);
+        }
+        assert_eq!(consumer.join().unwrap(), (3, 2));
+        assert_eq!(q.get(), 1);
+    });
+}
+
+/// The wake-up without a value still reaches a getter on a plain thread, and a getter that
+/// gave up meanwhile does not take it: the next getter gets the value.
+#[test]
+fn sync_priority_getters_on_threads_and_timed_out_ones_lose_no_value() {
+    for green in [true, false] {
+        let q = PriorityQueue::new();
+        let gone = {
+            let q = q.clone();
+            Worker::spawn(green, move || q.get_timeout(ms(20)))
+        };
+        assert_eq!(gone.join(), None);
+        let waiter = {
+            let q = q.clone();
+            Worker::spawn(green, move || q.get_timeout(ms(10_000)))
+        };
+        wait_for("a getter to park", || q.waiting().1 == 1);
+        q.put(7u32);
+        assert_eq!(waiter.join(), Some(7));
+        assert!(q.is_empty());
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // bounded queues
 

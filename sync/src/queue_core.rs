@@ -15,7 +15,9 @@
 //! removes its entry under the same lock before its frame can go (see `wait_queue::wait`).
 //!
 //! The buffer is a [`Buffer`]: FIFO (`VecDeque`) for channels and `Queue`, LIFO for
-//! `LifoQueue`, a min-heap for `PriorityQueue`. Capacity `Some(0)` is a rendezvous: every send
+//! `LifoQueue`, a min-heap for `PriorityQueue`. Only a FIFO buffer hands a new value straight to
+//! a parked getter: in the other two, values put after the wake-up may come before it, so the
+//! value goes into the buffer and the getter, woken without one, takes the best when it runs. Capacity `Some(0)` is a rendezvous: every send
 //! waits for a receiver.
 
 use crate::wait_queue::{wait, WaitQueue, Waited};
@@ -25,6 +27,11 @@ use std::time::Instant;
 
 /// Where queued values wait.
 pub(crate) trait Buffer<T>: Default {
+    /// True if a new value is always the last one out (FIFO): only then may `put` hand it
+    /// straight to a parked getter. In a LIFO or priority buffer the getter must take what is
+    /// best when it runs (gevent's getter calls `_get()` once it runs), which values put after
+    /// the wake-up can change.
+    const LAST_OUT: bool;
     fn put(&mut self, v: T);
     fn take(&mut self) -> Option<T>;
     /// The value `take` would give, left in place.
@@ -33,6 +40,7 @@ pub(crate) trait Buffer<T>: Default {
 }
 
 impl<T> Buffer<T> for VecDeque<T> {
+    const LAST_OUT: bool = true;
     fn put(&mut self, v: T) {
         self.push_back(v)
     }
@@ -57,6 +65,7 @@ impl<T> Default for Lifo<T> {
 }
 
 impl<T> Buffer<T> for Lifo<T> {
+    const LAST_OUT: bool = false;
     fn put(&mut self, v: T) {
         self.0.push(v)
     }
@@ -81,6 +90,7 @@ impl<T: Ord> Default for MinHeap<T> {
 }
 
 impl<T: Ord> Buffer<T> for MinHeap<T> {
+    const LAST_OUT: bool = false;
     fn put(&mut self, v: T) {
         self.0.push(std::cmp::Reverse(v))
     }
@@ -173,12 +183,20 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         if st.receivers == 0 {
             return Err(PutError::Disconnected(v));
         }
-        let v = match hand_to_getter(&mut st, v) {
-            None => return Ok(()),
-            Some(v) => v,
+        // A rendezvous has no buffer to order values in: its values always go hand to hand.
+        let v = if B::LAST_OUT || st.cap == Some(0) {
+            match hand_to_getter(&mut st, v) {
+                None => return Ok(()),
+                Some(v) => v,
+            }
+        } else {
+            v
         };
         if st.cap.is_none_or(|c| st.buf.len() < c) {
             st.buf.put(v);
+            if !B::LAST_OUT {
+                wake_getter(&mut st); // it takes the best value when it runs
+            }
             st.watchers.wake_all();
             return Ok(());
         }
@@ -234,7 +252,8 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             match (waited, slot) {
                 (_, Some(v)) => return Ok(v),
                 (Waited::TimedOut, None) => return Err(GetError::Timeout),
-                (Waited::HandedOver, None) => continue, // woken by a disconnection: re-check
+                // Woken by a disconnection, or by a put into a LIFO or priority buffer: re-check.
+                (Waited::HandedOver, None) => continue,
             }
         }
     }
@@ -348,6 +367,16 @@ fn hand_to_getter<T, B>(st: &mut State<T, B>, v: T) -> Option<T> {
         v = unsafe { (*w.data.0).take() };
     }
     v
+}
+
+/// Wakes the first parked getter still waiting, with no value: it takes one from the buffer
+/// when it runs (or parks again if a getter that never parked took it first).
+fn wake_getter<T, B>(st: &mut State<T, B>) {
+    while let Some(w) = st.getters.pop_front() {
+        if w.token.unpark() {
+            return;
+        }
+    }
 }
 
 /// Takes a buffered value (refilling the buffer from a parked putter), or a parked putter's value
