@@ -476,6 +476,34 @@ fn sync_semaphore_bounds_concurrency_and_hands_off_permits() {
     assert!(s.acquire_timeout(Duration::from_millis(10)).is_none());
 }
 
+/// `add_permits` serves the waiters first and adds the rest in one step: `add_permits` of a
+/// huge count took the lock once per permit (50M permits: ~0.25 s; `usize::MAX / 2`: for ever).
+#[test]
+fn sync_semaphore_add_permits_wakes_waiters_then_adds_the_rest_at_once() {
+    let s = Arc::new(Semaphore::new(0));
+    let waiters: Vec<_> = (0..3)
+        .map(|_| {
+            let s = s.clone();
+            grove::spawn(move || s.acquire().forget())
+        })
+        .collect();
+    while format!("{s:?}") != "Semaphore { available: 0, waiters: 3 }" {
+        grove::sleep(Duration::from_millis(1));
+    }
+    let t = std::time::Instant::now();
+    s.add_permits(usize::MAX / 2);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    for w in waiters {
+        w.join().unwrap();
+    }
+    assert_eq!(s.available(), usize::MAX / 2 - 3);
+    let overflow = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.add_permits(usize::MAX)
+    }));
+    assert!(overflow.is_err());
+    assert_eq!(s.available(), usize::MAX / 2 - 3, "a failed add changed the count");
+}
+
 #[test]
 fn sync_event_wakes_greenlets_and_threads() {
     let e = Arc::new(Event::new());
