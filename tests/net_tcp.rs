@@ -28,6 +28,29 @@ fn echo_server() -> (std::net::SocketAddr, grove::net::ServerHandle) {
     (addr, server.start())
 }
 
+/// A StreamServer on a listener in non-blocking mode (a std listener set up for mio or tokio)
+/// still waits for connections: its accept loop took the `WouldBlock` for an accept error,
+/// printed "accept failed ... backing off" and slept up to 1 s between polls.
+#[test]
+fn net_stream_server_waits_on_a_non_blocking_listener() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let addr = l.local_addr().unwrap();
+    let handle = StreamServer::from_listener(TcpListener::from(l), |mut s: TcpStream, _| {
+        let _ = s.write_all(b"hi");
+    })
+    .start();
+    // Let the accept loop go idle long enough to back off to its longest pause.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let t = Instant::now();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    let mut got = [0u8; 2];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hi");
+    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    handle.stop(Duration::from_secs(1));
+}
+
 #[test]
 fn net_echo_roundtrip_from_greenlets_and_threads() {
     let (addr, server) = echo_server();

@@ -246,7 +246,7 @@ impl StreamServer {
             if let Some(s) = &slots {
                 s.acquire().forget(); // before accept: the rest wait in the backlog
             }
-            let accepted = self.listener.accept();
+            let accepted = self.listener.accept_waiting();
             let slot = slots.clone().map(Slot);
             match accepted {
                 Ok((stream, peer)) => {

@@ -251,6 +251,21 @@ impl TcpListener {
         let (s, a) = self
             .ev
             .io(Direction::Read, || nonblocking::accept(&self.ev.sock))?;
+        Self::accepted(s, a)
+    }
+
+    /// As [`accept`](Self::accept), waiting for a connection even if the listener is in
+    /// non-blocking mode: `StreamServer` waits whatever mode its listener came in (one made
+    /// from a std listener set up for mio or tokio is non-blocking; its accept loop took the
+    /// `WouldBlock` for an error and backed off, up to 1 s).
+    pub(crate) fn accept_waiting(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (s, a) = self
+            .ev
+            .io_until(Direction::Read, None, || nonblocking::accept(&self.ev.sock))?;
+        Self::accepted(s, a)
+    }
+
+    fn accepted(s: socket2::Socket, a: socket2::SockAddr) -> io::Result<(TcpStream, SocketAddr)> {
         let a = a.as_socket().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, "accepted a non-IP address")
         })?;
