@@ -66,6 +66,29 @@ fn rt_io_wait_readable_times_out_and_then_succeeds() {
     wait_writable(a.as_raw_fd(), Some(Duration::from_secs(5))).unwrap();
 }
 
+/// A zero or tiny timeout on a ready fd is ready, as `poll(2)` with that timeout says; it was
+/// `TimedOut` whenever the deadline passed before the poller's first event (always for zero
+/// on a plain thread, most of the time in a greenlet). An fd that is not ready still times out.
+#[test]
+fn rt_io_wait_with_a_zero_timeout_sees_a_ready_fd() {
+    let check = || {
+        let (a, b) = pair();
+        for t in [Duration::ZERO, Duration::from_nanos(1), Duration::from_micros(10)] {
+            let e = wait_readable(a.as_raw_fd(), Some(t)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::TimedOut, "{t:?}");
+        }
+        (&b).write_all(b"y").unwrap();
+        for _ in 0..20 {
+            for t in [Duration::ZERO, Duration::from_nanos(1), Duration::from_micros(10)] {
+                wait_readable(a.as_raw_fd(), Some(t)).unwrap();
+                wait_writable(a.as_raw_fd(), Some(t)).unwrap();
+            }
+        }
+    };
+    check();
+    grove::spawn(check).join().unwrap();
+}
+
 #[test]
 fn rt_io_thousand_parked_readers_all_wake() {
     let pairs: Vec<_> = (0..1000).map(|_| pair()).collect();

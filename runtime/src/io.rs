@@ -390,9 +390,29 @@ fn wait_fd(fd: RawFd, dir: Direction, timeout: Option<std::time::Duration>) -> i
     match reg.wait(dir, deadline) {
         // epoll refuses regular files and the like, which poll(2) reports ready at once.
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(()),
+        // A deadline that passed before the poller's first event for the new registration
+        // (a zero or tiny timeout) says nothing about the fd: ask the kernel once, as poll(2)
+        // with that timeout would. A ready fd said `TimedOut` for a zero timeout.
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && ready_now(dup, dir) => Ok(()),
         r => r,
     }
     // `reg` unregisters, then `_close` closes the duplicate.
+}
+
+/// True if `poll(2)` says `fd` is ready for `dir` now (errors and hang-ups count as ready, as
+/// a wait's caller then learns them from its next operation).
+fn ready_now(fd: RawFd, dir: Direction) -> bool {
+    let events = match dir {
+        Direction::Read => libc::POLLIN,
+        Direction::Write => libc::POLLOUT,
+    };
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the call's duration; a zero timeout never blocks.
+    unsafe { libc::poll(&mut p, 1, 0) > 0 }
 }
 
 /// Closes a descriptor this module made, when dropped.
