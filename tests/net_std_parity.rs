@@ -695,3 +695,40 @@ fn net_udp_recv_after_a_refused_send_waits_out_its_timeout_without_spinning() {
         );
     });
 }
+
+#[test]
+fn net_udp_recv_on_a_socket_shut_for_reading_answers_as_std_does() {
+    // A connected UDP socket shut for reading (through socket2: std has no UDP shutdown):
+    // std's recv and peek give `Ok(0)` at once; grove's parked until the timeout (for ever
+    // without one).
+    on_thread_and_greenlet(|| {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let std_sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        std_sock.connect(peer.local_addr().unwrap()).unwrap();
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.connect(peer.local_addr().unwrap()).unwrap();
+        for fd in [std_sock.as_raw_fd(), s.as_raw_fd()] {
+            // SAFETY: `fd` is open for the call; the borrowed view does not close it.
+            let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+            socket2::SockRef::from(&fd)
+                .shutdown(std::net::Shutdown::Read)
+                .unwrap();
+        }
+        let t = Instant::now();
+        let mut buf = [0u8; 8];
+        assert_eq!(std_sock.recv(&mut buf).unwrap(), 0, "std changed");
+        assert_eq!(s.recv(&mut buf).unwrap(), 0);
+        assert_eq!(s.peek(&mut buf).unwrap(), 0);
+        // (std's own recv_from there fails on the empty sender address the kernel gives:
+        // `InvalidInput`, or, in some runs, an assertion inside std.)
+        assert_eq!(
+            s.recv_from(&mut buf).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            s.peek_from(&mut buf).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert!(t.elapsed() < LIMIT, "{:?}", t.elapsed());
+    });
+}

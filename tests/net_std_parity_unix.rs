@@ -5,7 +5,7 @@
 mod common;
 
 use common::parity::{assert_times_out, spawn_alike, TempPath, LIMIT};
-use common::{ms, on_thread_and_greenlet};
+use common::{ms, on_thread_and_greenlet, Worker};
 use grove::net::{UnixDatagram, UnixListener, UnixStream};
 use std::io::{ErrorKind, IoSlice, Read, Write};
 use std::net::Shutdown;
@@ -350,25 +350,85 @@ fn net_reused_poller_slots_never_get_a_closed_sockets_events() {
 }
 
 #[test]
-fn net_unix_datagram_shut_for_reading_waits_out_its_timeout_without_spinning() {
-    // A hang-up bit stayed set after a recv said `WouldBlock`: every later recv went straight
-    // back to the kernel, a spin at 100% CPU that never saw the 300 ms timeout.
+fn net_unix_datagram_shut_for_reading_answers_at_once_as_std_does() {
+    // std's blocking recv on a datagram socket shut for reading returns `Ok(0)` at once (and
+    // recv_from an unnamed address). grove's non-blocking recv says `WouldBlock` there: it
+    // waited out the timeout (for ever without one), and before that spun at 100% CPU on the
+    // read-closed bit that kept sending it back to the kernel.
     on_thread_and_greenlet(|| {
-        let (a, _b) = UnixDatagram::pair().unwrap();
-        a.set_read_timeout(Some(ms(150))).unwrap();
-        a.shutdown(Shutdown::Read).unwrap();
-        let cpu = common::cpu_time();
-        let t = std::time::Instant::now();
-        let mut buf = [0u8; 16];
-        let r = a.recv(&mut buf);
-        assert!(t.elapsed() < LIMIT, "recv never returned: {r:?}");
-        let spent = common::cpu_time() - cpu;
-        assert!(
-            spent < ms(100),
-            "{r:?} after {:?}, {spent:?} of CPU",
-            t.elapsed()
-        );
+        for timeout in [None, Some(ms(2_000))] {
+            let (a, _b) = UnixDatagram::pair().unwrap();
+            a.set_read_timeout(timeout).unwrap();
+            a.shutdown(Shutdown::Read).unwrap();
+            let cpu = common::cpu_time();
+            let t = std::time::Instant::now();
+            let mut buf = [0u8; 16];
+            assert_eq!(a.recv(&mut buf).unwrap(), 0);
+            let (n, from) = a.recv_from(&mut buf).unwrap();
+            assert_eq!(n, 0);
+            assert!(from.is_unnamed(), "{from:?}");
+            assert!(t.elapsed() < ms(500), "{:?}", t.elapsed());
+            assert!(common::cpu_time() - cpu < ms(100));
+        }
+        let std_pair = std::os::unix::net::UnixDatagram::pair().unwrap();
+        std_pair.0.shutdown(Shutdown::Read).unwrap();
+        assert_eq!(std_pair.0.recv(&mut [0u8; 4]).unwrap(), 0, "std changed");
     });
+}
+
+#[test]
+fn net_unix_datagram_recv_waiting_when_another_greenlet_shuts_reading_returns_0() {
+    // The kernel's read-closed event reaches a recv already parked.
+    let (a, _b) = UnixDatagram::pair().unwrap();
+    let a = std::sync::Arc::new(a);
+    let reader = {
+        let a = a.clone();
+        grove::spawn(move || a.recv(&mut [0u8; 8]))
+    };
+    grove::sleep(ms(50));
+    a.shutdown(Shutdown::Read).unwrap();
+    let got = grove::timeout(LIMIT, || reader.join().unwrap()).expect("recv stayed parked");
+    assert_eq!(got.unwrap(), 0);
+}
+
+#[test]
+fn net_unix_writer_blocked_on_a_full_buffer_fails_when_its_socket_is_shut_for_writing() {
+    // std's blocked writer gets `BrokenPipe` when another thread shuts the socket for
+    // writing. A Unix socket shut for writing with a full send buffer reports no event, so
+    // grove's parked writer waited out its timeout (for ever without one).
+    for green in [true, false] {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let a = std::sync::Arc::new(a);
+        let writer = {
+            let a = a.clone();
+            Worker::spawn(green, move || loop {
+                if let Err(e) = (&*a).write(&[0u8; 65536]) {
+                    return e.kind();
+                }
+            })
+        };
+        grove::sleep(ms(200)); // the buffer fills; the writer parks
+        let t = std::time::Instant::now();
+        a.shutdown(Shutdown::Write).unwrap();
+        let kind = grove::timeout(LIMIT, || writer.join()).expect("the writer stayed parked");
+        assert_eq!(kind, std::io::ErrorKind::BrokenPipe);
+        assert!(t.elapsed() < ms(1_000), "{:?}", t.elapsed());
+    }
+    // The same for a datagram pair whose peer does not read.
+    let (a, _b) = UnixDatagram::pair().unwrap();
+    let a = std::sync::Arc::new(a);
+    let writer = {
+        let a = a.clone();
+        grove::spawn(move || loop {
+            if let Err(e) = a.send(&[0u8; 1024]) {
+                return e.kind();
+            }
+        })
+    };
+    grove::sleep(ms(200));
+    a.shutdown(Shutdown::Write).unwrap();
+    let kind = grove::timeout(LIMIT, || writer.join().unwrap()).expect("the sender stayed parked");
+    assert_eq!(kind, std::io::ErrorKind::BrokenPipe);
 }
 
 #[test]

@@ -47,7 +47,11 @@ fn net_stream_server_waits_on_a_non_blocking_listener() {
     let mut got = [0u8; 2];
     c.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"hi");
-    assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
     handle.stop(Duration::from_secs(1));
 }
 

@@ -73,13 +73,21 @@ fn rt_io_wait_readable_times_out_and_then_succeeds() {
 fn rt_io_wait_with_a_zero_timeout_sees_a_ready_fd() {
     let check = || {
         let (a, b) = pair();
-        for t in [Duration::ZERO, Duration::from_nanos(1), Duration::from_micros(10)] {
+        for t in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(10),
+        ] {
             let e = wait_readable(a.as_raw_fd(), Some(t)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::TimedOut, "{t:?}");
         }
         (&b).write_all(b"y").unwrap();
         for _ in 0..20 {
-            for t in [Duration::ZERO, Duration::from_nanos(1), Duration::from_micros(10)] {
+            for t in [
+                Duration::ZERO,
+                Duration::from_nanos(1),
+                Duration::from_micros(10),
+            ] {
                 wait_readable(a.as_raw_fd(), Some(t)).unwrap();
                 wait_writable(a.as_raw_fd(), Some(t)).unwrap();
             }

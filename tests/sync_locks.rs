@@ -497,11 +497,14 @@ fn sync_semaphore_add_permits_wakes_waiters_then_adds_the_rest_at_once() {
         w.join().unwrap();
     }
     assert_eq!(s.available(), usize::MAX / 2 - 3);
-    let overflow = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        s.add_permits(usize::MAX)
-    }));
+    let overflow =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.add_permits(usize::MAX)));
     assert!(overflow.is_err());
-    assert_eq!(s.available(), usize::MAX / 2 - 3, "a failed add changed the count");
+    assert_eq!(
+        s.available(),
+        usize::MAX / 2 - 3,
+        "a failed add changed the count"
+    );
 }
 
 #[test]

@@ -68,6 +68,34 @@ impl<S: AsRawFd> Evented<S> {
         })
     }
 
+    /// As [`io`](Self::io) for receiving or peeking at a datagram; `closed` gives what std's
+    /// blocking call gives on a socket shut for reading (see `Registration::io_recv`).
+    pub(crate) fn io_recv<R>(
+        &self,
+        op: impl FnMut() -> io::Result<R>,
+        closed: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut op = op;
+        if self.settings.nonblocking.load(Relaxed) {
+            return op();
+        }
+        self.reg.io_recv(self.deadline(Direction::Read), op, closed)
+    }
+
+    /// Shuts the socket down (`shut` makes the call), then wakes this handle's waiters in the
+    /// directions shut (see `Registration::on_shutdown`).
+    pub(crate) fn shutdown(
+        &self,
+        how: std::net::Shutdown,
+        shut: impl FnOnce(&S, std::net::Shutdown) -> io::Result<()>,
+    ) -> io::Result<()> {
+        use std::net::Shutdown::{Both, Read, Write};
+        shut(&self.sock, how)?;
+        self.reg
+            .on_shutdown(matches!(how, Read | Both), matches!(how, Write | Both));
+        Ok(())
+    }
+
     /// Runs `op` in direction `dir`, parking while it would block.
     pub(crate) fn io<R>(&self, dir: Direction, op: impl FnMut() -> io::Result<R>) -> io::Result<R> {
         let mut op = op;

@@ -78,7 +78,7 @@ impl TcpStream {
 
     /// Shuts down one or both halves.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.ev.sock.shutdown(how)
+        self.ev.shutdown(how, |s, how| s.shutdown(how))
     }
 
     /// A second handle to the same socket (its own registration on a duplicated fd). As in

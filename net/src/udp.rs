@@ -27,12 +27,12 @@ impl UdpSocket {
 
     /// Receives a datagram and its sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.ev.io(Direction::Read, || self.ev.sock.recv_from(buf))
+        self.ev.io_recv(|| self.ev.sock.recv_from(buf), closed_from)
     }
 
     /// As `recv_from`, without consuming the datagram.
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.ev.io(Direction::Read, || self.ev.sock.peek_from(buf))
+        self.ev.io_recv(|| self.ev.sock.peek_from(buf), closed_from)
     }
 
     /// Sends a datagram to `addr` (names resolved off the workers).
@@ -57,12 +57,12 @@ impl UdpSocket {
 
     /// Receives from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ev.io(Direction::Read, || self.ev.sock.recv(buf))
+        self.ev.io_recv(|| self.ev.sock.recv(buf), || Ok(0))
     }
 
     /// As `recv`, without consuming the datagram.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ev.io(Direction::Read, || self.ev.sock.peek(buf))
+        self.ev.io_recv(|| self.ev.sock.peek(buf), || Ok(0))
     }
 
     /// The local address.
@@ -149,3 +149,12 @@ impl UdpSocket {
 }
 
 std_conversions!(UdpSocket, std::net::UdpSocket);
+
+/// What std's `recv_from`/`peek_from` give on a socket shut for reading: the kernel returns no
+/// address, which std refuses.
+fn closed_from() -> io::Result<(usize, SocketAddr)> {
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "invalid argument",
+    ))
+}

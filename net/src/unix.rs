@@ -45,7 +45,7 @@ macro_rules! connected_methods {
 
         /// Shuts down one or both halves.
         pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-            self.ev.sock.shutdown(how)
+            self.ev.shutdown(how, |s, how| s.shutdown(how))
         }
 
         /// A second handle to the same socket. As in std, the two share their timeouts and
@@ -56,6 +56,11 @@ macro_rules! connected_methods {
             })
         }
     };
+}
+
+/// An unnamed address, what std's `recv_from` gives on a datagram socket shut for reading.
+fn unnamed_addr() -> io::Result<SocketAddr> {
+    unet::UnixDatagram::unbound()?.local_addr()
 }
 
 /// `addr` as a raw socket address, for the calls std makes with it that grove makes itself.
@@ -311,12 +316,13 @@ impl UnixDatagram {
 
     /// Receives from the connected peer.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.ev.io(Direction::Read, || self.ev.sock.recv(buf))
+        self.ev.io_recv(|| self.ev.sock.recv(buf), || Ok(0))
     }
 
     /// Receives a datagram and its sender.
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.ev.io(Direction::Read, || self.ev.sock.recv_from(buf))
+        self.ev
+            .io_recv(|| self.ev.sock.recv_from(buf), || Ok((0, unnamed_addr()?)))
     }
 
     connected_methods!(UnixDatagram);

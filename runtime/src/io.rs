@@ -327,6 +327,43 @@ impl Registration {
         }
     }
 
+    /// As [`io`](Self::io), for receiving (or peeking at) a datagram. A datagram socket shut
+    /// for reading reports itself readable and read-closed, yet a non-blocking receive on it
+    /// says `WouldBlock`, where the blocking receive of std answers at once (`Ok(0)` from
+    /// `recv`): so a `WouldBlock` while the readiness says read-closed gives `closed()`, what
+    /// std's call gives there, instead of waiting for an event that never comes. (Only this
+    /// socket's own `shutdown` sets it for datagrams: a Unix datagram peer's close does not.)
+    pub fn io_recv<R>(
+        &self,
+        deadline: Option<Instant>,
+        mut op: impl FnMut() -> io::Result<R>,
+        closed: impl FnOnce() -> io::Result<R>,
+    ) -> io::Result<R> {
+        loop {
+            let ev = self.source.poll_ready(Direction::Read, deadline)?;
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && ev.read_closed() => {
+                    return closed();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.on_would_block(ev)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// This handle shut its socket down for `dir` (or both): wakes the operations waiting on
+    /// it in those directions, which then retry and meet the shutdown (`BrokenPipe`, end of
+    /// stream). The kernel reports no event for it on every socket: a Unix socket shut for
+    /// writing with its send buffer full stays silent, and its blocked writer waited for ever
+    /// where std's returns `BrokenPipe`.
+    pub fn on_shutdown(&self, read: bool, write: bool) {
+        let bits = if read { READ_CLOSED } else { 0 } | if write { WRITE_CLOSED } else { 0 };
+        let mut woken = Vec::new();
+        self.source.dispatch(bits, &mut woken);
+        drop(woken); // after the source's lock, as the poller does
+    }
+
     /// Waits until `dir` is ready, up to `deadline`, without doing anything.
     pub fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
         self.ensure_registered()?;

@@ -51,6 +51,11 @@ impl ReadyEvent {
     pub fn urgent(&self) -> bool {
         self.word as u8 & PRIORITY != 0
     }
+
+    /// The read half was reported closed when this readiness was read.
+    pub fn read_closed(&self) -> bool {
+        self.word as u8 & READ_CLOSED != 0
+    }
 }
 
 pub struct Readiness(AtomicU64);
@@ -98,8 +103,8 @@ impl Readiness {
 
     /// Clears everything that let the operation of `ev` in, unless an event came in since: the
     /// operation said `WouldBlock`, so a hang-up or error bit too has been consumed (a UDP
-    /// socket's ICMP error was returned once; a Unix datagram socket shut for reading waits like
-    /// any other), and left set it would send every later operation straight back into
+    /// socket's ICMP error was returned once; a datagram receive on a socket shut for reading
+    /// is answered before this, see `Registration::io_recv`), and left set it would send every later operation straight back into
     /// `WouldBlock`, a spin that ignored the socket's timeout. A condition that comes back
     /// brings a new event.
     pub fn clear_would_block(&self, ev: ReadyEvent) {
