@@ -1,5 +1,5 @@
 //! Loom models of the hand-off protocol of `src/wait_queue.rs` and `src/queue_core.rs` for
-//! channels and `Event` (the lock models are in `loom_handoff_locks.rs`).
+//! channels, `Select` and `Event` (the lock models are in `loom_handoff_locks.rs`).
 //!
 //! How the models are built, and the broken variants they were checked to catch: the notes at
 //! the top of `loom_handoff/common.rs`.
@@ -432,5 +432,112 @@ fn event_set_vs_timeout() {
         waiter.join().unwrap();
         g.join_timers();
         assert!(ev.waiters.lock().unwrap().is_empty());
+    });
+}
+
+// ------------------------------------------------------------------------------------------------
+// channel.rs: `Select`
+// ------------------------------------------------------------------------------------------------
+
+/// One receiver as a `Select` sees it: `queue_core::State`'s buffer and its watchers (a
+/// watcher's entry is a bare token: `push_token`).
+struct Watched {
+    state: Mutex<(VecDeque<u32>, WaitQueue<()>)>,
+}
+
+impl Watched {
+    fn new() -> Arc<Watched> {
+        Arc::new(Watched {
+            state: Mutex::new((VecDeque::new(), WaitQueue::new())),
+        })
+    }
+
+    /// `Receiver::is_ready` (`available() > 0`; no disconnection here).
+    fn ready(&self) -> bool {
+        !self.state.lock().unwrap().0.is_empty()
+    }
+
+    /// `QueueCore::watch`: registers `token` unless ready now (then false).
+    fn watch(&self, token: Token) -> bool {
+        let mut st = self.state.lock().unwrap();
+        if !st.0.is_empty() {
+            return false;
+        }
+        st.1.push(token, ());
+        true
+    }
+
+    /// `QueueCore::unwatch`.
+    fn unwatch(&self, id: ParkId) {
+        self.state.lock().unwrap().1.remove(id);
+    }
+
+    /// `QueueCore::put` into a buffer with room, no parked getter: buffer it, then
+    /// `watchers.wake_all()`, under the lock.
+    fn put(&self, v: u32) {
+        let mut st = self.state.lock().unwrap();
+        st.0.push_back(v);
+        st.1.wake_all();
+    }
+}
+
+/// `Select::ready_until(None)`: scan; if nothing is ready, park with a token registered on
+/// every receiver (a counted token, `park`, with an empty unlock step: no lock is held across
+/// the switch); on any wake, take the tokens off (`Unwatch`) and scan again.
+fn select_ready(chans: &[Arc<Watched>], me: &Arc<Green>) -> usize {
+    loop {
+        if let Some(i) = chans.iter().position(|c| c.ready()) {
+            return i;
+        }
+        let mut registered = 0;
+        let mut id = None;
+        let begun = Green::begin(me, false, |token| {
+            id = Some(token.park_id());
+            for c in chans {
+                let copy = Token {
+                    g: token.g.clone(),
+                    gen: token.gen,
+                };
+                if !c.watch(copy) {
+                    return None; // became ready while we registered
+                }
+                registered += 1;
+            }
+            Some(())
+        });
+        let gen = match begun {
+            Ok(p) => {
+                let run_now = me.commit(p);
+                me.resume(p, run_now);
+                p.gen
+            }
+            Err(Wake::Unparked) => id.unwrap().1,
+            Err(w) => panic!("select's park ended with {w:?}"),
+        };
+        // `Unwatch::drop`.
+        for c in &chans[..registered] {
+            c.unwatch(id.unwrap());
+        }
+        me.left_wait.store(gen, Release);
+    }
+}
+
+/// (e) `Select` over two receivers races a send into the second: the send may come before the
+/// scan, between the scan and the registrations, between the two registrations, or after the
+/// park. The selector always wakes (a lost wake-up is a loom deadlock), picks the receiver
+/// that has the value, and leaves no token behind on either.
+#[test]
+fn select_vs_send() {
+    model(Some(4), || {
+        let chans = [Watched::new(), Watched::new()];
+        let selector = {
+            let chans = chans.clone();
+            thread::spawn(move || select_ready(&chans, &Green::new()))
+        };
+        chans[1].put(VALUE);
+        assert_eq!(selector.join().unwrap(), 1);
+        for c in &chans {
+            assert!(c.state.lock().unwrap().1.is_empty(), "a select token stayed");
+        }
     });
 }

@@ -23,7 +23,8 @@
 // it took back from a timed-out receiver's slot; `take_available` not putting a timed-out
 // putter's value back; no `Tidy` (a freed slot is written, a stale entry stays queued; `Tidy` skipped for a
 // timed-out or killed waiter also trips `Green::left_wait` in `event_set_vs_timeout`);
-// `Event::wait_until` not re-checking under the lock; `Event::set` storing the flag after the
+// `Event::wait_until` not re-checking under the lock; a `Select` watch registering without
+// checking readiness under the lock (`select_vs_send`); `Event::set` storing the flag after the
 // unlock; `unlock_slow` not releasing when nobody woke; `QUEUED` set with `fetch_or`; a release
 // counting the permit even after handing it over; a killed waiter treated as handed over; and,
 // in `park_state.rs`, `wake` losing to `PREPARED`, `wake`'s CAS `Relaxed` (the hand-off is not
