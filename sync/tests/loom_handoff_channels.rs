@@ -537,7 +537,10 @@ fn select_vs_send() {
         chans[1].put(VALUE);
         assert_eq!(selector.join().unwrap(), 1);
         for c in &chans {
-            assert!(c.state.lock().unwrap().1.is_empty(), "a select token stayed");
+            assert!(
+                c.state.lock().unwrap().1.is_empty(),
+                "a select token stayed"
+            );
         }
     });
 }

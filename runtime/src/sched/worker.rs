@@ -298,7 +298,7 @@ fn run_loop(shared: &'static Shared, core: &Core) {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn next_task(shared: &Shared, core: &Core) -> Option<TaskRef> {
     let remote = core.remote(shared);
     let countdown = core.global_countdown.get() - 1;
