@@ -144,6 +144,30 @@ fn sync_lifo_and_priority_getters_take_the_best_value_when_they_run() {
         }
         assert_eq!(consumer.join().unwrap(), (3, 2));
         assert_eq!(q.get(), 1);
+
+        // Bounded: the second put parks the producer; the first getter, woken by the first
+        // put, takes it and refills the buffer from the producer, and must pass the turn to the
+        // second getter (it stayed parked beside the buffered value, for good: a review found).
+        let q = PriorityQueue::bounded(1);
+        let consumers: Vec<_> = (0..2)
+            .map(|_| {
+                let q = q.clone();
+                grove::spawn(move || q.get())
+            })
+            .collect();
+        wait_for("both getters to park", || q.waiting().1 == 2);
+        q.put(5u32);
+        q.put(3);
+        let mut got: Vec<u32> = consumers
+            .into_iter()
+            .map(|c| {
+                grove::timeout(Duration::from_secs(10), || c.join().unwrap())
+                    .expect("a getter stayed parked beside a buffered value")
+            })
+            .collect();
+        got.sort();
+        assert_eq!(got, [3, 5]);
+        assert!(q.is_empty());
     });
 }
 

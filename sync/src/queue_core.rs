@@ -232,6 +232,13 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         loop {
             let mut st = self.state.lock();
             if let Some(v) = take_available(&mut st) {
+                if !B::LAST_OUT && st.buf.len() > 0 {
+                    // Values stay buffered and getters may be parked: a LIFO or priority put
+                    // wakes one getter per value it buffers, but a value that entered from a
+                    // parked putter (the refill above) woke nobody, and a bounded queue could
+                    // leave a getter parked beside it for good. Pass the turn on.
+                    wake_getter(&mut st);
+                }
                 return Ok(v);
             }
             if st.senders == 0 {
