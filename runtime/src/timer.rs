@@ -127,7 +127,11 @@ impl Timers {
     /// result's `Drop` (user code) then runs there and may arm a timer itself. They go through
     /// a list this thread keeps, so a compaction allocates nothing once warm (partitioning into
     /// fresh vectors cost ~60 instructions per HTTP request, amortised, in callgrind).
+    /// Out of line for certain, not only `#[cold]`: it reaches the thread-local `GRAVE`, and
+    /// `cancel_timer` runs on both sides of a park's switch inside callers' loops, where an
+    /// inlined thread-local address could be kept across the switch (docs/tls.md).
     #[cold]
+    #[inline(never)]
     fn compact(&self, mut h: parking_lot::MutexGuard<'_, Heap>) {
         let mut dead = GRAVE.try_with(Cell::take).unwrap_or_default();
         let mut entries = std::mem::take(&mut h.entries).into_vec();
