@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Draws the figures of docs/benchmarks.md (numbers copied from its second-session tables,
-same runs).
+"""Draws the figures of docs/benchmarks.md (numbers copied from its ninth-session runs, the
+benches built with LTO; each plot from one run).
 
 Run: `pip install matplotlib && python3 docs/plots/make_plots.py` (writes PNGs next to it).
 """
@@ -33,11 +33,11 @@ def bars(ax, title, unit, values, log=False, lower_is_better=True):
 def runtime():
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     bars(axes[0], "yield_now, 2 greenlets, 1 worker", "ns per yield",
-         {"grove": 34.8, "may": 44.6, "tokio": 101.9})
+         {"grove": 18.0, "may": 36.7, "tokio": 81.1})
     bars(axes[1], "spawn+join, waves of 10k, 2 workers", "ns per greenlet",
-         {"grove": 83.4, "tokio": 522, "may": 13570, "std threads": 87486}, log=True)
+         {"grove": 112.5, "tokio": 587.7, "may": 12617, "std threads": 73092}, log=True)
     bars(axes[2], "100k sleepers (1-100 ms): wall", "ms",
-         {"grove": 421, "tokio": 227, "may": 814})
+         {"grove": 410.5, "tokio": 220.3, "may": 871.4})
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "runtime.png"), dpi=110)
 
@@ -45,20 +45,20 @@ def runtime():
 def sync():
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     bars(axes[0], "channel ping-pong, 1 worker", "ns per round trip",
-         {"grove": 198, "tokio": 239, "may": 390, "crossbeam": 536})
+         {"grove": 110.9, "tokio": 142.1, "may": 259.3, "crossbeam": 357.9})
     bars(axes[1], "MPMC 4x4, bounded(128)", "ns per message",
-         {"grove": 36.5, "may": 45.6, "crossbeam": 23.0, "tokio": 137})
+         {"grove": 33.1, "may": 47.8, "crossbeam": 41.1, "tokio": 90.5})
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "sync.png"), dpi=110)
 
 
 def net():
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    bars(axes[0], "hello responder, wrk -c256 (2nd session, quiet)", "req/s",
-         {"grove": 128887, "may": 94685, "tokio": 131794, "std threads": 80939},
+    bars(axes[0], "hello responder, wrk -c256, 2 workers", "req/s",
+         {"grove": 63198, "may": 39860, "tokio": 63002},
          lower_is_better=False)
     bars(axes[1], "RSS per idle keep-alive connection", "bytes",
-         {"grove": 8815, "may": 11935, "tokio": 4991, "std threads": 13876})
+         {"grove": 8935, "may": 11935, "tokio": 4991})
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "net.png"), dpi=110)
 
