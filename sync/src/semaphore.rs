@@ -82,17 +82,18 @@ impl Semaphore {
     /// more than the waiters it wakes (it took the lock once per permit).
     ///
     /// # Panics
-    /// If the permits would overflow `usize`.
+    /// If `available() + n` would overflow `usize` (before anything is added or woken).
     pub fn add_permits(&self, n: usize) {
         let mut st = self.state.lock();
+        assert!(
+            st.permits.checked_add(n).is_some(),
+            "grove: Semaphore::add_permits overflows the permit count"
+        );
         let mut left = n;
         while left > 0 && st.waiters.wake_one(|_| (), |_| ()).is_some() {
             left -= 1;
         }
-        st.permits = st
-            .permits
-            .checked_add(left)
-            .expect("grove: Semaphore::add_permits overflows the permit count");
+        st.permits += left;
     }
 
     fn release(&self) {
