@@ -239,3 +239,67 @@ impl<S, E> Tidy<'_, S, E> {
         (self.on_leave)(&mut state);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::WaitQueue;
+    use grove_runtime::{park, ParkId, Unparker};
+    use std::collections::VecDeque;
+
+    /// A token of a park that ended at once (nothing to wait for): enough for queue order,
+    /// removal by id and failed unparks.
+    fn token() -> Unparker {
+        let mut out = None;
+        park(
+            |t| {
+                out = Some(t);
+                None::<fn()>
+            },
+            None,
+        );
+        out.unwrap()
+    }
+
+    /// Random pushes, pops and removals against a `VecDeque` of ids: the first waiter kept
+    /// apart from the rest must not change the order, the length or what `remove` finds.
+    #[test]
+    fn sync_wait_queue_keeps_fifo_order_with_its_first_waiter_apart() {
+        let mut q = WaitQueue::<u32>::new_const();
+        let mut model: VecDeque<(ParkId, u32)> = VecDeque::new();
+        let mut live: Vec<ParkId> = Vec::new();
+        let mut x = 0x2545_f491_u32;
+        for step in 0..20_000u32 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            match x % 8 {
+                0..=3 => {
+                    let t = token();
+                    let id = t.park_id();
+                    q.push(t, step);
+                    model.push_back((id, step));
+                    live.push(id);
+                }
+                4 | 5 => {
+                    let got = q.pop_front().map(|w| (w.token.park_id(), w.data));
+                    assert_eq!(got, model.pop_front(), "pop at step {step}");
+                }
+                _ if !live.is_empty() => {
+                    let id = live.swap_remove(x as usize / 8 % live.len());
+                    let in_model = model.iter().position(|(i, _)| *i == id);
+                    if let Some(p) = in_model {
+                        model.remove(p);
+                    }
+                    assert_eq!(q.remove(id), in_model.is_some(), "remove at step {step}");
+                }
+                _ => {}
+            }
+            assert_eq!(q.len(), model.len());
+            assert_eq!(q.is_empty(), model.is_empty());
+            assert_eq!(q.front(), model.front().map(|(_, d)| d));
+        }
+        // Every token's park has ended: none wakes.
+        assert_eq!(q.wake_all(), 0);
+        assert!(q.is_empty() && q.len() == 0);
+    }
+}
