@@ -300,6 +300,7 @@ mod tests {
         }
         // Every token's park has ended: none wakes.
         assert_eq!(q.wake_all(), 0);
-        assert!(q.is_empty() && q.len() == 0);
+        assert!(q.is_empty());
+        assert_eq!(q.len(), 0);
     }
 }
