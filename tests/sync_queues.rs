@@ -678,6 +678,40 @@ fn sync_joinable_queue_try_put_full_is_not_a_task() {
 }
 
 #[test]
+fn sync_joinable_queue_counts_a_waiting_put_once_its_item_is_in() {
+    // gevent counts a task in `_put`, when the item enters the queue. grove counted it when
+    // the put began: while a put waited for room, an extra task_done did not panic and
+    // `unfinished_tasks` counted an item not yet queued. Greenlet and thread putters.
+    for green in [true, false] {
+        let q = JoinableQueue::bounded(1);
+        q.put(1);
+        let putter = {
+            let q = q.clone();
+            Worker::spawn(green, move || q.put(2))
+        };
+        wait_for("the putter to park", || q.waiting().0 == 1);
+        assert_eq!(q.unfinished_tasks(), 1, "a waiting put counted");
+        q.task_done(); // for item 1 (not got yet: allowed, as in gevent)
+        let extra = catch_unwind(AssertUnwindSafe(|| q.task_done()));
+        assert!(
+            extra.is_err(),
+            "a task_done more than items queued did not panic"
+        );
+        assert!(
+            q.join_timeout(ms(50)),
+            "join waits for a put still waiting for room"
+        );
+        assert_eq!(q.get(), 1); // makes room: item 2 goes in and counts
+        putter.join();
+        assert_eq!(q.unfinished_tasks(), 1);
+        assert!(!q.join_timeout(ms(20)));
+        assert_eq!(q.get(), 2);
+        q.task_done();
+        assert!(q.join_timeout(ms(1_000)));
+    }
+}
+
+#[test]
 fn sync_joinable_queue_killed_put_is_not_a_task() {
     // gevent counts a task when its item enters the queue. A put killed while it waited for
     // room never queued its item, so join must not wait for it.

@@ -7,7 +7,7 @@
 //! rendezvous, gevent's `Channel`.
 
 use crate::event::Event;
-use crate::queue_core::{Buffer, GetError, Lifo, MinHeap, PutError, QueueCore};
+use crate::queue_core::{Buffer, GetError, Lifo, MinHeap, PutError, QueueCore, Tasks};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -177,14 +177,14 @@ queue_type!(
 
 /// gevent's `JoinableQueue`: a FIFO [`Queue`] that also counts unfinished items; each `get`
 /// should be matched by a `task_done`, and `join` waits until every item put is done.
+///
+/// An item counts as a task from the moment it is in the queue, as in gevent (`_put`): a `put`
+/// waiting for room adds none until its item goes in, and one that gives up adds none at all.
 pub struct JoinableQueue<T> {
     queue: Queue<T>,
-    tasks: Arc<Tasks>,
-}
-
-struct Tasks {
-    unfinished: crate::spin::SpinLock<usize>,
-    all_done: Event,
+    /// Set whenever no task is unfinished; the count itself is in the queue's state, and both
+    /// change under the queue's lock.
+    all_done: Arc<Event>,
 }
 
 impl<T> JoinableQueue<T> {
@@ -199,35 +199,30 @@ impl<T> JoinableQueue<T> {
     }
 
     fn with_queue(queue: Queue<T>) -> Self {
-        let all_done = Event::new();
+        let all_done = Arc::new(Event::new());
         all_done.set();
-        JoinableQueue {
-            queue,
-            tasks: Arc::new(Tasks {
-                unfinished: crate::spin::SpinLock::new(0),
-                all_done,
-            }),
-        }
+        queue.core.lock().tasks = Some(Tasks {
+            unfinished: 0,
+            all_done: all_done.clone(),
+        });
+        JoinableQueue { queue, all_done }
     }
 
-    /// Adds an item (one more unfinished task), waiting while full. A put that is cancelled
-    /// while it waits (kill, `timeout`) adds no task.
+    /// Adds an item (one more unfinished task once it is in), waiting while full. A put that
+    /// is cancelled while it waits (kill, `timeout`) adds no task.
     pub fn put(&self, item: T) {
-        let _ = self.counted(|| {
-            self.queue.put(item);
-            Ok(())
-        });
+        self.queue.put(item)
     }
 
     /// Adds an item, waiting at most `d` while full; gives it back (adding no task) if the
     /// queue stayed full.
     pub fn put_timeout(&self, item: T, d: Duration) -> Result<(), T> {
-        self.counted(|| self.queue.put_timeout(item, d))
+        self.queue.put_timeout(item, d)
     }
 
     /// Adds an item if there is room now.
     pub fn try_put(&self, item: T) -> Result<(), T> {
-        self.counted(|| self.queue.try_put(item))
+        self.queue.try_put(item)
     }
 
     /// True if a bounded queue is at its size.
@@ -238,29 +233,6 @@ impl<T> JoinableQueue<T> {
     /// The bound; `None` if unbounded.
     pub fn capacity(&self) -> Option<usize> {
         self.queue.capacity()
-    }
-
-    /// Counts a task for `put`, and takes it back if `put` fails or unwinds.
-    fn counted(&self, put: impl FnOnce() -> Result<(), T>) -> Result<(), T> {
-        struct Undo<'a, T>(&'a JoinableQueue<T>, bool);
-        impl<T> Drop for Undo<'_, T> {
-            fn drop(&mut self) {
-                if self.1 {
-                    self.0.task_done();
-                }
-            }
-        }
-        self.add_task();
-        let mut undo = Undo(self, true);
-        let r = put();
-        undo.1 = r.is_err();
-        r
-    }
-
-    fn add_task(&self) {
-        let mut n = self.tasks.unfinished.lock();
-        *n += 1;
-        self.tasks.all_done.clear();
     }
 
     /// Removes and returns an item, waiting while empty.
@@ -283,18 +255,22 @@ impl<T> JoinableQueue<T> {
     /// # Panics
     /// If called more times than items were put (gevent raises `ValueError`).
     pub fn task_done(&self) {
-        let mut n = self.tasks.unfinished.lock();
-        assert!(*n > 0, "grove: task_done() called too many times");
-        *n -= 1;
-        if *n == 0 {
-            self.tasks.all_done.set();
+        let mut st = self.queue.core.lock();
+        let t = st
+            .tasks
+            .as_mut()
+            .expect("grove: a JoinableQueue without its task count");
+        assert!(t.unfinished > 0, "grove: task_done() called too many times");
+        t.unfinished -= 1;
+        if t.unfinished == 0 {
+            t.all_done.set();
         }
     }
 
     /// Waits until every item put has been marked done.
     pub fn join(&self) {
-        while *self.tasks.unfinished.lock() > 0 {
-            self.tasks.all_done.wait();
+        while self.unfinished_tasks() > 0 {
+            self.all_done.wait();
         }
     }
 
@@ -302,21 +278,33 @@ impl<T> JoinableQueue<T> {
     pub fn join_timeout(&self, d: Duration) -> bool {
         let until = Instant::now().checked_add(d);
         loop {
-            if *self.tasks.unfinished.lock() == 0 {
+            if self.unfinished_tasks() == 0 {
                 return true;
             }
             let left = until.map_or(Duration::MAX, |u| {
                 u.saturating_duration_since(Instant::now())
             });
-            if left.is_zero() || !self.tasks.all_done.wait_timeout(left) {
-                return *self.tasks.unfinished.lock() == 0;
+            if left.is_zero() || !self.all_done.wait_timeout(left) {
+                return self.unfinished_tasks() == 0;
             }
         }
     }
 
+    /// Parked (putters, getters) right now. For tests that need waiters queued in a known
+    /// order; not a stable API.
+    #[doc(hidden)]
+    pub fn waiting(&self) -> (usize, usize) {
+        self.queue.waiting()
+    }
+
     /// Unfinished items.
     pub fn unfinished_tasks(&self) -> usize {
-        *self.tasks.unfinished.lock()
+        self.queue
+            .core
+            .lock()
+            .tasks
+            .as_ref()
+            .map_or(0, |t| t.unfinished)
     }
 
     /// Items queued.
@@ -340,7 +328,7 @@ impl<T> Clone for JoinableQueue<T> {
     fn clone(&self) -> Self {
         JoinableQueue {
             queue: self.queue.clone(),
-            tasks: self.tasks.clone(),
+            all_done: self.all_done.clone(),
         }
     }
 }

@@ -123,6 +123,29 @@ pub(crate) struct State<T, B> {
     putters: WaitQueue<Slot<T>>,
     /// `Select` watchers: woken (no hand-off) when this side may have become ready.
     watchers: WaitQueue<()>,
+    /// `JoinableQueue`'s unfinished tasks, counted under this lock at the moment an item
+    /// enters the queue (gevent's `_put`): not when a `put` starts waiting for room.
+    pub(crate) tasks: Option<Tasks>,
+}
+
+/// An unfinished-task count and the event set whenever it is zero (changed together, under the
+/// queue's lock, so `join` never sees them disagree).
+pub(crate) struct Tasks {
+    pub(crate) unfinished: usize,
+    pub(crate) all_done: std::sync::Arc<crate::Event>,
+}
+
+impl<T, B> State<T, B> {
+    /// An item entered the queue: one more unfinished task, if this queue counts them.
+    #[inline]
+    fn count_put(&mut self) {
+        if let Some(t) = &mut self.tasks {
+            if t.unfinished == 0 {
+                t.all_done.clear();
+            }
+            t.unfinished += 1;
+        }
+    }
 }
 
 /// Why a put did not happen.
@@ -159,6 +182,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
                 getters: WaitQueue::default(),
                 putters: WaitQueue::default(),
                 watchers: WaitQueue::default(),
+                tasks: None,
             }),
         }
     }
@@ -186,7 +210,10 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         // A rendezvous has no buffer to order values in: its values always go hand to hand.
         let v = if B::LAST_OUT || st.cap == Some(0) {
             match hand_to_getter(&mut st, v) {
-                None => return Ok(()),
+                None => {
+                    st.count_put();
+                    return Ok(());
+                }
                 Some(v) => v,
             }
         } else {
@@ -194,6 +221,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         };
         if st.cap.is_none_or(|c| st.buf.len() < c) {
             st.buf.put(v);
+            st.count_put();
             if !B::LAST_OUT {
                 wake_getter(&mut st); // it takes the best value when it runs
             }
@@ -403,6 +431,7 @@ fn take_available<T, B: Buffer<T>>(st: &mut State<T, B>) -> Option<T> {
             unsafe { *w.data.0 = Some(offered) };
             continue;
         }
+        st.count_put(); // the parked put has happened
         match got {
             Some(g) => {
                 st.buf.put(offered);
