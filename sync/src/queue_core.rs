@@ -416,6 +416,7 @@ fn wake_getter<T, B>(st: &mut State<T, B>) {
 
 /// Takes a buffered value (refilling the buffer from a parked putter), or a parked putter's value
 /// directly (rendezvous).
+#[inline(always)] // only `get` calls it, and `get` is inline (see there)
 fn take_available<T, B: Buffer<T>>(st: &mut State<T, B>) -> Option<T> {
     let got = st.buf.take();
     // Room was made (or, for a rendezvous, a putter's value is what we want): take from putters.
