@@ -17,8 +17,8 @@
 //! The buffer is a [`Buffer`]: FIFO (`VecDeque`) for channels and `Queue`, LIFO for
 //! `LifoQueue`, a min-heap for `PriorityQueue`. Only a FIFO buffer hands a new value straight to
 //! a parked getter: in the other two, values put after the wake-up may come before it, so the
-//! value goes into the buffer and the getter, woken without one, takes the best when it runs. Capacity `Some(0)` is a rendezvous: every send
-//! waits for a receiver.
+//! value goes into the buffer and the getter, woken without one, takes the best when it runs.
+//! Capacity `Some(0)` is a rendezvous: every send waits for a receiver.
 
 use crate::wait_queue::{wait, WaitQueue, Waited};
 use grove_runtime::Unparker;
@@ -407,11 +407,7 @@ fn hand_to_getter<T, B>(st: &mut State<T, B>, v: T) -> Option<T> {
 /// Wakes the first parked getter still waiting, with no value: it takes one from the buffer
 /// when it runs (or parks again if a getter that never parked took it first).
 fn wake_getter<T, B>(st: &mut State<T, B>) {
-    while let Some(w) = st.getters.pop_front() {
-        if w.token.unpark() {
-            return;
-        }
-    }
+    st.getters.wake_one(|_| (), |_| ());
 }
 
 /// Takes a buffered value (refilling the buffer from a parked putter), or a parked putter's value

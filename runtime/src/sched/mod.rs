@@ -183,51 +183,18 @@ impl Shared {
 
     /// Puts a runnable greenlet where it will run (see the module docs).
     ///
-    /// The common case inline (an unpinned greenlet woken on a worker into its empty `runnext`,
-    /// every channel hand-off and socket wake-up): out of line, the call cost ~15 instructions of
-    /// its ~30 (callgrind, channel ping-pong).
+    /// Inline, with the rare cases out of line: the common one (an unpinned greenlet woken on a
+    /// worker into its `runnext`, every channel hand-off and socket wake-up) cost ~15 of its ~30
+    /// instructions in the call itself (callgrind, channel ping-pong).
     #[inline]
     pub(crate) fn schedule(&self, task: TaskRef, hint: Hint) {
         let home = task.header().home.load(Relaxed);
-        if hint == Hint::Next && (home == NOT_PINNED || home == PIN_ON_FIRST_RUN) {
-            let core = context::current_core();
-            if !core.is_null() {
-                // SAFETY: a non-null current core is the live core of this worker thread, only
-                // used by shared reference while greenlets run.
-                let core = unsafe { &*core };
-                let prev = self.remotes[core.index()].runnext.replace(task.into_raw());
-                if !prev.is_null() {
-                    // SAFETY: the slot held a pointer from `into_raw`, now ours.
-                    self.displaced_from_runnext(core, unsafe { TaskRef::from_raw(prev) });
-                }
-                return;
-            }
-        }
-        self.schedule_slow(task, hint)
-    }
-
-    /// A greenlet `schedule` pushed out of `runnext` waits in the deque, where others may steal.
-    #[inline(never)]
-    fn displaced_from_runnext(&self, core: &worker::Core, task: TaskRef) {
-        core.push(task);
-        self.notify_work();
-    }
-
-    #[inline(never)]
-    fn schedule_slow(&self, task: TaskRef, hint: Hint) {
-        let home = task.header().home.load(Relaxed);
         if home != NOT_PINNED && home != PIN_ON_FIRST_RUN {
-            self.remotes[home].pinned.push(task);
-            if self.idle.claim_sleeper(home) {
-                self.unpark_worker(home);
-            }
-            return;
+            return self.schedule_pinned(task, home);
         }
         let core = context::current_core();
         if core.is_null() {
-            self.injector.push(task);
-            self.notify_work();
-            return;
+            return self.schedule_global(task);
         }
         // SAFETY: a non-null current core is the live core of this worker thread, only used by
         // shared reference while greenlets run.
@@ -237,15 +204,35 @@ impl Shared {
                 let prev = self.remotes[core.index()].runnext.replace(task.into_raw());
                 if !prev.is_null() {
                     // SAFETY: the slot held a pointer from `into_raw`, now ours.
-                    core.push(unsafe { TaskRef::from_raw(prev) });
-                    self.notify_work();
+                    self.push_local(core, unsafe { TaskRef::from_raw(prev) });
                 }
             }
-            Hint::Back => {
-                core.push(task);
-                self.notify_work();
-            }
+            Hint::Back => self.push_local(core, task),
         }
+    }
+
+    /// Into this worker's deque, where others may steal it (a yielder, or a greenlet pushed out
+    /// of `runnext`).
+    #[inline(never)]
+    fn push_local(&self, core: &worker::Core, task: TaskRef) {
+        core.push(task);
+        self.notify_work();
+    }
+
+    /// Into the pinned inbox of worker `home`, which only that worker takes from.
+    #[inline(never)]
+    fn schedule_pinned(&self, task: TaskRef, home: usize) {
+        self.remotes[home].pinned.push(task);
+        if self.idle.claim_sleeper(home) {
+            self.unpark_worker(home);
+        }
+    }
+
+    /// Into the global queue: woken from a plain thread (or a thread without its core).
+    #[inline(never)]
+    fn schedule_global(&self, task: TaskRef) {
+        self.injector.push(task);
+        self.notify_work();
     }
 
     /// Arms a timer waking `u` with `TimedOut` at `deadline`.
