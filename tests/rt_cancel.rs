@@ -42,9 +42,11 @@ fn rt_kill_unwinds_a_parked_greenlet_and_runs_destructors() {
 #[test]
 fn rt_kill_takes_effect_at_the_next_blocking_call() {
     let go = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
     let after = Arc::new(AtomicUsize::new(0));
-    let (g, a) = (go.clone(), after.clone());
+    let (g, s, a) = (go.clone(), started.clone(), after.clone());
     let h = grove::spawn(move || {
+        s.store(true, SeqCst);
         while !g.load(SeqCst) {
             std::hint::spin_loop(); // busy: no blocking call, the kill must wait
         }
@@ -52,7 +54,13 @@ fn rt_kill_takes_effect_at_the_next_blocking_call() {
         grove::yield_now(); // the next blocking call: unwinds here
         a.fetch_add(1, SeqCst);
     });
-    std::thread::sleep(Duration::from_millis(10));
+    // Kill only once it runs: a kill before the first run means it never runs
+    // (another test), which is not what this one checks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !started.load(SeqCst) {
+        assert!(Instant::now() < deadline, "the greenlet never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     h.kill();
     go.store(true, SeqCst);
     assert!(is_killed(&h.join().unwrap_err()));
