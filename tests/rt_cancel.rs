@@ -23,13 +23,16 @@ fn is_killed(e: &Box<dyn std::any::Any + Send>) -> bool {
 fn rt_kill_unwinds_a_parked_greenlet_and_runs_destructors() {
     let dropped = Arc::new(AtomicBool::new(false));
     let reached_end = Arc::new(AtomicBool::new(false));
-    let (d, r) = (dropped.clone(), reached_end.clone());
+    let started = Arc::new(AtomicBool::new(false));
+    let (d, r, s) = (dropped.clone(), reached_end.clone(), started.clone());
     let h = grove::spawn(move || {
         let _flag = Flag(d);
+        s.store(true, SeqCst);
         grove::sleep(Duration::from_secs(30));
         r.store(true, SeqCst);
     });
-    grove::sleep(Duration::from_millis(20)); // let it park
+    common::wait_for("the greenlet to start", || started.load(SeqCst));
+    grove::sleep(Duration::from_millis(20)); // let it park (a kill before that unwinds it too)
     let t = Instant::now();
     h.kill();
     let err = h.join().unwrap_err();
@@ -103,19 +106,28 @@ fn rt_kill_finished_greenlet_has_no_effect() {
 
 #[test]
 fn rt_kill_a_joining_greenlet_leaves_the_target_running() {
-    let target = grove::spawn(|| {
-        grove::sleep(Duration::from_millis(50));
+    let release = Arc::new(grove::sync::Event::new());
+    let r = release.clone();
+    let target = grove::spawn(move || {
+        r.wait();
         5
     });
+    let target_greenlet = target.greenlet();
     let target = Arc::new(std::sync::Mutex::new(Some(target)));
     let t2 = target.clone();
+    let joining = Arc::new(AtomicBool::new(false));
+    let j = joining.clone();
     let joiner = grove::spawn(move || {
         let h = t2.lock().unwrap().take().unwrap();
+        j.store(true, SeqCst);
         h.join().unwrap()
     });
-    grove::sleep(Duration::from_millis(10));
+    common::wait_for("the joiner to start joining", || joining.load(SeqCst));
     joiner.kill();
     assert!(is_killed(&joiner.join().unwrap_err()));
+    assert!(!target_greenlet.is_finished(), "killing the joiner ended the target");
+    release.set();
+    assert!(target_greenlet.wait_timeout(Duration::from_secs(10)));
 }
 
 #[test]
@@ -324,14 +336,18 @@ fn rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else() {
     let (tx, rx) = grove::sync::channel::<u32>();
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
     let a = grove::spawn(move || {
         let _cleanup = OnDrop(|| {
             if let Ok(v) = rx.recv() {
                 g.store(v as usize, SeqCst);
             }
         });
+        s.store(true, SeqCst);
         grove::sleep(Duration::from_secs(30));
     });
+    common::wait_for("A to start", || started.load(SeqCst));
     grove::sleep(Duration::from_millis(20));
     a.kill();
     grove::sleep(Duration::from_millis(20));
@@ -378,6 +394,8 @@ fn rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_com
     let got = Arc::new(AtomicUsize::new(0));
     let g = got.clone();
     let p = pinned_thread.clone();
+    let started = Arc::new(AtomicBool::new(false));
+    let s = started.clone();
     // P is pinned to whichever worker it first runs on, and wakes up now and then while A's
     // destructor waits: it must always run on the same OS thread, lent core or not.
     let pinned = grove::Builder::new()
@@ -407,9 +425,10 @@ fn rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_com
             grove::sleep(Duration::from_millis(30));
             tx.send(7).unwrap();
         });
+        s.store(true, SeqCst);
         grove::sleep(Duration::from_secs(30));
     });
-    grove::sleep(Duration::from_millis(10));
+    common::wait_for("A to start", || started.load(SeqCst));
     a.kill();
     assert!(is_killed(&a.join().unwrap_err()));
     assert_eq!(got.load(SeqCst), 7, "A's destructor did not get C's value");
@@ -439,13 +458,16 @@ fn rt_nested_lends_of_a_core_during_unwinds_each_come_back() {
     common::exit_if_still_running_after(Duration::from_secs(20), || {
         "a lent core never came back".to_string()
     });
+    let started = Arc::new(AtomicUsize::new(0));
     let waiter = |rx: grove::sync::Receiver<u32>, got: Arc<AtomicUsize>| {
+        let started = started.clone();
         move || {
             let _cleanup = OnDrop(move || {
                 if let Ok(v) = rx.recv() {
                     got.store(v as usize, SeqCst);
                 }
             });
+            started.fetch_add(1, SeqCst);
             grove::sleep(Duration::from_secs(30));
         }
     };
@@ -466,7 +488,8 @@ fn rt_nested_lends_of_a_core_during_unwinds_each_come_back() {
         grove::sleep(Duration::from_millis(30));
         tx_b.send(2).unwrap();
     });
-    grove::sleep(Duration::from_millis(10));
+    // Killed before their first run, they would have no destructor to block in.
+    common::wait_for("A and B to start", || started.load(SeqCst) == 2);
     a.kill();
     grove::sleep(Duration::from_millis(30));
     b.kill();
@@ -539,6 +562,8 @@ fn rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind() {
     for green in [true, false] {
         let outcome = Arc::new(std::sync::Mutex::new(None));
         let o = outcome.clone();
+        let started = Arc::new(AtomicBool::new(false));
+        let s = started.clone();
         let body = move || {
             let (_keep, never) = grove::sync::channel::<u32>();
             let _cleanup = OnDrop(move || {
@@ -546,6 +571,7 @@ fn rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind() {
                 let r = grove::timeout(Duration::from_millis(50), || never.recv());
                 *o.lock().unwrap() = Some((r.is_err(), t.elapsed()));
             });
+            s.store(true, SeqCst);
             if green {
                 grove::sleep(Duration::from_secs(30));
             } else {
@@ -555,7 +581,7 @@ fn rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind() {
         let t = Instant::now();
         if green {
             let h = grove::spawn(body);
-            grove::sleep(Duration::from_millis(10));
+            common::wait_for("the greenlet to start", || started.load(SeqCst));
             h.kill();
             assert!(is_killed(&h.join().unwrap_err()));
         } else {

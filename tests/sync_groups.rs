@@ -706,10 +706,10 @@ fn sync_pool_kill_and_join_reach_imap_unordered_items_not_yet_started() {
     let s = started.clone();
     let it = pool.imap_unordered(0..5u32, move |i| {
         s.fetch_add(1, SeqCst);
-        grove::sleep(Duration::from_millis(30));
+        grove::sleep(Duration::from_secs(30)); // still running when the kill comes
         i
     });
-    grove::sleep(Duration::from_millis(10));
+    common::wait_for("the first item to start", || started.load(SeqCst) == 1);
     pool.kill();
     let after_kill = started.load(SeqCst);
     grove::sleep(Duration::from_millis(150));

@@ -123,11 +123,14 @@ fn sync_killed_mutex_waiter_does_not_swallow_the_handoff() {
 fn sync_killed_holder_releases_its_guard() {
     let m = Arc::new(Mutex::new(()));
     let m1 = m.clone();
+    let locked = Arc::new(AtomicBool::new(false));
+    let l = locked.clone();
     let holder = grove::spawn(move || {
         let _g = m1.lock();
+        l.store(true, SeqCst);
         grove::sleep(Duration::from_secs(60));
     });
-    grove::sleep(Duration::from_millis(10));
+    common::wait_for("the holder to lock", || locked.load(SeqCst));
     assert!(m.try_lock().is_none());
     holder.kill();
     let _ = holder.join();
@@ -185,11 +188,11 @@ fn sync_rwlock_waiting_writer_is_not_starved_by_new_readers() {
     let r = l.read();
     let l1 = l.clone();
     let writer = grove::spawn(move || drop(l1.write()));
-    grove::sleep(Duration::from_millis(10));
-    assert!(
-        l.try_read().is_none(),
-        "a new reader overtook a waiting writer"
-    );
+    // Once the writer queues, no new reader gets in; had it overtaken the writer, it would go on
+    // getting in and this wait would time out.
+    common::wait_for("new readers to be kept out behind the writer", || {
+        l.try_read().is_none()
+    });
     drop(r);
     writer.join().unwrap();
 }
@@ -284,19 +287,29 @@ fn sync_condvar_wait_timeout_reports_timeout_and_keeps_the_lock() {
 #[test]
 fn sync_condvar_notify_one_skips_a_killed_waiter() {
     let pair = Arc::new((Mutex::new(false), Condvar::new()));
-    let p = pair.clone();
+    // Each waiter raises its flag holding the mutex, and `wait` releases it only once waiting:
+    // the flag up and the mutex free again mean it waits.
+    let waiting = |flag: &Arc<AtomicBool>| {
+        common::wait_for("a waiter to start", || flag.load(SeqCst));
+        drop(pair.0.lock());
+    };
+    let (p, victim_in) = (pair.clone(), Arc::new(AtomicBool::new(false)));
+    let v = victim_in.clone();
     let victim = grove::spawn(move || {
         let mut g = p.0.lock();
+        v.store(true, SeqCst);
         p.1.wait(&mut g);
     });
-    grove::sleep(Duration::from_millis(10));
-    let p = pair.clone();
+    waiting(&victim_in);
+    let (p, other_in) = (pair.clone(), Arc::new(AtomicBool::new(false)));
+    let o = other_in.clone();
     let other = grove::spawn(move || {
         let mut g = p.0.lock();
+        o.store(true, SeqCst);
         p.1.wait(&mut g);
         true
     });
-    grove::sleep(Duration::from_millis(10));
+    waiting(&other_in);
     victim.kill();
     assert!(killed(&victim.join().unwrap_err()));
     assert!(

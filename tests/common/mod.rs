@@ -252,7 +252,8 @@ pub fn assert_exactly_once(mut got: Vec<u64>, n: u64, what: &str) {
 
 /// Waits (bounded) for `cond`; panics with `what` after 5 s.
 pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(5);
+    // Generous: a loaded CI machine can stall a process for seconds; a bug waits for ever.
+    let until = Instant::now() + Duration::from_secs(10);
     while !cond() {
         assert!(Instant::now() < until, "timed out waiting for: {what}");
         grove::sleep(ms(1));
