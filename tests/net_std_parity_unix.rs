@@ -351,12 +351,17 @@ fn net_reused_poller_slots_never_get_a_closed_sockets_events() {
 
 #[test]
 fn net_unix_datagram_shut_for_reading_answers_at_once_as_std_does() {
+    if !common::in_a_process_of_its_own(
+        "net_unix_datagram_shut_for_reading_answers_at_once_as_std_does",
+    ) {
+        return;
+    }
     // std's blocking recv on a datagram socket shut for reading returns `Ok(0)` at once (and
     // recv_from an unnamed address). grove's non-blocking recv says `WouldBlock` there: it
     // waited out the timeout (for ever without one), and before that spun at 100% CPU on the
     // read-closed bit that kept sending it back to the kernel.
     on_thread_and_greenlet(|| {
-        for timeout in [None, Some(ms(2_000))] {
+        for timeout in [None, Some(ms(10_000))] {
             let (a, _b) = UnixDatagram::pair().unwrap();
             a.set_read_timeout(timeout).unwrap();
             a.shutdown(Shutdown::Read).unwrap();
@@ -367,7 +372,7 @@ fn net_unix_datagram_shut_for_reading_answers_at_once_as_std_does() {
             let (n, from) = a.recv_from(&mut buf).unwrap();
             assert_eq!(n, 0);
             assert!(from.is_unnamed(), "{from:?}");
-            assert!(t.elapsed() < ms(500), "{:?}", t.elapsed());
+            assert!(t.elapsed() < ms(3_000), "{:?}", t.elapsed());
             assert!(common::cpu_time() - cpu < ms(100));
         }
         let std_pair = std::os::unix::net::UnixDatagram::pair().unwrap();
@@ -412,7 +417,7 @@ fn net_unix_writer_blocked_on_a_full_buffer_fails_when_its_socket_is_shut_for_wr
         a.shutdown(Shutdown::Write).unwrap();
         let kind = grove::timeout(LIMIT, || writer.join()).expect("the writer stayed parked");
         assert_eq!(kind, std::io::ErrorKind::BrokenPipe);
-        assert!(t.elapsed() < ms(1_000), "{:?}", t.elapsed());
+        assert!(t.elapsed() < ms(3_000), "{:?}", t.elapsed());
     }
     // The same for a datagram pair whose peer does not read.
     let (a, _b) = UnixDatagram::pair().unwrap();
@@ -433,6 +438,11 @@ fn net_unix_writer_blocked_on_a_full_buffer_fails_when_its_socket_is_shut_for_wr
 
 #[test]
 fn net_unix_datagram_send_to_a_full_receiver_waits_without_spinning() {
+    if !common::in_a_process_of_its_own(
+        "net_unix_datagram_send_to_a_full_receiver_waits_without_spinning",
+    ) {
+        return;
+    }
     // An unconnected send_to waits for room in the receiver's queue, which no poller event
     // reports, while the sender's own socket reports writable after each failed attempt: it
     // spun a core until the receiver drained (or its write timeout passed).

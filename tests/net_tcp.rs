@@ -238,8 +238,7 @@ fn net_stream_server_max_connections_and_stop() {
     let slow_addr = slow.local_addr().unwrap();
     let slow = slow.start();
     let _c = TcpStream::connect(slow_addr).unwrap();
-    grove::sleep(Duration::from_millis(20));
-    assert_eq!(slow.connections(), 1);
+    common::wait_for("the connection to be accepted", || slow.connections() == 1);
     let t = Instant::now();
     slow.stop(Duration::from_millis(50));
     assert!(t.elapsed() < Duration::from_secs(5));

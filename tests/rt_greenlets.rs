@@ -153,7 +153,8 @@ fn rt_sleep_until_and_past_deadlines() {
     });
     let (slept, past) = h.join().unwrap();
     assert!(slept >= Duration::from_millis(20));
-    assert!(past < Duration::from_millis(50));
+    // Just a yield; the bound leaves room for other tests' greenlets queued on this worker.
+    assert!(past < Duration::from_secs(2), "{past:?}");
 }
 
 #[test]

@@ -112,18 +112,28 @@ fn rt_greenlets_queued_behind_a_blocked_worker_are_stolen() {
 #[test]
 fn rt_timer_fires_on_time_while_a_worker_is_blocked() {
     if role().is_some() {
-        let h = grove::spawn(|| {
-            // The hog lands on this worker's deque; it blocks whichever worker runs it.
-            let hog = grove::spawn(|| std::thread::sleep(Duration::from_millis(500)));
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let h = grove::spawn(move || {
+            // The hog lands on this worker's deque; it blocks whichever worker runs it until the
+            // timer has fired (or 5 s: what a timer stuck behind it would take).
+            let d2 = d.clone();
+            let hog = grove::spawn(move || {
+                let t = Instant::now();
+                while !d2.load(SeqCst) && t.elapsed() < Duration::from_secs(5) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            });
             let t = Instant::now();
             grove::sleep(Duration::from_millis(50));
             let late = t.elapsed();
+            d.store(true, SeqCst);
             hog.join().unwrap();
             late
         });
         let late = h.join().unwrap();
         assert!(
-            late < Duration::from_millis(150),
+            late < Duration::from_millis(2_500),
             "timer fired after {late:?}"
         );
         return;
@@ -147,12 +157,10 @@ fn rt_idle_runtime_uses_no_cpu() {
         for h in hs {
             h.join().unwrap();
         }
-        std::thread::sleep(Duration::from_millis(100)); // let everyone go to sleep
-        assert_eq!(
-            grove::debug::awake_workers(),
-            Some(0),
-            "a worker stayed awake"
-        );
+        // Everyone goes to sleep (a worker that stayed awake never does: the wait times out).
+        common::wait_for("every worker to sleep", || {
+            grove::debug::awake_workers() == Some(0)
+        });
         let cpu0 = common::cpu_time();
         std::thread::sleep(Duration::from_millis(1000));
         let used = common::cpu_time() - cpu0;
@@ -205,10 +213,17 @@ fn rt_spawn_blocking_parks_only_the_joining_greenlet() {
                 grove::sleep(Duration::from_millis(5));
             }
         });
-        let joiner = grove::spawn(|| {
-            grove::spawn_blocking(|| std::thread::sleep(Duration::from_millis(200)))
-                .join()
-                .unwrap()
+        // The job ends when the ticker is done (or after 10 s: a blocked worker never ticks).
+        let t = ticks.clone();
+        let joiner = grove::spawn(move || {
+            grove::spawn_blocking(move || {
+                let start = Instant::now();
+                while t.load(SeqCst) < 10 && start.elapsed() < Duration::from_secs(10) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+            .join()
+            .unwrap()
         });
         joiner.join().unwrap();
         assert_eq!(
@@ -431,17 +446,27 @@ fn rt_greenlet_woken_on_a_blocked_worker_is_taken_by_another() {
         }
     }
     let (tx, rx) = grove::sync::channel::<Instant>();
-    let waiter = grove::spawn(move || rx.recv().unwrap().elapsed());
+    let got = Arc::new(AtomicBool::new(false));
+    let g = got.clone();
+    let waiter = grove::spawn(move || {
+        let latency = rx.recv().unwrap().elapsed();
+        g.store(true, SeqCst);
+        latency
+    });
     grove::sleep(Duration::from_millis(20)); // parked in recv
     let busy = grove::spawn(move || {
         spin(Duration::from_millis(60)); // the monitor marks this worker blocked
         tx.send(Instant::now()).unwrap(); // wakes the waiter into this worker's runnext
-        spin(Duration::from_millis(600));
+        // Holds the worker until the waiter has run elsewhere (5 s if it never could).
+        let t = Instant::now();
+        while !got.load(SeqCst) && t.elapsed() < Duration::from_secs(5) {
+            std::hint::spin_loop();
+        }
     });
     let latency = waiter.join().unwrap();
     busy.join().unwrap();
     assert!(
-        latency < Duration::from_millis(300),
+        latency < Duration::from_millis(2_500),
         "the woken greenlet waited {latency:?}"
     );
 }

@@ -22,6 +22,19 @@ pub fn role() -> Option<String> {
     std::env::var(ROLE_VAR).ok()
 }
 
+/// For a test that measures its process's CPU time, which other tests running beside it in
+/// the same process would add to: true in a child process that runs test `name` alone (run
+/// the body there); in the parent, runs that child, checks that it passed and returns false.
+#[allow(dead_code)]
+pub fn in_a_process_of_its_own(name: &str) -> bool {
+    if role().is_some() {
+        return true;
+    }
+    let out = run_child(name, "alone", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    false
+}
+
 /// Runs test `name` of this binary in a child with `role` and `env`; waits at most 60 s.
 pub fn run_child(name: &str, role: &str, env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
