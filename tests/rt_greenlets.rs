@@ -121,7 +121,7 @@ fn rt_sleep_parks_for_at_least_the_duration() {
     });
     let e = h.join().unwrap();
     assert!(e >= Duration::from_millis(30), "{e:?}");
-    assert!(e < Duration::from_millis(500), "{e:?}");
+    assert!(e < Duration::from_secs(5), "{e:?}");
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn rt_sleeping_greenlets_overlap() {
     }
     let e = t.elapsed();
     assert!(
-        e >= Duration::from_millis(50) && e < Duration::from_secs(2),
+        e >= Duration::from_millis(50) && e < Duration::from_secs(10),
         "{e:?}"
     );
 }

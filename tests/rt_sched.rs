@@ -13,7 +13,7 @@ fn rt_blocking_monitor_reports_a_hog_once_by_name() {
     if role().is_some() {
         let h = grove::Builder::new()
             .name("hog")
-            .spawn(|| std::thread::sleep(Duration::from_millis(400)))
+            .spawn(|| std::thread::sleep(Duration::from_millis(1_000)))
             .unwrap();
         h.join().unwrap();
         // A short run afterwards is no incident.
@@ -26,13 +26,14 @@ fn rt_blocking_monitor_reports_a_hog_once_by_name() {
     let out = run_child(
         "rt_blocking_monitor_reports_a_hog_once_by_name",
         "hog",
-        &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "50")],
+        // 200 ms: the 5 ms run would need a stall of 195 ms to be reported too.
+        &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "200")],
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert_eq!(err.matches("has held worker").count(), 1, "{err}");
     assert!(err.contains("greenlet 'hog' (id "), "{err}");
-    assert!(err.contains("GROVE_MAX_BLOCKING_MS=50"), "{err}");
+    assert!(err.contains("GROVE_MAX_BLOCKING_MS=200"), "{err}");
 }
 
 #[test]
@@ -88,12 +89,16 @@ fn rt_greenlets_queued_behind_a_blocked_worker_are_stolen() {
                 });
             }
             slot.lock().unwrap().take().unwrap().unpark(); // into this worker's runnext
-            std::thread::sleep(Duration::from_millis(1500));
+            // Holds the worker until the work queued behind it is done elsewhere (10 s if it
+            // never is).
+            while d.load(SeqCst) < 11 && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             waiter
         });
         while done.load(SeqCst) < 11 {
             assert!(
-                t0.elapsed() < Duration::from_millis(1200),
+                t0.elapsed() < Duration::from_secs(8),
                 "work stuck behind the hog"
             );
             std::thread::sleep(Duration::from_millis(2));
@@ -288,10 +293,15 @@ fn rt_blocking_pool_grows_to_its_cap_and_threads_exit_when_idle() {
 fn rt_killed_blocking_job_that_has_not_started_never_runs() {
     if role().is_some() {
         let ran = Arc::new(AtomicBool::new(false));
-        let first = grove::spawn_blocking(|| std::thread::sleep(Duration::from_millis(100)));
+        // The only pool thread is busy with `first` until the kill is done.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first = grove::spawn_blocking(move || {
+            let _ = released.recv_timeout(Duration::from_secs(10));
+        });
         let r = ran.clone();
         let second = grove::spawn_blocking(move || r.store(true, SeqCst));
         second.kill();
+        release.send(()).unwrap();
         first.join().unwrap();
         assert!(second
             .join()
@@ -522,7 +532,11 @@ fn rt_pinned_greenlet_runs_beside_a_busy_deque_and_yielders() {
             }
         })
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // 20 wake-ups take 100 ms when it gets its turns; a starved one never gets there.
+    let t = Instant::now();
+    while ticks.load(SeqCst) < 20 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     stop.store(true, SeqCst);
     let woke = ticks.load(SeqCst);
     for h in [a, b, y, p] {
@@ -530,7 +544,8 @@ fn rt_pinned_greenlet_runs_beside_a_busy_deque_and_yielders() {
     }
     assert!(
         woke >= 20,
-        "the pinned greenlet woke {woke} times in 500 ms"
+        "the pinned greenlet woke {woke} times in {:?}",
+        t.elapsed()
     );
 }
 

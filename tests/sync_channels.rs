@@ -580,6 +580,12 @@ fn sync_channel_send_timeout_times_out_succeeds_and_sees_disconnect() {
             let r = grove::spawn(move || {
                 grove::sleep(ms(30));
                 let got = rx.recv().unwrap();
+                // Bounded(1): the 9 takes the 0's place. (Waited for: a sleep here let a
+                // stalled sender find the receiver gone.)
+                let t = Instant::now();
+                while cap == Some(1) && rx.len() < 1 && t.elapsed() < Duration::from_secs(10) {
+                    grove::sleep(ms(1));
+                }
                 grove::sleep(ms(30));
                 let left = rx.len();
                 drop(rx); // disconnects in the middle of the next wait

@@ -160,10 +160,13 @@ fn sync_group_add_adopts_a_greenlet_spawned_elsewhere() {
 fn sync_group_join_timeout() {
     let group = Group::new();
     let t0 = Instant::now();
-    group.spawn(|| grove::sleep(ms(200)));
+    let release = Arc::new(grove::sync::Event::new());
+    let r = release.clone();
+    group.spawn(move || r.wait());
     assert!(!group.join_timeout(ms(20)));
     assert!(t0.elapsed() >= ms(20));
     assert_eq!(group.len(), 1);
+    release.set();
     assert!(group.join_timeout(Duration::from_secs(5)));
     assert!(group.is_empty());
 }
@@ -562,11 +565,16 @@ fn sync_pool_imap_unordered_gives_early_results_before_later_items_start() {
     // Results can be consumed while later items still wait for a slot.
     let pool = Pool::new(1);
     let started = Arc::new(AtomicUsize::new(0));
+    // Items after the first wait for this gate, opened once the first result is checked: a
+    // pool that ran ahead of its consumer would still have them all started.
+    let gate = Arc::new(grove::sync::Event::new());
     let mut it = {
-        let started = started.clone();
+        let (started, gate) = (started.clone(), gate.clone());
         pool.imap_unordered(0..5u32, move |i| {
             started.fetch_add(1, SeqCst);
-            grove::sleep(ms(30));
+            if i > 0 {
+                gate.wait();
+            }
             i
         })
     };
@@ -575,6 +583,7 @@ fn sync_pool_imap_unordered_gives_early_results_before_later_items_start() {
         started.load(SeqCst) < 5,
         "all items had started before the first result was consumed"
     );
+    gate.set();
     assert_eq!(
         it.collect::<Vec<_>>(),
         vec![1, 2, 3, 4],

@@ -505,7 +505,7 @@ fn sync_semaphore_add_permits_wakes_waiters_then_adds_the_rest_at_once() {
     }
     let t = std::time::Instant::now();
     s.add_permits(usize::MAX / 2);
-    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     for w in waiters {
         w.join().unwrap();
     }
