@@ -597,7 +597,9 @@ fn http_stop_lets_a_request_in_progress_and_a_fresh_connection_finish() {
         );
         let mut c = connect(addr);
         c.write_all(first).unwrap();
-        wait_until("the connection to be accepted", || server.connections() == 1);
+        wait_until("the connection to be accepted", || {
+            server.connections() == 1
+        });
         std::thread::sleep(Duration::from_millis(100)); // the server has (most likely) read it
         let stopper = std::thread::spawn(move || server.stop(Duration::from_secs(5)));
         std::thread::sleep(Duration::from_millis(100));

@@ -125,7 +125,10 @@ fn rt_kill_a_joining_greenlet_leaves_the_target_running() {
     common::wait_for("the joiner to start joining", || joining.load(SeqCst));
     joiner.kill();
     assert!(is_killed(&joiner.join().unwrap_err()));
-    assert!(!target_greenlet.is_finished(), "killing the joiner ended the target");
+    assert!(
+        !target_greenlet.is_finished(),
+        "killing the joiner ended the target"
+    );
     release.set();
     assert!(target_greenlet.wait_timeout(Duration::from_secs(10)));
 }

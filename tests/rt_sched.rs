@@ -89,8 +89,8 @@ fn rt_greenlets_queued_behind_a_blocked_worker_are_stolen() {
                 });
             }
             slot.lock().unwrap().take().unwrap().unpark(); // into this worker's runnext
-            // Holds the worker until the work queued behind it is done elsewhere (10 s if it
-            // never is).
+                                                           // Holds the worker until the work queued behind it is done elsewhere (10 s if it
+                                                           // never is).
             while d.load(SeqCst) < 11 && t0.elapsed() < Duration::from_secs(10) {
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -467,7 +467,7 @@ fn rt_greenlet_woken_on_a_blocked_worker_is_taken_by_another() {
     let busy = grove::spawn(move || {
         spin(Duration::from_millis(60)); // the monitor marks this worker blocked
         tx.send(Instant::now()).unwrap(); // wakes the waiter into this worker's runnext
-        // Holds the worker until the waiter has run elsewhere (5 s if it never could).
+                                          // Holds the worker until the waiter has run elsewhere (5 s if it never could).
         let t = Instant::now();
         while !got.load(SeqCst) && t.elapsed() < Duration::from_secs(5) {
             std::hint::spin_loop();
