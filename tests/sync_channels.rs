@@ -583,7 +583,7 @@ fn sync_channel_send_timeout_times_out_succeeds_and_sees_disconnect() {
                 // Bounded(1): the 9 takes the 0's place. (Waited for: a sleep here let a
                 // stalled sender find the receiver gone.)
                 let t = Instant::now();
-                while cap == Some(1) && rx.len() < 1 && t.elapsed() < Duration::from_secs(10) {
+                while cap == Some(1) && rx.is_empty() && t.elapsed() < Duration::from_secs(10) {
                     grove::sleep(ms(1));
                 }
                 grove::sleep(ms(30));
