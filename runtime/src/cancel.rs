@@ -259,8 +259,22 @@ fn fire(id: u64) -> ! {
     resume_unwind(Box::new(ScopeExpired(id)))
 }
 
-/// Turns how a park ended into its result, unwinding for kills and expired scopes.
+/// Turns how a park ended into its result, unwinding for kills and expired scopes. The common
+/// case, an ordinary wake-up, is decided inline after every park; the rest out of line.
+#[inline(always)]
 pub(crate) fn resolve_wake(
+    why: Wake,
+    deadline: Option<Instant>,
+    scope: Option<(Instant, u64)>,
+) -> Wake {
+    if why == Wake::Unparked {
+        return why;
+    }
+    resolve_interrupted_wake(why, deadline, scope)
+}
+
+#[inline(never)]
+fn resolve_interrupted_wake(
     why: Wake,
     deadline: Option<Instant>,
     scope: Option<(Instant, u64)>,
