@@ -618,3 +618,64 @@ fn rt_a_finished_greenlets_result_dropped_by_the_timers_may_sleep() {
     let probe = grove::spawn(|| grove::sleep(Duration::from_millis(1)));
     probe.join().unwrap();
 }
+
+/// A value that joins a greenlet when it is dropped, and says what it got.
+struct JoinsOnDrop(Option<grove::JoinHandle<u32>>, Arc<AtomicUsize>);
+
+impl Drop for JoinsOnDrop {
+    fn drop(&mut self) {
+        let v = self.0.take().unwrap().join().unwrap();
+        self.1.store(v as usize, SeqCst);
+    }
+}
+
+#[test]
+fn rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet() {
+    // A detached greenlet's result is dropped where its last reference goes: in the worker loop,
+    // right after it finished. A `Drop` that blocks there blocked the worker thread with its core:
+    // with one worker, a greenlet the `Drop` joined never ran; with more, neither did one woken
+    // into that worker's `runnext`, which the monitor never marked blocked (no greenlet ran).
+    // Now the loop lends its core to a stand-in while it waits.
+    if role().is_none() {
+        for workers in ["1", "2"] {
+            let out = run_child(
+                "rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet",
+                "drop",
+                &[("GROVE_WORKERS", workers)],
+            );
+            assert!(out.status.success(), "{workers} workers: {}", stderr(&out));
+        }
+        return;
+    }
+    common::exit_if_still_running_after(Duration::from_secs(20), || {
+        "a detached result's drop never finished".to_string()
+    });
+    // Its own child, still queued on the worker (or asleep) when the parent finishes.
+    let got = Arc::new(AtomicUsize::new(0));
+    let g = got.clone();
+    drop(grove::spawn(move || {
+        let child = grove::spawn(|| {
+            grove::sleep(Duration::from_millis(10));
+            7
+        });
+        JoinsOnDrop(Some(child), g)
+    }));
+    common::wait_for("the drop to join the child", || got.load(SeqCst) == 7);
+    // A greenlet it woke into its worker's `runnext` just before it finished.
+    let got = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = grove::sync::channel::<u32>();
+    let parked = Arc::new(AtomicBool::new(false));
+    let p = parked.clone();
+    let r = grove::spawn(move || {
+        p.store(true, SeqCst);
+        rx.recv().unwrap()
+    });
+    common::wait_for("r to start", || parked.load(SeqCst));
+    let g = got.clone();
+    drop(grove::spawn(move || {
+        tx.send(8).unwrap();
+        JoinsOnDrop(Some(r), g)
+    }));
+    common::wait_for("the drop to join r", || got.load(SeqCst) == 8);
+    assert_eq!(grove::spawn(|| 5).join().unwrap(), 5);
+}

@@ -431,9 +431,10 @@ where
     };
     unlock();
     if parker.state.commit(gen) {
-        // A greenlet blocking its worker thread mid-unwind lends the thread's core out, so
-        // the worker's other greenlets run meanwhile (see `sched::lend`).
-        crate::sched::lend::lend_core_while_blocked();
+        // A greenlet blocking its worker thread mid-unwind, or the worker loop itself blocking
+        // (a result's `Drop`), lends the thread's core out, so the worker's other greenlets run
+        // meanwhile (see `sched::lend`).
+        let lent = crate::sched::lend::lend_core_while_blocked();
         let mut guard = parker.lock.lock();
         while parker.state.is_waiting(gen) {
             match effective {
@@ -445,6 +446,10 @@ where
                     }
                 }
             }
+        }
+        drop(guard);
+        if let Some(lent) = lent {
+            crate::sched::lend::take_back(lent);
         }
     }
     let why = parker

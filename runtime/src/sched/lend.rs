@@ -22,6 +22,16 @@
 //! too (the global queue, the global stack pool), asks for the core back and waits until the
 //! stand-in gives it back between two greenlets. The stand-in thread then ends.
 //!
+//! The scheduler loop itself lends its core the same way when it blocks: a finished, detached
+//! greenlet's result is dropped wherever its last reference goes, often in the worker loop
+//! between two greenlets (or a stale timer token holds that reference), and its `Drop` is user
+//! code that may block (join a greenlet, receive). The loop's thread then blocks as a plain
+//! thread does, and without a stand-in the greenlets of its core, its `runnext` included (which
+//! only the monitor's "blocked" mark lets others take, and the monitor marks only a running
+//! greenlet), waited for it: for ever, if the `Drop` waited for one of them. No greenlet is
+//! adopted there, and the thread asks for the core back as soon as its wait is over, before it
+//! returns into the loop ([`take_back`]).
+//!
 //! A stand-in can lend the core on in turn (its own greenlet blocks mid-unwind): lenders form a
 //! stack by *depth* (the worker thread is depth 0, its stand-in 1, ...). The holder at depth
 //! `d + 1` gives the core back only when the lender at depth `d` asks (bit `d` of `want_back`),
@@ -81,29 +91,41 @@ impl Lending {
     }
 }
 
-/// Called by a greenlet about to block its worker thread mid-unwind: lends the thread's core to
-/// a stand-in thread. Nothing on a plain thread, from the scheduler loop itself, on a thread
-/// whose core is already lent, or if no thread can be started (the greenlet then holds the core
+/// A core the scheduler loop lent while it blocked, to take back once the wait is over.
+#[must_use = "the core must be taken back (`take_back`) before the loop goes on"]
+pub(crate) struct LentFromLoop {
+    core: *const Core,
+    depth: u32,
+}
+
+/// Called by a thread about to block while it holds a worker's core: a greenlet mid-unwind, or
+/// the scheduler loop itself (a result's `Drop`, see the module docs). Lends the thread's core to
+/// a stand-in thread. For the loop, returns what [`take_back`] needs once the wait is over; a
+/// greenlet takes its core back when it switches out. Nothing on a plain thread, on a thread
+/// whose core is already lent, or if no thread can be started (the thread then holds the core
 /// while it blocks, as before).
-pub(crate) fn lend_core_while_blocked() {
+pub(crate) fn lend_core_while_blocked() -> Option<LentFromLoop> {
     let core = current_core();
     if core.is_null() {
-        return;
+        return None;
     }
     // SAFETY: a non-null current core is this worker's own, and this thread holds it.
     let core = unsafe { &*core };
     let h = core.current();
     let depth = core.lend_depth();
-    if h.is_null() || depth >= MAX_DEPTH {
-        return;
+    if depth >= MAX_DEPTH {
+        return None;
     }
     let shared = runtime();
     let remote = core.remote(shared);
-    // Stop being the core's runner before anyone else may be; this thread runs the greenlet
-    // without a core from here (also for the overflow handler, should the spawn overflow).
-    core.set_current(std::ptr::null());
-    remote.run.end();
-    set_adopted(h);
+    if !h.is_null() {
+        // Stop being the core's runner before anyone else may be; this thread runs the
+        // greenlet without a core from here (also for the overflow handler, should the spawn
+        // overflow).
+        core.set_current(std::ptr::null());
+        remote.run.end();
+        set_adopted(h);
+    }
     set_current_core(std::ptr::null());
     *remote.lending.holder.lock() = depth + 1;
     remote.lending.lent.store(true, Relaxed);
@@ -116,15 +138,31 @@ pub(crate) fn lend_core_while_blocked() {
         remote.lending.lent.store(depth > 0, Relaxed);
         *remote.lending.holder.lock() = depth;
         set_current_core(core);
-        set_adopted(std::ptr::null());
-        core.set_current(h);
-        // SAFETY: `h` is the greenlet running this code, alive while it runs.
-        remote.run.begin(unsafe { &*h });
-        return;
+        if !h.is_null() {
+            set_adopted(std::ptr::null());
+            core.set_current(h);
+            // SAFETY: `h` is the greenlet running this code, alive while it runs.
+            remote.run.begin(unsafe { &*h });
+        }
+        return None;
     }
     // From here on the stand-in holds the core: this thread touches it again only in `reclaim`.
+    if h.is_null() {
+        return Some(LentFromLoop { core, depth });
+    }
     // SAFETY: `h` is the greenlet running this code, which alone touches its own local part.
     unsafe { (*(*h).local_ptr()).lent_at = depth + 1 };
+    None
+}
+
+/// The scheduler loop's wait is over: takes its lent core back (waiting for the stand-in to
+/// give it back between two greenlets) before the loop goes on with it.
+#[cold]
+pub(crate) fn take_back(lent: LentFromLoop) {
+    // SAFETY: the core lives in this thread's worker frame (or, on a stand-in, in its lender's,
+    // which waits for this one), suspended in this very call: it outlives the lend.
+    let core = unsafe { &*lent.core };
+    reclaim(runtime(), core, lent.depth);
 }
 
 /// A core's address, moved to its stand-in thread.
