@@ -774,3 +774,36 @@ fn rt_a_timeouts_own_unwind_may_block_in_its_cleanup() {
         "the cleanup's join did not wait for the helper"
     );
 }
+
+#[test]
+fn rt_kill_during_a_results_drop_run_by_grove_is_not_lost() {
+    // Dropping the last handle of a finished greenlet drops its result there, under a
+    // `catch_unwind` of grove's. A `Drop` that blocked and was killed unwound into it, and the
+    // kill was swallowed: the greenlet went on (here, slept 15 s) and `join` gave `Ok`.
+    struct SleepsOnDrop;
+    impl Drop for SleepsOnDrop {
+        fn drop(&mut self) {
+            grove::sleep(Duration::from_secs(15));
+        }
+    }
+    let dropping = Arc::new(AtomicBool::new(false));
+    let d = dropping.clone();
+    let a = grove::spawn(move || {
+        let done = grove::spawn(|| SleepsOnDrop);
+        while !done.is_finished() {
+            grove::sleep(Duration::from_millis(1));
+        }
+        grove::sleep(Duration::from_millis(20)); // its worker has let go of it: ours is the last
+        d.store(true, SeqCst);
+        drop(done); // SleepsOnDrop's drop runs here, in this greenlet
+        grove::sleep(Duration::from_secs(15));
+        "finished normally"
+    });
+    common::wait_for("the drop to start", || dropping.load(SeqCst));
+    grove::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    a.kill();
+    let r = a.join();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(is_killed(&r.unwrap_err()));
+}

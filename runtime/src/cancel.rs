@@ -367,6 +367,22 @@ impl Drop for LeaveShield {
 }
 
 /// Notes a kill that arrived inside a shielded section (its flag already taken down).
+/// A cancellation of the running greenlet unwound out of a destructor that grove runs under a
+/// `catch_unwind` of its own (a finished greenlet's result, dropped with its last reference,
+/// which may be deep inside the runtime: the unwind cannot go on from there). Swallowed, a kill
+/// was lost: its flag had been taken. It goes back on the flag, so the greenlet's next blocking
+/// call delivers it. An expired scope needs nothing: it stays on the scope stack and fires
+/// again at the next park.
+pub(crate) fn rearm_caught(payload: &(dyn std::any::Any + Send)) {
+    if payload.is::<Killed>() && is_cancellation(payload) {
+        let h = current_task();
+        // SAFETY: `is_cancellation` is true for a kill only in a running greenlet (non-null
+        // `h`), whose header is alive while it runs.
+        // Relaxed: read back by this same greenlet (as when a shielded section ends).
+        unsafe { &*h }.kill.store(true, Relaxed);
+    }
+}
+
 fn defer_kill(h: &Header) {
     // SAFETY: the running greenlet alone touches its own local part, one field at a time.
     unsafe { (*h.local_ptr()).kill_deferred = true };

@@ -552,11 +552,15 @@ where
     // aborts the process here), so the thread, and the block, are not lost with it.
     // SAFETY: the cell was written into a block from `task_alloc::alloc` with this layout in
     // `TaskRef::new`, and nobody refers to it any more; it is dropped once, then freed.
-    let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+    let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
         std::ptr::drop_in_place(cell.as_ptr())
     }));
     // SAFETY: as above.
     unsafe { crate::task_alloc::dealloc(cell.cast(), Layout::new::<TaskCell<F, T>>()) };
+    if let Err(payload) = dropped {
+        // A `Drop` that blocked here and was killed: the kill is not lost with the unwind.
+        crate::cancel::rearm_caught(&*payload);
+    }
 }
 
 /// What a committed park holds of its greenlet (see `park_state::ParkRef`).
