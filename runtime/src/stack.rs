@@ -49,8 +49,14 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 /// Bytes of guard below each stack. With `MADV_GUARD_INSTALL` they cost no memory and no mapping,
 /// so we take more than one page: a frame that skips a single page still lands in the guard.
 /// (Rust code probes every page of a large frame, so any guard catches it; the slack is for C.)
-/// Not more: installing a 64 KiB guard measured 1.24 us against 0.83 us for 16 KiB.
-const GUARD_SIZE: usize = 16 * 1024;
+/// Not more: installing a 64 KiB guard measured 1.24 us against 0.83 us for 16 KiB. Never less
+/// than a page, though: on a kernel with 64 KiB pages (some aarch64 distributions) a 16 KiB guard
+/// left 3 slots in 4 with a guard that started off a page boundary, which `madvise` and
+/// `mprotect` refuse (reported as mappings run out).
+fn guard_size() -> usize {
+    static GUARD: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *GUARD.get_or_init(|| (16 * 1024).max(crate::config::page_size()))
+}
 
 /// Virtual bytes reserved per slab.
 const SLAB_BYTES: usize = 256 << 20;
@@ -249,7 +255,7 @@ impl StackPool {
     /// `mprotect` fallback every guard is a mapping, which can run out, so it is installed here,
     /// where running out is reported by `spawn`.
     fn carve(&self, inner: &mut PoolInner) -> io::Result<()> {
-        let slot = GUARD_SIZE + self.stack_size;
+        let slot = guard_size() + self.stack_size;
         if inner.bump_left == 0 {
             let (base, count) = map_slab(slot)?;
             inner.bump = base;
@@ -258,14 +264,14 @@ impl StackPool {
         let guard_bottom = inner.bump;
         let lazy = guards_use_madvise();
         if !lazy {
-            install_guard(guard_bottom, GUARD_SIZE)?;
+            install_guard(guard_bottom, guard_size())?;
         }
         inner.bump += slot;
         inner.bump_left -= 1;
         inner.carved += 1;
         inner.cold.push(Stack {
             top: guard_bottom + slot,
-            bottom: guard_bottom + GUARD_SIZE,
+            bottom: guard_bottom + guard_size(),
             guard_bottom,
             dedicated: None,
             guarded: !lazy,
@@ -305,16 +311,16 @@ impl StackPool {
 /// A stack of `size` usable bytes in a mapping of its own (for `Builder::stack_size`).
 pub fn map_dedicated(size: usize) -> io::Result<Stack> {
     let size = crate::config::round_to_page(size.max(crate::config::MIN_STACK_SIZE));
-    let len = GUARD_SIZE + size;
+    let len = guard_size() + size;
     let base = map_region(len)?;
-    if let Err(e) = install_guard(base, GUARD_SIZE) {
+    if let Err(e) = install_guard(base, guard_size()) {
         // SAFETY: we just mapped [base, base + len) and nothing else refers to it.
         unsafe { libc::munmap(base as *mut libc::c_void, len) };
         return Err(e);
     }
     Ok(Stack {
         top: base + len,
-        bottom: base + GUARD_SIZE,
+        bottom: base + guard_size(),
         guard_bottom: base,
         dedicated: Some(len),
         guarded: true,
@@ -489,4 +495,18 @@ fn out_of_mappings(e: io::Error) -> io::Error {
 /// True when guard pages are made with `MADV_GUARD_INSTALL` (after the first stack was made).
 pub fn guards_use_madvise() -> bool {
     GUARD_METHOD.load(Relaxed) == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_is_whole_pages_so_every_slot_starts_on_a_page() {
+        let page = crate::config::page_size();
+        assert_eq!(guard_size() % page, 0);
+        assert!(guard_size() >= 16 * 1024);
+        let stack = crate::config::round_to_page(100_000);
+        assert_eq!((guard_size() + stack) % page, 0);
+    }
 }
