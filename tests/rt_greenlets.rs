@@ -664,3 +664,60 @@ fn rt_greenlet_local_set_does_not_run_the_initialiser() {
     assert_eq!(got, 9);
     assert_eq!(SET_INITS.load(SeqCst), before);
 }
+
+#[test]
+fn rt_a_plain_threads_locals_are_dropped_newest_first_at_exit_and_may_use_each_other() {
+    // std dropped a plain thread's map as a plain vector, oldest value first, inside its
+    // thread-local destructor: a value whose `Drop` used another local panicked there, which
+    // aborts the process. (In a child: the old code took the whole test binary down.)
+    const NAME: &str =
+        "rt_a_plain_threads_locals_are_dropped_newest_first_at_exit_and_may_use_each_other";
+    if common::role().is_none() {
+        let out = common::run_child(NAME, "exit", &[]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        return;
+    }
+    let before = LOCAL_USED_IN_DROP.load(SeqCst);
+    std::thread::spawn(|| {
+        FAREWELLS_SEEN.with(|c| c.set(5)); // older than FAREWELL, so still there for its drop
+        FAREWELL.with(|_| ());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(LOCAL_USED_IN_DROP.load(SeqCst) - before, 1);
+}
+
+grove::greenlet_local! {
+    /// Its initialiser uses its own key once (per thread or greenlet), so two values are made
+    /// and one loses.
+    static REENTRANT: LoserUsesLocals = make_reentrant();
+    static LOSERS_DROPPED: Cell<u32> = Cell::new(0);
+    static REENTERED: Cell<bool> = Cell::new(false);
+}
+
+struct LoserUsesLocals;
+impl Drop for LoserUsesLocals {
+    fn drop(&mut self) {
+        LOSERS_DROPPED.with(|c| c.set(c.get() + 1));
+    }
+}
+
+fn make_reentrant() -> LoserUsesLocals {
+    if !REENTERED.replace(true) {
+        REENTRANT.with(|_| ()); // stores the inner value: the one made here loses
+    }
+    LoserUsesLocals
+}
+
+#[test]
+fn rt_a_local_value_that_lost_a_reentrant_initialisation_is_dropped_with_no_borrow_held() {
+    // The losing value was dropped while the map was still borrowed: on a plain thread its
+    // `Drop`, using a local, panicked ("already mutably borrowed"); in a greenlet it reached
+    // the map through a pointer while a `&mut` to it was live.
+    let made = || {
+        REENTRANT.with(|_| ());
+        LOSERS_DROPPED.get()
+    };
+    assert_eq!(std::thread::spawn(made).join().unwrap(), 1);
+    assert_eq!(grove::spawn(made).join().unwrap(), 1);
+}

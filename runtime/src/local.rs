@@ -13,7 +13,7 @@
 
 use crate::sched::context::current_task;
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// The values of one greenlet (or thread). During a teardown ([`drop_all`]) a dropped value's
@@ -59,15 +59,22 @@ impl LocalMap {
     }
 
     /// Stores `value` for `key`, unless an initialiser that ran meanwhile (re-entrantly, for the
-    /// same key) stored one first: then that one stays and `value` is dropped.
-    fn insert(&mut self, key: usize, value: Box<dyn Any + Send>) -> *const (dyn Any + Send) {
+    /// same key) stored one first: then that one stays, and `value` is handed back for the
+    /// caller to drop once it no longer borrows the map (its `Drop` may use locals).
+    fn insert(&mut self, key: usize, value: Box<dyn Any + Send>) -> Inserted {
         if let Some(v) = self.get(key) {
-            return v;
+            return (v, Some(value));
         }
         self.values.push((key, value));
-        &*self.values.last().expect("grove: local just pushed").1
+        (
+            &*self.values.last().expect("grove: local just pushed").1,
+            None,
+        )
     }
 }
+
+/// The value stored for a key, and the value that lost the race to be it, if any.
+type Inserted = (*const (dyn Any + Send), Option<Box<dyn Any + Send>>);
 
 /// Drops every value of the map that `map` reaches, newest first, one at a time with no borrow
 /// held (a destructor may use other locals, or make new ones: those go in a later round). A key
@@ -90,7 +97,49 @@ pub(crate) unsafe fn drop_all(map: impl Fn() -> *mut LocalMap) {
 }
 
 thread_local! {
-    static THREAD_LOCALS: RefCell<LocalMap> = RefCell::new(LocalMap::default());
+    /// This plain thread's map: null until first used, then a leaked box, freed (and set to
+    /// [`TORN_DOWN`]) by [`ThreadTeardown`]'s destructor. A raw pointer in a `const` cell has no
+    /// destructor of its own, so the map stays reachable while std runs the thread's other
+    /// destructors, in an order it does not promise. (A `RefCell<LocalMap>` here was dropped by
+    /// std as a plain vector: oldest value first, and a value whose `Drop` used any grove local
+    /// panicked inside a thread-local destructor, which aborts the process.)
+    static THREAD_MAP: Cell<*mut LocalMap> = const { Cell::new(std::ptr::null_mut()) };
+    static TEARDOWN: ThreadTeardown = const { ThreadTeardown };
+}
+
+/// [`THREAD_MAP`] once its thread's values are gone for good.
+const TORN_DOWN: *mut LocalMap = std::ptr::dangling_mut();
+
+/// Drops a plain thread's values when it exits, as a greenlet's are dropped when it ends.
+struct ThreadTeardown;
+
+impl Drop for ThreadTeardown {
+    fn drop(&mut self) {
+        clear_thread_locals();
+        let map = THREAD_MAP.with(|m| m.replace(TORN_DOWN));
+        if !map.is_null() && map != TORN_DOWN {
+            // SAFETY: a box leaked by `thread_map`, which nobody uses any more: the cell now
+            // says `TORN_DOWN`.
+            drop(unsafe { Box::from_raw(map) });
+        }
+    }
+}
+
+/// This plain thread's map, made on first use; `None` once the thread's teardown has run.
+fn thread_map() -> Option<*mut LocalMap> {
+    let map = THREAD_MAP.with(Cell::get);
+    if map == TORN_DOWN {
+        return None;
+    }
+    if !map.is_null() {
+        return Some(map);
+    }
+    // The teardown must run at exit: touching it registers its destructor. If it has already
+    // run (a later thread-local destructor), the values are gone for good.
+    TEARDOWN.try_with(|_| ()).ok()?;
+    let map = Box::into_raw(Box::<LocalMap>::default());
+    THREAD_MAP.with(|m| m.set(map));
+    Some(map)
 }
 
 /// Drops this plain thread's values, newest first, until none is left (a destructor may make
@@ -98,9 +147,13 @@ thread_local! {
 /// passing to the next job on the same pool thread. A destructor that panics has its message
 /// printed; the rest are still dropped.
 pub(crate) fn clear_thread_locals() {
-    // SAFETY: the map is this thread's; `drop_all` borrows it only between destructors, and
-    // the `RefCell` is never borrowed across a call out of this module.
-    unsafe { drop_all(|| THREAD_LOCALS.with(|m| m.as_ptr())) }
+    let map = THREAD_MAP.with(Cell::get);
+    if map.is_null() || map == TORN_DOWN {
+        return;
+    }
+    // SAFETY: the map is this thread's, alive until the teardown frees it after this call;
+    // nothing here borrows it across a destructor.
+    unsafe { drop_all(|| map) }
 }
 
 /// A plain thread's value for `key` (through a non-inlined accessor, like every runtime
@@ -108,11 +161,16 @@ pub(crate) fn clear_thread_locals() {
 /// may use other locals.
 #[inline(never)]
 fn thread_value(key: usize, make: impl FnOnce() -> Box<dyn Any + Send>) -> *const (dyn Any + Send) {
-    if let Some(v) = THREAD_LOCALS.with(|m| m.borrow().get(key)) {
+    let map = thread_map().unwrap_or_else(|| panic!("{USED_AFTER_DROP}"));
+    // SAFETY: this thread's live map; the borrow ends with the statement.
+    if let Some(v) = unsafe { (*map).get(key) } {
         return v;
     }
     let value = make();
-    THREAD_LOCALS.with(|m| m.borrow_mut().insert(key, value))
+    // SAFETY: as above (`make` has returned, so nothing else borrows the map).
+    let (v, lost) = unsafe { (*map).insert(key, value) };
+    drop(lost); // with no borrow of the map held
+    v
 }
 
 /// The running greenlet `h`'s value for `key`; the initialiser runs with no borrow of the map
@@ -130,7 +188,9 @@ fn greenlet_value(
     }
     let value = make();
     // SAFETY: as above; `make` has returned, so nothing else borrows the field.
-    unsafe { (*map).locals.insert(key, value) }
+    let (v, lost) = unsafe { (*map).locals.insert(key, value) };
+    drop(lost); // with no borrow of the map held
+    v
 }
 
 static NEXT_KEY: AtomicUsize = AtomicUsize::new(1);
@@ -211,9 +271,12 @@ impl<T: Send + 'static> LocalKey<T> {
         let key = self.key();
         let h = current_task();
         let dropped = if h.is_null() {
-            THREAD_LOCALS
-                .try_with(|m| m.borrow().is_dropped(key))
-                .unwrap_or(true)
+            match THREAD_MAP.with(Cell::get) {
+                TORN_DOWN => true,
+                map if map.is_null() => false, // no value yet: `with` makes one
+                // SAFETY: this thread's live map; the borrow ends with the statement.
+                map => unsafe { (*map).is_dropped(key) },
+            }
         } else {
             // SAFETY: the running greenlet alone touches its own local part; the borrow ends
             // with the statement.
