@@ -679,3 +679,140 @@ fn rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet()
     common::wait_for("the drop to join r", || got.load(SeqCst) == 8);
     assert_eq!(grove::spawn(|| 5).join().unwrap(), 5);
 }
+
+#[test]
+fn rt_a_blocking_result_drop_as_a_worker_wakes_from_the_poller_holds_up_no_greenlet() {
+    // A worker waking from the poller drops the tokens its poll woke and fires due timers, and
+    // a stale timer token may be a finished greenlet's last reference: its result's `Drop` ran
+    // while the worker was still counted asleep, and the stand-in that took its core counted it
+    // out a second time (an idle-counter assertion, a poisoned lock, a hung runtime).
+    if role().is_none() {
+        for workers in ["1", "2"] {
+            let out = run_child(
+                "rt_a_blocking_result_drop_as_a_worker_wakes_from_the_poller_holds_up_no_greenlet",
+                "stale",
+                &[("GROVE_WORKERS", workers)],
+            );
+            assert!(out.status.success(), "{workers} workers: {}", stderr(&out));
+        }
+        return;
+    }
+    common::exit_if_still_running_after(Duration::from_secs(20), || {
+        "the runtime hung after a result's drop in the poller's wake-up".to_string()
+    });
+    let got = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = grove::sync::channel::<()>();
+    let g = got.clone();
+    drop(grove::spawn(move || {
+        // Woken early: its timer entry, now stale, keeps a reference to this greenlet.
+        rx.recv_timeout(Duration::from_millis(100)).unwrap();
+        let child = grove::spawn(|| {
+            grove::sleep(Duration::from_millis(300));
+            7
+        });
+        JoinsOnDrop(Some(child), g) // its drop joins; it runs when the stale timer comes due
+    }));
+    std::thread::sleep(Duration::from_millis(20));
+    tx.send(()).unwrap();
+    common::wait_for("the drop to join the child", || got.load(SeqCst) == 7);
+    assert_eq!(grove::spawn(|| 5).join().unwrap(), 5);
+}
+
+#[test]
+fn rt_a_greenlet_yielded_to_the_global_queue_behind_a_hog_is_run_by_an_idle_worker() {
+    // A greenlet that yields while its worker's pinned inbox holds work goes to the global
+    // queue without waking anyone. When that worker's next greenlet then held it, the monitor
+    // marked it blocked but looked only at its deque and `runnext`: the other worker slept on.
+    if role().is_none() {
+        let out = run_child(
+            "rt_a_greenlet_yielded_to_the_global_queue_behind_a_hog_is_run_by_an_idle_worker",
+            "hog",
+            &[("GROVE_WORKERS", "2"), ("GROVE_MAX_BLOCKING_MS", "0")],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        return;
+    }
+    let progress = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = grove::sync::channel::<()>();
+    let (p, s) = (progress.clone(), stop.clone());
+    let y = grove::spawn(move || {
+        rx.recv().unwrap();
+        while !s.load(SeqCst) {
+            p.fetch_add(1, SeqCst);
+            grove::yield_now();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(50)); // everyone asleep, Y parked
+    let p = progress.clone();
+    let m = grove::Builder::new()
+        .pinned(true)
+        .spawn(move || {
+            // First let the other worker, woken to look for work as this one took it, go back
+            // to sleep.
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(30) {
+                std::hint::spin_loop();
+            }
+            tx.send(()).unwrap(); // Y into this worker's runnext
+            grove::yield_now(); // this pinned greenlet into its inbox; Y runs, yields
+            let before = p.load(SeqCst);
+            let t = Instant::now();
+            while p.load(SeqCst) == before && t.elapsed() < Duration::from_secs(5) {
+                std::hint::spin_loop(); // holds the worker until Y runs elsewhere
+            }
+            p.load(SeqCst) - before
+        })
+        .unwrap();
+    let ran = m.join().unwrap();
+    stop.store(true, SeqCst);
+    y.join().unwrap();
+    assert!(ran > 0, "Y sat in the global queue while a worker slept");
+}
+
+#[test]
+fn rt_the_monitor_runs_no_results_drop_itself() {
+    // A finished, detached greenlet's last reference can be a stale timer token the monitor
+    // drops (it fires the timers no busy worker came by to fire): its result's `Drop`, user
+    // code that may block, ran on the monitor thread, whose timers and checks stopped
+    // meanwhile. It now runs in a greenlet.
+    if role().is_none() {
+        let out = run_child(
+            "rt_the_monitor_runs_no_results_drop_itself",
+            "monitor",
+            &[("GROVE_WORKERS", "1")],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        return;
+    }
+    struct RecordsThread(Arc<Mutex<Option<String>>>);
+    impl Drop for RecordsThread {
+        fn drop(&mut self) {
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            *self.0.lock().unwrap() = Some(name);
+        }
+    }
+    let seen = Arc::new(Mutex::new(None));
+    let (tx, rx) = grove::sync::channel::<()>();
+    let s = seen.clone();
+    drop(grove::spawn(move || {
+        // Woken early: the timer's entry goes stale, holding a reference to this greenlet.
+        rx.recv_timeout(Duration::from_millis(30)).unwrap();
+        RecordsThread(s)
+    }));
+    std::thread::sleep(Duration::from_millis(5));
+    tx.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    // The only worker is held past the stale entry's deadline: the monitor pops it.
+    grove::spawn(|| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(200) {
+            std::hint::spin_loop();
+        }
+    })
+    .join()
+    .unwrap();
+    common::wait_for("the result's drop", || seen.lock().unwrap().is_some());
+    let name = seen.lock().unwrap().clone().unwrap();
+    assert_ne!(name, "grove-monitor");
+}

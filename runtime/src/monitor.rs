@@ -151,6 +151,7 @@ pub(crate) fn start(shared: &'static Shared) {
 }
 
 fn run(shared: &'static Shared) {
+    crate::sched::context::mark_monitor_thread();
     let threshold = shared.config.max_blocking_ms;
     let interval = if threshold == 0 {
         Duration::from_millis(10)
@@ -240,7 +241,11 @@ fn check_worker(
         // Every tick while it stays blocked, not only when first seen: a searcher may have
         // looked just before `blocked` was set (and found the `runnext` it may not take yet),
         // or the blocked greenlet may have woken another since.
-        let queued = !remote.stealer.is_empty() || !remote.runnext.looks_empty();
+        // The global queue too: a greenlet that yields while its worker's pinned inbox holds
+        // work goes there without waking anyone, counting on that worker to come by.
+        let queued = !remote.stealer.is_empty()
+            || !remote.runnext.looks_empty()
+            || !shared.injector.is_empty();
         if queued {
             shared.notify_work();
         }

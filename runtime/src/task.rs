@@ -547,6 +547,17 @@ where
     T: Send + 'static,
 {
     let cell = h.cast::<TaskCell<F, T>>();
+    // SAFETY: as below: nobody else refers to the cell; the borrow ends with the statement.
+    let unjoined = unsafe { (*(*cell.as_ptr()).result.get()).is_some() };
+    if unjoined && crate::sched::context::on_monitor_thread() {
+        // The monitor let go of the last reference (a stale timer token, or a token its poll
+        // woke): the result's `Drop` is user code, which may block, and the monitor's timers,
+        // polls and blocked-worker checks would stop meanwhile. It runs in a greenlet instead
+        // (or here, should no greenlet be had).
+        // SAFETY: as above.
+        let result = unsafe { (*(*cell.as_ptr()).result.get()).take() };
+        drop_in_a_greenlet(Box::new(result));
+    }
     // A result nobody joined (a detached greenlet's), dropped wherever the last reference goes,
     // often a worker thread: a panicking `Drop` has its message printed and is contained (std
     // aborts the process here), so the thread, and the block, are not lost with it.
@@ -561,6 +572,14 @@ where
         // A `Drop` that blocked here and was killed: the kill is not lost with the unwind.
         crate::cancel::rearm_caught(&*payload);
     }
+}
+
+/// Drops `value` in a greenlet of its own (boxed: one instance of `spawn` for every type, where
+/// a generic one would instantiate itself for ever through its own cell's `dealloc`).
+#[cold]
+#[inline(never)]
+fn drop_in_a_greenlet(value: Box<dyn Send>) {
+    let _ = crate::greenlet::Builder::new().spawn(move || drop(value));
 }
 
 /// What a committed park holds of its greenlet (see `park_state::ParkRef`).

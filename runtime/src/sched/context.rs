@@ -22,6 +22,20 @@ thread_local! {
     /// middle of an unwind and had the thread's core lent out meanwhile (see `super::lend`).
     /// Null otherwise.
     static ADOPTED: Cell<*const Header> = const { Cell::new(ptr::null()) };
+    /// True on the monitor thread.
+    static ON_MONITOR: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True on the monitor thread, which must not run users' code (see `task::dealloc`).
+#[cold]
+#[inline(never)]
+pub(crate) fn on_monitor_thread() -> bool {
+    ON_MONITOR.with(|c| c.get())
+}
+
+/// Marks this thread as the monitor.
+pub(crate) fn mark_monitor_thread() {
+    ON_MONITOR.with(|c| c.set(true))
 }
 
 /// The greenlet running on this thread, or null (a plain thread, or the scheduler loop).

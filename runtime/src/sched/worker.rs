@@ -416,7 +416,10 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
             Steal::Empty => break,
         }
     }
-    if remote.blocked.load(Relaxed) {
+    // (A steal costs a process-wide barrier: not for an empty slot. One filled meanwhile is
+    // seen at the next search, which the monitor asks for on every tick the victim stays
+    // blocked.)
+    if remote.blocked.load(Relaxed) && !remote.runnext.looks_empty() {
         // The victim has held one greenlet for long: whatever it queued to run next would wait.
         let p = remote.runnext.steal();
         if !p.is_null() {
@@ -448,6 +451,7 @@ fn park(shared: &Shared, core: &Core) {
     let was_searching = core.searching.replace(false);
     shared.idle.transition_to_parked(core.index, was_searching);
     // Re-check after counting ourselves out: see the lost-wake-up argument in `idle`.
+    let mut polled = None;
     if !has_work(shared, core) {
         let remote = core.remote(shared);
         match shared.driver.try_lock() {
@@ -455,9 +459,7 @@ fn park(shared: &Shared, core: &Core) {
                 remote
                     .parker
                     .park_driver(|| driver.block_until_event(shared));
-                drop(driver);
-                // With the driver free (see `block_until_event`); they land on this deque.
-                shared.fire_due_timers();
+                polled = Some(driver);
             }
             None => remote.parker.park_condvar(),
         }
@@ -467,6 +469,16 @@ fn park(shared: &Shared, core: &Core) {
         core.searching.set(true);
     }
     shared.monitor.on_worker_woke();
+    // Only now, counted awake again: letting go of the driver drops the tokens its poll woke,
+    // and firing timers drops stale ones, either of which may be a finished greenlet's last
+    // reference, whose result's `Drop` is user code. One that blocks lends this core to a
+    // stand-in (`lend`), which must find the core counted awake: asleep, the stand-in's own
+    // park counted it out a second time and broke the idle counters' invariant.
+    if let Some(driver) = polled {
+        drop(driver);
+        // With the driver free (see `block_until_event`); they land on this deque.
+        shared.fire_due_timers();
+    }
 }
 
 /// Resumes `task` until it yields, parks or finishes.
