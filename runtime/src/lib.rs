@@ -23,6 +23,7 @@ mod driver;
 mod greenlet;
 pub mod io;
 mod io_readiness;
+mod lazy_vec;
 mod local;
 mod monitor;
 mod overflow;

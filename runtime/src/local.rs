@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 /// the vector (a list of dropped keys cost every greenlet 24 bytes, a size class of its cell).
 #[derive(Default)]
 pub(crate) struct LocalMap {
-    values: Vec<(usize, Box<dyn Any + Send>)>,
+    values: crate::lazy_vec::LazyVec<(usize, Box<dyn Any + Send>)>,
 }
 
 /// The value of a key the teardown in progress has dropped.
@@ -88,6 +88,11 @@ type Inserted = (*const (dyn Any + Send), Option<Box<dyn Any + Send>>);
 /// `map` gives a pointer to a map only this thread uses, valid for the whole call, and nothing
 /// else borrows the map while the function holds it (it never does across a destructor).
 pub(crate) unsafe fn drop_all(map: impl Fn() -> *mut LocalMap) {
+    // SAFETY: the caller's promise; the borrow ends with the statement. (Most greenlets have
+    // no locals: nothing to walk or clear.)
+    if unsafe { (*map()).values.is_empty() } {
+        return;
+    }
     // SAFETY: the caller's promise; each borrow ends with its statement.
     while let Some(value) = unsafe { (*map()).take_newest_alive() } {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));

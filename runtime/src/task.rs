@@ -77,7 +77,7 @@ pub(crate) struct VTable {
 pub(crate) struct Local {
     pub(crate) yielder: *const Yielder<(), Suspend>,
     /// `timeout` scopes, innermost last: (deadline, scope id).
-    pub(crate) scopes: Vec<(std::time::Instant, u64)>,
+    pub(crate) scopes: crate::lazy_vec::LazyVec<(std::time::Instant, u64)>,
     /// Greenlet-local storage.
     pub(crate) locals: crate::local::LocalMap,
     /// Ready operations left before the greenlet must yield (see `coop`).
@@ -135,7 +135,7 @@ const JOINER: u8 = 2;
 #[derive(Default)]
 pub(crate) struct Joiners {
     first: Option<Unparker>,
-    rest: Vec<Unparker>,
+    rest: crate::lazy_vec::LazyVec<Unparker>,
 }
 
 impl Joiners {
@@ -156,9 +156,10 @@ impl Joiners {
     /// (a token may hold the last reference to its greenlet, whose result's `Drop` is user code).
     fn take_stale(&mut self) -> Vec<Unparker> {
         let (live, mut stale): (Vec<Unparker>, Vec<Unparker>) = std::mem::take(&mut self.rest)
+            .into_vec()
             .into_iter()
             .partition(|u| u.is_waiting());
-        self.rest = live;
+        self.rest = live.into();
         if self.first.as_ref().is_some_and(|u| !u.is_waiting()) {
             stale.extend(self.first.take());
             self.first = self.rest.pop();
@@ -218,7 +219,7 @@ impl TaskRef {
                 joiners: parking_lot::Mutex::new(Joiners::default()),
                 local: UnsafeCell::new(Local {
                     yielder: std::ptr::null(),
-                    scopes: Vec::new(),
+                    scopes: crate::lazy_vec::LazyVec::new(),
                     locals: Default::default(),
                     budget: crate::coop::BUDGET,
                     shield: 0,
@@ -361,7 +362,7 @@ impl Header {
             // after the others finish saves it parking again for each one.
             first.wake_with(Wake::Unparked, Hint::Back);
         }
-        for j in joiners.rest {
+        for j in joiners.rest.into_vec() {
             j.wake_with(Wake::Unparked, Hint::Back);
         }
     }
