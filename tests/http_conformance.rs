@@ -254,6 +254,9 @@ fn http_absolute_form_targets_and_other_versions() {
     assert_eq!(statuses(&raw), [505], "{raw}");
     let raw = exchange(addr, &[b"NOT A REQUEST\r\n\r\n"]);
     assert_eq!(statuses(&raw), [400], "{raw}");
+    // A space in the target ends the line in a version too: malformed, not another version.
+    let raw = exchange(addr, &[b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n"]);
+    assert_eq!(statuses(&raw), [400], "{raw}");
     h.stop(Duration::from_secs(1));
 }
 

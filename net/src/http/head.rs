@@ -176,19 +176,41 @@ fn origin_form(target: &str) -> &str {
     }
 }
 
-/// The request line ends in a well-formed version other than 1.0 and 1.1 (`HTTP/2.0`): `505`
-/// rather than the `400` of a line that is not HTTP at all.
+/// The request line is well formed (method, target and version, one space between each) and
+/// its version is one other than 1.0 and 1.1 (`HTTP/2.0`): `505` rather than the `400` of a
+/// line that is not HTTP at all, or of a target with a space in it (`GET /a b HTTP/1.1`, whose
+/// last word alone looked like a version).
 fn names_other_http_version(bytes: &[u8]) -> bool {
+    let start = bytes.iter().position(|&b| b != b'\r' && b != b'\n');
+    let bytes = &bytes[start.unwrap_or(bytes.len())..];
     let line = bytes.split(|&b| b == b'\n').next().unwrap_or(bytes);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let version = line.rsplit(|&b| b == b' ').next().unwrap_or(line);
-    matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-        if major.is_ascii_digit() && minor.is_ascii_digit())
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    !method.is_empty()
+        && !target.is_empty()
+        && matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::origin_form;
+    use super::{names_other_http_version, origin_form};
+
+    #[test]
+    fn http_only_a_well_formed_request_line_with_another_version_is_505() {
+        assert!(names_other_http_version(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"));
+        assert!(names_other_http_version(b"\r\nGET / HTTP/3.0\r\n\r\n"));
+        // A space in the target, or two before the version: malformed (400), not 505.
+        assert!(!names_other_http_version(b"GET /a b HTTP/1.1\r\n\r\n"));
+        assert!(!names_other_http_version(b"GET /  HTTP/2.0\r\n\r\n"));
+        assert!(!names_other_http_version(b"GET / HTTP/2\r\n\r\n"));
+        assert!(!names_other_http_version(b"hello\r\n\r\n"));
+    }
 
     #[test]
     fn http_origin_form_of_request_targets() {
