@@ -662,3 +662,34 @@ fn http_a_handler_answers_with_text_borrowed_from_its_request() {
     );
     handle.stop(Duration::from_secs(1));
 }
+
+#[test]
+fn http_an_empty_line_after_a_body_leaves_the_connection_idle() {
+    // RFC 9112 2.2: a server ignores empty lines before a request line (old clients send a CRLF
+    // after a POST body). Left buffered, it made the connection look mid-request: a 408 after
+    // the head timeout instead of idling, and `stop` waited out its grace for it.
+    let (addr, server) = echo_server(); // 300 ms head timeout
+    let mut s = connect(addr);
+    s.write_all(b"POST /p HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    s.set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    let mut more = [0u8; 64];
+    match s.read(&mut more) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {} // silence: idle, as it should
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+        other => panic!(
+            "an idle connection got {other:?}: {:?}",
+            String::from_utf8_lossy(&more)
+        ),
+    }
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_response(&mut s).0, 200);
+    // Idle again: `stop` closes it at once rather than wait out the grace.
+    let t = Instant::now();
+    server.stop(Duration::from_secs(5));
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}

@@ -93,6 +93,12 @@ pub(crate) fn serve<H>(
         // `stop` may close the connection at once (see `server`'s "Idle connections at stop").
         // From the first byte on, and on a fresh connection, the request is in progress and
         // gets the grace. A pipelined request already buffered is no wait at all.
+        // Empty lines before a request line are ignored (RFC 9112 2.2; old clients send a CRLF
+        // after a POST body): left buffered, they made the connection look busy, so it got a
+        // 408 after the head timeout instead of idling, and `stop` waited out its grace.
+        if answered {
+            conn.skip_empty_lines();
+        }
         if answered && conn.pos == conn.end {
             if !state.enter_idle() {
                 return;
@@ -103,6 +109,10 @@ pub(crate) fn serve<H>(
             }
             if !matches!(first, Ok(n) if n > 0) {
                 return; // closed, idle too long, or an error: quietly
+            }
+            conn.skip_empty_lines();
+            if conn.pos == conn.end {
+                continue; // empty lines alone: still idle
             }
         }
         answered = true;
@@ -208,6 +218,13 @@ impl Conn<'_> {
         let n = (&mut self.stream).read(&mut self.buf[self.end..])?;
         self.end += n;
         Ok(n)
+    }
+
+    /// Consumes the CR and LF bytes buffered before a request line.
+    fn skip_empty_lines(&mut self) {
+        while self.pos < self.end && matches!(self.buf[self.pos], b'\r' | b'\n') {
+            self.pos += 1;
+        }
     }
 
     /// Bytes read but not yet consumed.

@@ -203,7 +203,9 @@ mod tests {
 
     #[test]
     fn http_only_a_well_formed_request_line_with_another_version_is_505() {
-        assert!(names_other_http_version(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"));
+        assert!(names_other_http_version(
+            b"GET / HTTP/2.0\r\nHost: t\r\n\r\n"
+        ));
         assert!(names_other_http_version(b"\r\nGET / HTTP/3.0\r\n\r\n"));
         // A space in the target, or two before the version: malformed (400), not 505.
         assert!(!names_other_http_version(b"GET /a b HTTP/1.1\r\n\r\n"));
