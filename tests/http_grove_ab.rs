@@ -86,6 +86,17 @@ fn http_grove_ab_errors_are_one_line_and_non_zero() {
         vec!["-s", "0", "http://127.0.0.1:1/"],
         vec!["-n", "1", "http://[::1]:1/"],
         vec!["-n", "1", "http://[::1/"],
+        // A concurrency beyond ab's limit: it overflowed the client list's capacity (a panic)
+        // or spawned clients until memory ran out.
+        vec!["-n", "18446744073709551615", "-c", "18446744073709551615"],
+        vec![
+            "-n",
+            "3000000000",
+            "-c",
+            "3000000000",
+            "http://127.0.0.1:1/",
+        ],
+        vec!["-n", "30000", "-c", "20001", "http://127.0.0.1:1/"],
     ] {
         let out = grove_ab(&args);
         let err = String::from_utf8_lossy(&out.stderr);

@@ -316,9 +316,19 @@ pub fn hello_server() -> std::io::Result<(SocketAddr, crate::net::ServerHandle)>
     Ok((addr, server.start()))
 }
 
+/// The most clients a run may have, as ab's `MAX_CONCURRENCY` (a huge `-c` spawned greenlets
+/// until memory ran out, or overflowed the client list's capacity).
+pub const MAX_CONCURRENCY: usize = 20_000;
+
 /// Runs the load described by `cfg` against `cfg.url` (or, without one, the embedded hello
-/// server) and returns the report.
+/// server) and returns the report. A concurrency of 0 or above [`MAX_CONCURRENCY`] is an error.
 pub fn run(mut cfg: Config) -> Result<Report, String> {
+    if cfg.concurrency == 0 || cfg.concurrency > MAX_CONCURRENCY {
+        return Err(format!(
+            "concurrency must be from 1 to {MAX_CONCURRENCY} (as ab's), not {}",
+            cfg.concurrency
+        ));
+    }
     // The embedded server, if any, lives until the run ends.
     let (url, _server) = resolve_url(&mut cfg)?;
     let target = parse_url(&url)?;

@@ -84,6 +84,12 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
     if o.concurrency == 0 || o.requests == 0 {
         return Err("-n and -c must be at least 1".into());
     }
+    if o.concurrency > grove::ab::MAX_CONCURRENCY {
+        return Err(format!(
+            "-c can be at most {} (as ab's)",
+            grove::ab::MAX_CONCURRENCY
+        ));
+    }
     if t_given && !n_given {
         // As ab, -t lifts -n: ab to 50,000; grove-ab, for a timed run, to 50 million, so that
         // fast servers are not done before the time is up. `-t 0` is no limit: ab's 50,000.
