@@ -124,7 +124,12 @@ impl Client {
                         // the response came, so the request goes again on a new connection,
                         // as HTTP clients retry. Not after a timeout: the server has the
                         // request, and sending it again would hide the stall (and repeat a
-                        // POST).
+                        // POST). The response before, counted as one after which the
+                        // connection stayed open, was not (ab reverts it too).
+                        if self.sh.opts.keep_alive {
+                            let t = &mut self.tally;
+                            t.keep_alive_requests = t.keep_alive_requests.saturating_sub(1);
+                        }
                         fresh = true;
                         continue;
                     }
@@ -202,6 +207,16 @@ impl Client {
 
     /// Adds this client's counts and latencies to the run's.
     fn finish(&mut self) {
+        // The last response was counted as one after which the connection stayed open (so it
+        // is still here): if the server has closed it since, it did not (ab counts none of a
+        // server's responses that each end with a close, the last one included).
+        if let Some(s) = self.conn.take() {
+            let closed = s.set_nonblocking(true).is_ok() && matches!(s.peek(&mut [0u8; 1]), Ok(0));
+            if closed {
+                let t = &mut self.tally;
+                t.keep_alive_requests = t.keep_alive_requests.saturating_sub(1);
+            }
+        }
         let mut g = self.sh.tally.lock().unwrap_or_else(|p| p.into_inner());
         g.0.merge(std::mem::take(&mut self.tally));
         g.1.add(&self.times);

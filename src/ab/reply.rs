@@ -88,17 +88,6 @@ impl ReadBuf {
         self.last_byte = Some(now);
         Ok(())
     }
-
-    /// Reads until the peer closes the connection.
-    fn fill_to_eof(&mut self, s: &TcpStream) -> io::Result<()> {
-        loop {
-            match self.fill(s) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
 }
 
 /// Most header fields a response may have.
@@ -141,30 +130,35 @@ pub(super) fn read_reply(
         }
     };
     let bodiless = head_request || head.status == 204 || head.status == 304 || head.status < 200;
-    let mut cut = false;
-    let body_len = match head.content_length {
+    buf.consume(head.len);
+    // The body is counted and let go as it comes, as ab does: kept whole, a large response
+    // held concurrency x its size in memory (8 x 32 MB: 259 MB at the peak).
+    let expected = match head.content_length {
         _ if bodiless => 0,
         Some(l) => l,
-        None => {
-            // No length: the body runs until the connection closes.
-            buf.fill_to_eof(s)?;
-            buf.bytes().len() - head.len
-        }
+        None => usize::MAX, // no length: the body runs until the connection closes
     };
-    while buf.bytes().len() < head.len + body_len {
+    let mut body_len = 0;
+    let mut cut = false;
+    loop {
+        let take = buf.bytes().len().min(expected - body_len);
+        buf.consume(take);
+        body_len += take;
+        if body_len == expected {
+            break;
+        }
         match buf.fill(s) {
             Ok(()) => {}
-            // Closed mid-body: ab counts the response with what came of it (a complete request
-            // whose length differs, a "Length" failure), not as a receive error.
+            // The end of a body without a length. Closed mid-body otherwise: ab counts the
+            // response with what came of it (a complete request whose length differs, a
+            // "Length" failure), not as a receive error.
             Err(e) if e.kind() == ErrorKind::UnexpectedEof => {
-                cut = true;
+                cut = head.content_length.is_some();
                 break;
             }
             Err(e) => return Err(e),
         }
     }
-    let body_len = body_len.min(buf.bytes().len() - head.len);
-    buf.consume(head.len + body_len);
     Ok(Reply {
         status: head.status,
         body_len,
@@ -201,15 +195,22 @@ fn parse_head(bytes: &[u8], want_server: bool) -> io::Result<Option<Head>> {
         len,
         status: resp.code.unwrap_or(0),
         content_length: None,
-        close: resp.version == Some(0),
+        close: false,
         server: None,
     };
+    // `Connection` is a list of tokens, over any number of fields (RFC 9110 7.6.1): `close`
+    // anywhere closes; HTTP/1.0 closes unless `keep-alive` is there. (Reading each field's
+    // whole value as one token, the last field winning, took `close, foo` for keep-alive.)
+    let (mut says_close, mut says_keep_alive) = (false, false);
     for h in resp.headers.iter() {
         let v = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("content-length") {
             head.content_length = parse_content_length(v);
         } else if h.name.eq_ignore_ascii_case("connection") {
-            head.close = v.eq_ignore_ascii_case(b"close");
+            for token in v.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                says_close |= token.eq_ignore_ascii_case(b"close");
+                says_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             if v.eq_ignore_ascii_case(b"chunked") {
                 return Err(bad_response("chunked responses are not supported"));
@@ -218,6 +219,7 @@ fn parse_head(bytes: &[u8], want_server: bool) -> io::Result<Option<Head>> {
             head.server = Some(String::from_utf8_lossy(v).into_owned());
         }
     }
+    head.close = says_close || (resp.version == Some(0) && !says_keep_alive);
     Ok(Some(head))
 }
 
@@ -244,5 +246,25 @@ mod tests {
         assert!(h.close && h.server.is_none() && h.content_length.is_none());
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert!(parse_head(chunked, true).is_err());
+        // `Connection` is a token list over any number of fields.
+        for (r, close) in [
+            (
+                &b"HTTP/1.1 200 OK\r\nConnection: close, foo\r\n\r\n"[..],
+                true,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nConnection: x\r\n\r\n",
+                true,
+            ),
+            (b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\n\r\n", false),
+            (b"HTTP/1.0 200 OK\r\nConnection: foo\r\n\r\n", true),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: foo, keep-alive\r\n\r\n",
+                false,
+            ),
+        ] {
+            let h = parse_head(r, false).unwrap().unwrap();
+            assert_eq!(h.close, close, "{:?}", String::from_utf8_lossy(r));
+        }
     }
 }
