@@ -801,6 +801,7 @@ fn http_grove_ab_counts_no_keep_alive_for_a_server_that_closes_after_each_respon
 }
 
 #[test]
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, which also gives its peak memory
 fn http_grove_ab_memory_does_not_grow_with_the_response_body() {
     // Each client kept its whole response in its buffer: 8 clients x 32 MB peaked at 259 MB.
     // The body is counted and let go as it comes now, as ab does.
