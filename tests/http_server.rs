@@ -693,3 +693,27 @@ fn http_an_empty_line_after_a_body_leaves_the_connection_idle() {
     server.stop(Duration::from_secs(5));
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
 }
+
+#[test]
+fn http_1_0_streamed_body_arrives_whole_despite_input_sent_after_its_request() {
+    // HTTP/1.0 has no chunked encoding: a streamed body ends with the connection. The close
+    // came right after the last write, with the client's later input unread, which made it a
+    // reset that threw away the end of the body still in flight (5-6.5 MB of 8 MB arrived).
+    let (addr, server) = start(
+        Server::bind("127.0.0.1:0", |_req| {
+            Response::new(200).stream((0..128).map(|_| vec![b'y'; 64 << 10]))
+        })
+        .unwrap(),
+    );
+    let mut s = connect(addr);
+    s.write_all(b"GET /stream HTTP/1.0\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap(); // while the body is on its way
+    std::thread::sleep(Duration::from_millis(300));
+    let mut got = Vec::new();
+    let r = s.read_to_end(&mut got);
+    assert!(r.is_ok(), "{r:?} after {} bytes", got.len());
+    assert!(got.len() > 128 * (64 << 10), "{} bytes", got.len());
+    assert!(got.ends_with(&[b'y'; 16]));
+    server.stop(Duration::from_secs(1));
+}
