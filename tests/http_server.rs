@@ -502,6 +502,33 @@ fn http_stop_from_a_handler_stops_the_others_and_answers() {
 }
 
 #[test]
+fn http_two_handlers_stopping_the_server_together_are_both_answered() {
+    // Each `stop` left out only its own caller: two `/shutdown` requests at once each waited
+    // out the grace for the other, then killed it; neither client got an answer.
+    let handle = Arc::new(std::sync::OnceLock::<grove::net::ServerHandle>::new());
+    let h = handle.clone();
+    let server = Server::bind("127.0.0.1:0", move |req| {
+        if req.path() == "/shutdown" {
+            h.get().unwrap().stop(Duration::from_secs(5));
+            return Response::text("stopped");
+        }
+        Response::text("ok")
+    })
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    assert!(handle.set(server.start()).is_ok());
+    let (mut a, mut b) = (connect(addr), connect(addr));
+    let t = Instant::now();
+    for s in [&mut a, &mut b] {
+        s.write_all(b"GET /shutdown HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+    }
+    assert_eq!(read_response(&mut a).0, 200);
+    assert_eq!(read_response(&mut b).0, 200);
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
+#[test]
 fn http_stop_closes_idle_keep_alive_connections_at_once() {
     // One idle keep-alive connection held `stop` for its whole grace (Go's Shutdown closes
     // idle connections at once); a request in progress is answered, with `Connection: close`.

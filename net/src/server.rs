@@ -28,7 +28,7 @@
 //! only that connection's greenlet writes.
 
 use crate::tcp::{TcpListener, TcpStream};
-use grove_runtime::Greenlet;
+use grove_runtime::{Greenlet, GreenletId};
 use grove_sync::{Group, Semaphore};
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -148,6 +148,27 @@ pub struct ServerHandle {
     handlers: Group,
     tracked: Arc<Tracked>,
     addr: io::Result<SocketAddr>,
+    /// The greenlets inside [`ServerHandle::stop`] now (see there).
+    stoppers: std::sync::Mutex<Vec<GreenletId>>,
+}
+
+/// A greenlet's turn inside `stop`: listed while it lasts.
+struct Stopping<'a>(&'a std::sync::Mutex<Vec<GreenletId>>, GreenletId);
+
+impl<'a> Stopping<'a> {
+    fn enter(list: &'a std::sync::Mutex<Vec<GreenletId>>, id: GreenletId) -> Stopping<'a> {
+        list.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+        Stopping(list, id)
+    }
+}
+
+impl Drop for Stopping<'_> {
+    fn drop(&mut self) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = list.iter().position(|&id| id == self.1) {
+            list.swap_remove(i);
+        }
+    }
 }
 
 impl StreamServer {
@@ -235,6 +256,7 @@ impl StreamServer {
             handlers,
             tracked,
             addr,
+            stoppers: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -364,13 +386,20 @@ impl ServerHandle {
 
     /// Stops accepting (closing the listener), waits up to `grace` for the running handlers,
     /// then kills the rest and waits for them to unwind. Called from one of the server's own
-    /// handlers (a `/shutdown` endpoint), it leaves that one running.
+    /// handlers (a `/shutdown` endpoint), it leaves that one running, and so does every other
+    /// `stop` under way at the same time: handlers that stop the server together (two
+    /// `/shutdown` requests) each waited out the grace for the other, then killed it.
     pub fn stop(&self, grace: Duration) {
+        let _inside = grove_runtime::current().map(|c| Stopping::enter(&self.stoppers, c.id()));
         self.accept_loop.kill();
         self.accept_loop.greenlet().wait();
         self.tracked.close_idle();
-        if !self.handlers.join_timeout(grace) {
-            self.handlers.kill();
+        let stopping = |id: GreenletId| {
+            let list = self.stoppers.lock().unwrap_or_else(|p| p.into_inner());
+            list.contains(&id)
+        };
+        if !self.handlers.join_timeout_but(grace, &stopping) {
+            self.handlers.kill_but(&stopping);
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use crate::channel::channel;
 use crate::semaphore::Semaphore;
-use grove_runtime::{spawn, Greenlet, JoinHandle};
+use grove_runtime::{spawn, Greenlet, GreenletId, JoinHandle};
 use std::panic::resume_unwind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -89,14 +89,59 @@ impl Group {
     /// Members still running, except the caller (a member that joins or kills its own group
     /// must not wait for itself).
     fn others(&self) -> Vec<Greenlet> {
+        self.others_but(&|_| false)
+    }
+
+    /// [`others`](Self::others), leaving out the members `skip` says to, too.
+    fn others_but(&self, skip: &dyn Fn(GreenletId) -> bool) -> Vec<Greenlet> {
         let me = grove_runtime::current().map(|c| c.id());
         let mut m = self.members.lock();
         m.prune();
         m.list
             .iter()
-            .filter(|g| Some(g.id()) != me)
+            .filter(|g| Some(g.id()) != me && !skip(g.id()))
             .cloned()
             .collect()
+    }
+
+    /// [`join_timeout`](Self::join_timeout), not waiting for the members `skip` names (for a
+    /// server whose handlers may stop it together: each must not wait for the others).
+    #[doc(hidden)]
+    pub fn join_timeout_but(&self, d: Duration, skip: &dyn Fn(GreenletId) -> bool) -> bool {
+        // `None`: beyond any representable instant, no deadline.
+        let until = Instant::now().checked_add(d);
+        loop {
+            let running = self.others_but(skip);
+            if running.is_empty() {
+                return true;
+            }
+            for g in running {
+                let Some(until) = until else {
+                    g.wait();
+                    continue;
+                };
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() || !g.wait_timeout(left) {
+                    return self.others_but(skip).is_empty();
+                }
+            }
+        }
+    }
+
+    /// [`kill`](Self::kill), sparing the members `skip` names.
+    #[doc(hidden)]
+    pub fn kill_but(&self, skip: &dyn Fn(GreenletId) -> bool) {
+        loop {
+            let members = self.others_but(skip);
+            if members.is_empty() {
+                return;
+            }
+            // One process-wide fence for them all, not one each (`kill_all`).
+            grove_runtime::kill_all(&members);
+            for g in &members {
+                g.wait();
+            }
+        }
     }
 
     /// Waits for every member, including members spawned while waiting (from a member: every
@@ -115,38 +160,13 @@ impl Group {
 
     /// Waits at most `d` for every member; true if all finished.
     pub fn join_timeout(&self, d: Duration) -> bool {
-        let Some(until) = Instant::now().checked_add(d) else {
-            self.join(); // beyond any representable instant: no deadline
-            return true;
-        };
-        loop {
-            let running = self.others();
-            if running.is_empty() {
-                return true;
-            }
-            for g in running {
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() || !g.wait_timeout(left) {
-                    return self.others().is_empty();
-                }
-            }
-        }
+        self.join_timeout_but(d, &|_| false)
     }
 
     /// Kills every member and waits for them to die (gevent's `kill(block=True)`), again while
     /// dying members spawn new ones. Called from a member, it kills every other member.
     pub fn kill(&self) {
-        loop {
-            let members = self.others();
-            if members.is_empty() {
-                return;
-            }
-            // One process-wide fence for them all, not one each (`kill_all`).
-            grove_runtime::kill_all(&members);
-            for g in &members {
-                g.wait();
-            }
-        }
+        self.kill_but(&|_| false)
     }
 }
 
