@@ -785,3 +785,62 @@ fn sync_pool_imap_skips_members_the_pool_killed() {
     pool.kill();
     assert_eq!(it.next(), None);
 }
+
+#[test]
+fn sync_map_of_a_killed_pool_or_group_raises_a_message_not_the_members_kill() {
+    // `map` re-raised a killed member's `Killed` in its caller, which then looked killed
+    // itself (its `join` gave `Err(Killed)`) though nobody killed it. `imap` skips such
+    // members; `map`, which owes a result per item, raises `MAP_KILLED` instead.
+    for use_pool in [true, false] {
+        let pool = Pool::new(2);
+        let group = Group::new();
+        let started = Arc::new(AtomicUsize::new(0));
+        let (p, g, s) = (pool.clone(), group.clone(), started.clone());
+        let caller = grove::spawn(move || {
+            let f = move |i: u32| {
+                s.fetch_add(1, SeqCst);
+                grove::sleep(Duration::from_secs(30));
+                i
+            };
+            if use_pool {
+                p.map(0..2u32, f)
+            } else {
+                g.map(0..2u32, f)
+            }
+        });
+        common::wait_for("both members to start", || started.load(SeqCst) == 2);
+        if use_pool {
+            pool.kill();
+        } else {
+            group.kill();
+        }
+        let err = caller.join().unwrap_err();
+        assert!(!err.is::<grove::Killed>(), "map's caller looks killed");
+        assert_eq!(common::panic_text(&err), grove::sync::MAP_KILLED);
+    }
+}
+
+#[test]
+fn sync_pool_kill_stops_a_map_that_is_still_feeding() {
+    // `map` feeds its items from its caller, waiting for slots, where `kill` cannot reach: a
+    // slot freed by the kill went to the next item, which started after `kill` returned.
+    let pool = Pool::new(1);
+    let started = Arc::new(AtomicUsize::new(0));
+    let (p, s) = (pool.clone(), started.clone());
+    let caller = grove::spawn(move || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.map(0..4u32, move |i| {
+                s.fetch_add(1, SeqCst);
+                grove::sleep(Duration::from_secs(30));
+                i
+            })
+        }))
+    });
+    common::wait_for("the first item to start", || started.load(SeqCst) == 1);
+    pool.kill();
+    let after_kill = started.load(SeqCst);
+    let err = caller.join().unwrap().unwrap_err(); // map raised, caught by the caller
+    assert_eq!(common::panic_text(&err), grove::sync::MAP_KILLED);
+    assert_eq!(started.load(SeqCst), after_kill, "items started after kill");
+    assert_eq!(pool.free_count(), 1, "a slot was lost");
+}

@@ -26,6 +26,8 @@ pub struct Group {
 struct Members {
     list: Vec<Greenlet>,
     prune_at: usize,
+    /// `kill`s begun so far: a `map` that started before one starts no more members.
+    kills: u64,
 }
 
 impl Members {
@@ -51,7 +53,10 @@ impl Group {
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         T: Send + 'static,
     {
-        map_with(items, f, |job| self.spawn(job))
+        let kills = self.kills();
+        map_with(items, f, |job| {
+            self.spawn_unless_killed_since(Some(kills), job)
+        })
     }
 
     /// Spawns `f` as a member.
@@ -60,9 +65,33 @@ impl Group {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_unless_killed_since(None, f)
+            .expect("grove: a spawn with no kill count to check refused")
+    }
+
+    /// Spawns `f` as a member, listed before it can run (spawned first and listed after, a
+    /// member could start, and spawn members of its own, unseen by `len`, `join` or `kill`);
+    /// `None`, dropping `f`, if the group was killed since it had `kills` kills.
+    fn spawn_unless_killed_since<F, T>(&self, kills: Option<u64>, f: F) -> Option<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let mut m = self.members.lock();
+        if kills.is_some_and(|k| k != m.kills) {
+            return None;
+        }
         let h = spawn(f);
-        self.add(h.greenlet());
-        h
+        if m.list.len() >= m.prune_at {
+            m.prune();
+        }
+        m.list.push(h.greenlet());
+        Some(h)
+    }
+
+    /// `kill`s begun so far.
+    fn kills(&self) -> u64 {
+        self.members.lock().kills
     }
 
     /// Adds a greenlet spawned elsewhere.
@@ -131,6 +160,7 @@ impl Group {
     /// [`kill`](Self::kill), sparing the members `skip` names.
     #[doc(hidden)]
     pub fn kill_but(&self, skip: &dyn Fn(GreenletId) -> bool) {
+        self.members.lock().kills += 1;
         loop {
             let members = self.others_but(skip);
             if members.is_empty() {
@@ -238,9 +268,24 @@ impl Pool {
         F: FnOnce(Slot) -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.spawn_with_slot_unless_killed_since(None, f)
+            .expect("grove: a spawn with no kill count to check refused")
+    }
+
+    /// [`spawn_with_slot`](Self::spawn_with_slot); `None` (the slot given back) if the pool was
+    /// killed since it had `kills` kills, which may happen while this waits for the slot.
+    fn spawn_with_slot_unless_killed_since<F, T>(
+        &self,
+        kills: Option<u64>,
+        f: F,
+    ) -> Option<JoinHandle<T>>
+    where
+        F: FnOnce(Slot) -> T + Send + 'static,
+        T: Send + 'static,
+    {
         self.slots.acquire().forget();
         let slot = Slot(self.slots.clone());
-        self.group.spawn(move || f(slot))
+        self.group.spawn_unless_killed_since(kills, move || f(slot))
     }
 
     /// Slots free right now.
@@ -295,7 +340,16 @@ impl Pool {
         F: Fn(I::Item) -> T + Send + Sync + 'static,
         T: Send + 'static,
     {
-        map_with(items, f, |job| self.spawn(job))
+        // A `kill` while this feeds (waiting for slots) stops it: `kill` cannot reach this
+        // loop, which runs in the caller, and it started members after `kill` returned.
+        let kills = self.group.kills();
+        map_with(items, f, |job| {
+            self.spawn_with_slot_unless_killed_since(Some(kills), move |slot| {
+                let r = job();
+                drop(slot); // released before the result is delivered
+                r
+            })
+        })
     }
 
     /// [`Pool::imap_unordered`], with the results in input order (gevent's `Pool.imap`): a
@@ -381,9 +435,16 @@ impl<I: IntoIterator> IntoIterator for Numbered<I> {
 /// A job of `map`, for `Group::spawn` or `Pool::spawn`.
 type MapJob<T> = Box<dyn FnOnce() -> T + Send>;
 
-/// `map` for a group or a pool: spawns `f(item)` for every item with `spawn`, joins them all,
-/// then gives the results in input order, re-raising the first panic.
-fn map_with<I, F, T>(items: I, f: F, spawn: impl Fn(MapJob<T>) -> JoinHandle<T>) -> Vec<T>
+/// What `map` raises when the group or pool was killed before every item had its result: a
+/// plain message, not the members' `Killed` (which made the caller look killed itself, though
+/// nobody killed it).
+pub const MAP_KILLED: &str =
+    "grove: map: the group or pool was killed before every item had finished";
+
+/// `map` for a group or a pool: spawns `f(item)` for every item with `spawn` (`None`: the
+/// group or pool was killed, start no more), joins them all, then gives the results in input
+/// order, re-raising the first panic, or [`MAP_KILLED`] if members were killed or never started.
+fn map_with<I, F, T>(items: I, f: F, spawn: impl Fn(MapJob<T>) -> Option<JoinHandle<T>>) -> Vec<T>
 where
     I: IntoIterator,
     I::Item: Send + 'static,
@@ -391,18 +452,38 @@ where
     T: Send + 'static,
 {
     let f = Arc::new(f);
-    let handles: Vec<_> = items
-        .into_iter()
-        .map(|item| {
-            let f = f.clone();
-            spawn(Box::new(move || f(item)))
-        })
-        .collect();
+    let mut handles = Vec::new();
+    let mut cut_short = false;
+    for item in items {
+        let f = f.clone();
+        match spawn(Box::new(move || f(item))) {
+            Some(h) => handles.push(h),
+            None => {
+                cut_short = true;
+                break;
+            }
+        }
+    }
+    // Every member is joined before anything is raised.
     let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
-    results
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|p| resume_unwind(p)))
-        .collect()
+    let mut values = Vec::with_capacity(results.len());
+    let (mut killed, mut first_panic) = (cut_short, None);
+    for r in results {
+        match r {
+            Ok(v) => values.push(v),
+            Err(p) if p.is::<grove_runtime::Killed>() => killed = true,
+            Err(p) => {
+                first_panic.get_or_insert(p);
+            }
+        }
+    }
+    if let Some(p) = first_panic {
+        resume_unwind(p);
+    }
+    if killed {
+        resume_unwind(Box::new(MAP_KILLED.to_string()));
+    }
+    values
 }
 
 /// Results of [`Pool::imap`], in input order.

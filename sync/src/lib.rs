@@ -30,7 +30,7 @@ pub use channel::{
 };
 pub use condvar::Condvar;
 pub use event::{AsyncResult, Event};
-pub use group::{Group, Imap, ImapUnordered, Pool};
+pub use group::{Group, Imap, ImapUnordered, Pool, MAP_KILLED};
 pub use mutex::{Mutex, MutexGuard};
 pub use queue::{JoinableQueue, LifoQueue, PriorityQueue, Queue};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
