@@ -844,3 +844,27 @@ fn sync_pool_kill_stops_a_map_that_is_still_feeding() {
     assert_eq!(started.load(SeqCst), after_kill, "items started after kill");
     assert_eq!(pool.free_count(), 1, "a slot was lost");
 }
+
+#[test]
+fn sync_pool_join_from_a_member_lets_imap_unordered_start_its_waiting_items() {
+    // A member that joins its pool waited for the feeder, which waited for the member's slot:
+    // with one slot, for ever. The member now gives its slot back while it waits.
+    let pool = Pool::new(1);
+    let p = pool.clone();
+    let joined = Arc::new(AtomicBool::new(false));
+    let j = joined.clone();
+    let it = pool.imap_unordered(0..3u32, move |i| {
+        if i == 0 {
+            let r = grove::timeout(Duration::from_secs(10), || p.join());
+            j.store(r.is_ok(), SeqCst);
+        }
+        i
+    });
+    let mut got: Vec<u32> = it.collect();
+    got.sort();
+    assert_eq!(got, [0, 1, 2]);
+    assert!(joined.load(SeqCst), "join from a member never returned");
+    // The slot came back to the member, and then to the pool: still one slot, no more.
+    assert_eq!(pool.free_count(), 1);
+    assert_eq!(pool.size(), 1);
+}

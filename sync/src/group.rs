@@ -89,6 +89,11 @@ impl Group {
         Some(h)
     }
 
+    /// True if `id` is a member still running (or not yet pruned).
+    fn is_member(&self, id: GreenletId) -> bool {
+        self.members.lock().list.iter().any(|g| g.id() == id)
+    }
+
     /// `kill`s begun so far.
     fn kills(&self) -> u64 {
         self.members.lock().kills
@@ -224,6 +229,32 @@ pub struct Pool {
     size: usize,
 }
 
+/// A member's slot, given back to its pool while the member waits for the pool (`join`): an
+/// `imap_unordered` feeder waiting for a slot would otherwise wait for the member, and the
+/// member for the feeder (with one slot, for ever). Taken back when the wait ends, shielded
+/// from kills and timeouts (as a condvar re-takes its mutex): a member never ends up holding
+/// no slot, nor the pool one slot more than its size.
+struct LentSlot(Option<Arc<Semaphore>>);
+
+impl LentSlot {
+    fn lend_if_member(pool: &Pool) -> LentSlot {
+        let member = grove_runtime::current().is_some_and(|c| pool.group.is_member(c.id()));
+        if !member {
+            return LentSlot(None);
+        }
+        pool.slots.add_permits(1);
+        LentSlot(Some(pool.slots.clone()))
+    }
+}
+
+impl Drop for LentSlot {
+    fn drop(&mut self) {
+        if let Some(slots) = self.0.take() {
+            grove_runtime::shielded(|| slots.acquire().forget());
+        }
+    }
+}
+
 /// Gives a pool slot back when the member ends, however it ends.
 struct Slot(Arc<Semaphore>);
 
@@ -310,12 +341,14 @@ impl Pool {
 
     /// Waits for every member, and for what `imap_unordered` has yet to start.
     pub fn join(&self) {
+        let _lent = LentSlot::lend_if_member(self);
         self.feeders.join();
         self.group.join()
     }
 
     /// Waits at most `d` for every member; true if all finished.
     pub fn join_timeout(&self, d: Duration) -> bool {
+        let _lent = LentSlot::lend_if_member(self);
         let until = Instant::now().checked_add(d);
         if !self.feeders.join_timeout(d) {
             return false;
