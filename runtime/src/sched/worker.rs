@@ -416,10 +416,10 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
             Steal::Empty => break,
         }
     }
-    // (A steal costs a process-wide barrier: not for an empty slot. One filled meanwhile is
-    // seen at the next search, which the monitor asks for on every tick the victim stays
-    // blocked.)
-    if remote.blocked.load(Relaxed) && !remote.runnext.looks_empty() {
+    // (Tried even when the slot looks empty: the owner fills and empties it with plain stores,
+    // and a thief's plain look missed it so often that steals all but stopped, while the
+    // steal's barrier makes the owner's last store visible.)
+    if remote.blocked.load(Relaxed) {
         // The victim has held one greenlet for long: whatever it queued to run next would wait.
         let p = remote.runnext.steal();
         if !p.is_null() {
