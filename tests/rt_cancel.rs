@@ -320,15 +320,10 @@ impl<F: FnMut()> Drop for OnDrop<F> {
 fn rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else() {
     // In a child: A holds its worker for ~100 ms on purpose, which on one worker would hold up
     // the other tests' greenlets in this process.
-    if common::role().is_none() {
-        for workers in ["1", "2"] {
-            let out = common::run_child(
-                "rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else",
-                "unwind",
-                &[("GROVE_WORKERS", workers)],
-            );
-            assert!(out.status.success(), "{}", common::stderr(&out));
-        }
+    if !common::in_processes_with_workers(
+        "rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else",
+        &["1", "2"],
+    ) {
         return;
     }
     // Greenlet A is killed; a destructor of its blocks in `recv` while A unwinds, and A is
@@ -378,15 +373,10 @@ fn rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_com
     // unwinding" in runtime/src/park.rs). With one worker, what it waits for can only happen if
     // that worker's other greenlets still run: its core is lent to a stand-in thread meanwhile.
     // It used to deadlock: C, which A's destructor waits for, never ran.
-    if common::role().is_none() {
-        for workers in ["1", "2"] {
-            let out = common::run_child(
-                "rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_completes",
-                "unwind",
-                &[("GROVE_WORKERS", workers)],
-            );
-            assert!(out.status.success(), "{}", common::stderr(&out));
-        }
+    if !common::in_processes_with_workers(
+        "rt_a_destructor_waiting_for_a_greenlet_on_its_own_worker_during_an_unwind_completes",
+        &["1", "2"],
+    ) {
         return;
     }
     common::exit_if_still_running_after(Duration::from_secs(20), || {
@@ -551,15 +541,10 @@ fn rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind() {
     // A destructor that runs while its greenlet is killed (or its thread panics) waits with a
     // `timeout` around it. The unwind cannot unwind again, but the deadline must still end the
     // wait: it used to be dropped, and the wait lasted for ever (holding the worker).
-    if common::role().is_none() {
-        for workers in ["1", "2"] {
-            let out = common::run_child(
-                "rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind",
-                "unwind",
-                &[("GROVE_WORKERS", workers)],
-            );
-            assert!(out.status.success(), "{}", common::stderr(&out));
-        }
+    if !common::in_processes_with_workers(
+        "rt_timeout_bounds_a_wait_in_a_destructor_during_an_unwind",
+        &["1", "2"],
+    ) {
         return;
     }
     for green in [true, false] {

@@ -649,15 +649,10 @@ fn rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet()
     // with one worker, a greenlet the `Drop` joined never ran; with more, neither did one woken
     // into that worker's `runnext`, which the monitor never marked blocked (no greenlet ran).
     // Now the loop lends its core to a stand-in while it waits.
-    if role().is_none() {
-        for workers in ["1", "2"] {
-            let out = run_child(
-                "rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet",
-                "drop",
-                &[("GROVE_WORKERS", workers)],
-            );
-            assert!(out.status.success(), "{workers} workers: {}", stderr(&out));
-        }
+    if !common::in_processes_with_workers(
+        "rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet",
+        &["1", "2"],
+    ) {
         return;
     }
     common::exit_if_still_running_after(Duration::from_secs(20), || {
@@ -699,15 +694,10 @@ fn rt_a_blocking_result_drop_as_a_worker_wakes_from_the_poller_holds_up_no_green
     // a stale timer token may be a finished greenlet's last reference: its result's `Drop` ran
     // while the worker was still counted asleep, and the stand-in that took its core counted it
     // out a second time (an idle-counter assertion, a poisoned lock, a hung runtime).
-    if role().is_none() {
-        for workers in ["1", "2"] {
-            let out = run_child(
-                "rt_a_blocking_result_drop_as_a_worker_wakes_from_the_poller_holds_up_no_greenlet",
-                "stale",
-                &[("GROVE_WORKERS", workers)],
-            );
-            assert!(out.status.success(), "{workers} workers: {}", stderr(&out));
-        }
+    if !common::in_processes_with_workers(
+        "rt_a_blocking_result_drop_as_a_worker_wakes_from_the_poller_holds_up_no_greenlet",
+        &["1", "2"],
+    ) {
         return;
     }
     common::exit_if_still_running_after(Duration::from_secs(20), || {
@@ -789,13 +779,7 @@ fn rt_the_monitor_runs_no_results_drop_itself() {
     // drops (it fires the timers no busy worker came by to fire): its result's `Drop`, user
     // code that may block, ran on the monitor thread, whose timers and checks stopped
     // meanwhile. It now runs in a greenlet.
-    if role().is_none() {
-        let out = run_child(
-            "rt_the_monitor_runs_no_results_drop_itself",
-            "monitor",
-            &[("GROVE_WORKERS", "1")],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+    if !common::in_processes_with_workers("rt_the_monitor_runs_no_results_drop_itself", &["1"]) {
         return;
     }
     struct RecordsThread(Arc<Mutex<Option<String>>>);

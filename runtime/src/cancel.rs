@@ -376,9 +376,9 @@ impl Drop for LeaveShield {
 pub(crate) fn rearm_caught(payload: &(dyn std::any::Any + Send)) {
     if payload.is::<Killed>() && is_cancellation(payload) {
         let h = current_task();
+        // Relaxed: read back by this same greenlet (as when a shielded section ends).
         // SAFETY: `is_cancellation` is true for a kill only in a running greenlet (non-null
         // `h`), whose header is alive while it runs.
-        // Relaxed: read back by this same greenlet (as when a shielded section ends).
         unsafe { &*h }.kill.store(true, Relaxed);
     }
 }

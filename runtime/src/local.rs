@@ -121,8 +121,9 @@ struct ThreadTeardown;
 impl Drop for ThreadTeardown {
     fn drop(&mut self) {
         clear_thread_locals();
-        let map = THREAD_MAP.with(|m| m.replace(TORN_DOWN));
-        if !map.is_null() && map != TORN_DOWN {
+        let state = thread_map_state();
+        THREAD_MAP.with(|m| m.set(TORN_DOWN));
+        if let ThreadMap::Live(map) = state {
             // SAFETY: a box leaked by `thread_map`, which nobody uses any more: the cell now
             // says `TORN_DOWN`.
             drop(unsafe { Box::from_raw(map) });
@@ -130,21 +131,38 @@ impl Drop for ThreadTeardown {
     }
 }
 
+/// Where this plain thread's map stands.
+enum ThreadMap {
+    NotMade,
+    Live(*mut LocalMap),
+    TornDown,
+}
+
+/// Where this plain thread's map stands (through a non-inlined accessor, like every runtime
+/// thread-local: see docs/tls.md).
+#[inline(never)]
+fn thread_map_state() -> ThreadMap {
+    match THREAD_MAP.with(Cell::get) {
+        map if map.is_null() => ThreadMap::NotMade,
+        TORN_DOWN => ThreadMap::TornDown,
+        map => ThreadMap::Live(map),
+    }
+}
+
 /// This plain thread's map, made on first use; `None` once the thread's teardown has run.
 fn thread_map() -> Option<*mut LocalMap> {
-    let map = THREAD_MAP.with(Cell::get);
-    if map == TORN_DOWN {
-        return None;
+    match thread_map_state() {
+        ThreadMap::Live(map) => Some(map),
+        ThreadMap::TornDown => None,
+        ThreadMap::NotMade => {
+            // The teardown must run at exit: touching it registers its destructor. If it has
+            // already run (a later thread-local destructor), the values are gone for good.
+            TEARDOWN.try_with(|_| ()).ok()?;
+            let map = Box::into_raw(Box::<LocalMap>::default());
+            THREAD_MAP.with(|m| m.set(map));
+            Some(map)
+        }
     }
-    if !map.is_null() {
-        return Some(map);
-    }
-    // The teardown must run at exit: touching it registers its destructor. If it has already
-    // run (a later thread-local destructor), the values are gone for good.
-    TEARDOWN.try_with(|_| ()).ok()?;
-    let map = Box::into_raw(Box::<LocalMap>::default());
-    THREAD_MAP.with(|m| m.set(map));
-    Some(map)
 }
 
 /// Drops this plain thread's values, newest first, until none is left (a destructor may make
@@ -152,13 +170,11 @@ fn thread_map() -> Option<*mut LocalMap> {
 /// passing to the next job on the same pool thread. A destructor that panics has its message
 /// printed; the rest are still dropped.
 pub(crate) fn clear_thread_locals() {
-    let map = THREAD_MAP.with(Cell::get);
-    if map.is_null() || map == TORN_DOWN {
-        return;
+    if let ThreadMap::Live(map) = thread_map_state() {
+        // SAFETY: the map is this thread's, alive until the teardown frees it after this call;
+        // nothing here borrows it across a destructor.
+        unsafe { drop_all(|| map) }
     }
-    // SAFETY: the map is this thread's, alive until the teardown frees it after this call;
-    // nothing here borrows it across a destructor.
-    unsafe { drop_all(|| map) }
 }
 
 /// A plain thread's value for `key` (through a non-inlined accessor, like every runtime
@@ -276,11 +292,11 @@ impl<T: Send + 'static> LocalKey<T> {
         let key = self.key();
         let h = current_task();
         let dropped = if h.is_null() {
-            match THREAD_MAP.with(Cell::get) {
-                TORN_DOWN => true,
-                map if map.is_null() => false, // no value yet: `with` makes one
+            match thread_map_state() {
+                ThreadMap::TornDown => true,
+                ThreadMap::NotMade => false, // no value yet: `with` makes one
                 // SAFETY: this thread's live map; the borrow ends with the statement.
-                map => unsafe { (*map).is_dropped(key) },
+                ThreadMap::Live(map) => unsafe { (*map).is_dropped(key) },
             }
         } else {
             // SAFETY: the running greenlet alone touches its own local part; the borrow ends

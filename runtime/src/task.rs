@@ -549,8 +549,12 @@ where
 {
     let cell = h.cast::<TaskCell<F, T>>();
     // SAFETY: as below: nobody else refers to the cell; the borrow ends with the statement.
-    let unjoined = unsafe { (*(*cell.as_ptr()).result.get()).is_some() };
-    if unjoined && crate::sched::context::on_monitor_thread() {
+    let drop_runs_user_code = match unsafe { &*(*cell.as_ptr()).result.get() } {
+        None => false, // joined: taken already
+        Some(Ok(_)) => std::mem::needs_drop::<T>(),
+        Some(Err(_)) => true, // a panic payload, any type
+    };
+    if drop_runs_user_code && crate::sched::context::on_monitor_thread() {
         // The monitor let go of the last reference (a stale timer token, or a token its poll
         // woke): the result's `Drop` is user code, which may block, and the monitor's timers,
         // polls and blocked-worker checks would stop meanwhile. It runs in a greenlet instead

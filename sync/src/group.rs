@@ -31,6 +31,13 @@ struct Members {
 }
 
 impl Members {
+    fn push(&mut self, g: Greenlet) {
+        if self.list.len() >= self.prune_at {
+            self.prune();
+        }
+        self.list.push(g);
+    }
+
     fn prune(&mut self) {
         self.list.retain(|g| !g.is_finished());
         self.prune_at = (self.list.len() * 2).max(64);
@@ -82,10 +89,7 @@ impl Group {
             return None;
         }
         let h = spawn(f);
-        if m.list.len() >= m.prune_at {
-            m.prune();
-        }
-        m.list.push(h.greenlet());
+        m.push(h.greenlet());
         Some(h)
     }
 
@@ -101,11 +105,7 @@ impl Group {
 
     /// Adds a greenlet spawned elsewhere.
     pub fn add(&self, g: Greenlet) {
-        let mut m = self.members.lock();
-        if m.list.len() >= m.prune_at {
-            m.prune();
-        }
-        m.list.push(g);
+        self.members.lock().push(g);
     }
 
     /// Members still running.
@@ -121,12 +121,7 @@ impl Group {
     }
 
     /// Members still running, except the caller (a member that joins or kills its own group
-    /// must not wait for itself).
-    fn others(&self) -> Vec<Greenlet> {
-        self.others_but(&|_| false)
-    }
-
-    /// [`others`](Self::others), leaving out the members `skip` says to, too.
+    /// must not wait for itself) and the members `skip` names.
     fn others_but(&self, skip: &dyn Fn(GreenletId) -> bool) -> Vec<Greenlet> {
         let me = grove_runtime::current().map(|c| c.id());
         let mut m = self.members.lock();
@@ -182,15 +177,8 @@ impl Group {
     /// Waits for every member, including members spawned while waiting (from a member: every
     /// other member).
     pub fn join(&self) {
-        loop {
-            let running = self.others();
-            if running.is_empty() {
-                return;
-            }
-            for g in running {
-                g.wait();
-            }
-        }
+        // No representable deadline that far: no deadline.
+        self.join_timeout_but(Duration::MAX, &|_| false);
     }
 
     /// Waits at most `d` for every member; true if all finished.

@@ -35,6 +35,21 @@ pub fn in_a_process_of_its_own(name: &str) -> bool {
     false
 }
 
+/// As [`in_a_process_of_its_own`], with one child per worker count in `workers`
+/// (`GROVE_WORKERS`): for a test that holds or blocks a worker on purpose, which would hold up
+/// the other tests' greenlets in a shared process, or that must run on a given count.
+#[allow(dead_code)]
+pub fn in_processes_with_workers(name: &str, workers: &[&str]) -> bool {
+    if role().is_some() {
+        return true;
+    }
+    for w in workers {
+        let out = run_child(name, "workers", &[("GROVE_WORKERS", w)]);
+        assert!(out.status.success(), "{w} workers: {}", stderr(&out));
+    }
+    false
+}
+
 /// Runs test `name` of this binary in a child with `role` and `env`; waits at most 60 s.
 pub fn run_child(name: &str, role: &str, env: &[(&str, &str)]) -> Output {
     let exe = std::env::current_exe().expect("test binary path");
