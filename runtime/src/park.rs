@@ -76,7 +76,7 @@ use crate::cancel;
 use crate::park_state::{ParkState, Wake, WakeOutcome, Woken};
 use crate::sched::context::current_task;
 use crate::sched::{runtime, Hint};
-use crate::task::{Header, Suspend, TaskRef};
+use crate::task::{Header, ParkRequest, Suspend, TaskRef};
 use crate::timer::TimerKey;
 use std::cell::RefCell;
 use std::ptr::NonNull;
@@ -393,7 +393,8 @@ where
     // SAFETY: only the lifetime is erased. The worker calls the step right after the switch,
     // while this frame is suspended and so alive, and never after it resumes.
     let step: *mut (dyn FnMut() + 'static) = unsafe { std::mem::transmute(step) };
-    suspend(h, Suspend::Park { gen, unlock: step });
+    let request = ParkRequest { gen, unlock: step };
+    suspend(h, Suspend::park(&request));
     crate::coop::refill(h);
     let why = h
         .park
@@ -490,7 +491,7 @@ pub fn yield_now() {
     // SAFETY: as in `park`.
     let h = unsafe { &*h };
     cancel::check_interrupts_greenlet(h);
-    suspend(h, Suspend::Yield);
+    suspend(h, Suspend::YIELD);
     crate::coop::refill(h);
 }
 

@@ -201,7 +201,7 @@ impl Shared {
         let core = unsafe { &*core };
         match hint {
             Hint::Next => {
-                let prev = self.remotes[core.index()].runnext.replace(task.into_raw());
+                let prev = core.remote(self).runnext.replace(task.into_raw());
                 if !prev.is_null() {
                     // SAFETY: the slot held a pointer from `into_raw`, now ours.
                     self.push_local(core, unsafe { TaskRef::from_raw(prev) });
