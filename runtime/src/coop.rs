@@ -36,7 +36,12 @@ pub const BUDGET: u32 = 128;
 /// a plain thread (the OS preempts threads). A cancellation point when it yields.
 #[inline]
 pub fn charge() {
-    let h = current_task();
+    charge_task(current_task());
+}
+
+/// [`charge`] for the greenlet `h` (null: a plain thread), already looked up by the caller.
+#[inline]
+pub(crate) fn charge_task(h: *const Header) {
     if h.is_null() {
         return;
     }

@@ -43,7 +43,7 @@ pub use greenlet::{
     JoinHandle,
 };
 pub use local::{AccessError, LocalKey};
-pub use park::{park, park_borrowed, sleep, sleep_until, yield_now, ParkId, Unparker};
+pub use park::{park, park_borrowed, sleep, sleep_until, yield_now, Here, ParkId, Unparker};
 pub use park_state::Wake;
 pub use task::GreenletId;
 

@@ -74,7 +74,6 @@ impl Condvar {
         // again once the mutex is ours (see the module docs).
         let waited = catch_unwind(AssertUnwindSafe(|| {
             wait(
-                &self.waiters,
                 q,
                 |q| q,
                 (),

@@ -60,7 +60,7 @@ impl Event {
         if self.is_set() {
             return true;
         }
-        match wait(&self.waiters, q, |q| q, (), deadline, || ()) {
+        match wait(q, |q| q, (), deadline, || ()) {
             // Woken by `set`; a `clear` may already have followed: gevent's `wait` returns anyway.
             Waited::HandedOver => true,
             Waited::TimedOut => self.is_set(),
@@ -137,7 +137,7 @@ impl<T: Clone> AsyncResult<T> {
         if let Some(v) = &st.0 {
             return Some(v.clone());
         }
-        wait(&self.state, st, |s| &mut s.1, (), deadline, || ());
+        wait(st, |s| &mut s.1, (), deadline, || ());
         self.state.lock().0.clone()
     }
 }

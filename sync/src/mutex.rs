@@ -142,7 +142,7 @@ impl<T: ?Sized> Mutex<T> {
             {
                 continue;
             }
-            match wait(&self.queue, q, |q| q, (), None, || ()) {
+            match wait(q, |q| q, (), None, || ()) {
                 // The unlocker handed us the lock, still LOCKED. Its writes are visible: the
                 // hand-off went through the park state's AcqRel transition.
                 Waited::HandedOver => return,

@@ -20,7 +20,8 @@
 //! value goes into the buffer and the getter, woken without one, takes the best when it runs.
 //! Capacity `Some(0)` is a rendezvous: every send waits for a receiver.
 
-use crate::wait_queue::{wait, WaitQueue, Waited};
+use crate::wait_queue::{wait, wait_here, WaitQueue, Waited};
+use grove_runtime::Here;
 use grove_runtime::Unparker;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Instant;
@@ -198,11 +199,14 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         block: bool,
         deadline: Option<Instant>,
     ) -> Result<(), PutError<T>> {
-        if block && self.bounded {
-            // As in `get`. Not for an unbounded queue: there a send never waits, and std,
-            // crossbeam and gevent users count on it never switching (or being cancelled).
-            grove_runtime::coop::charge();
-        }
+        // As in `get`. Not for an unbounded queue: there a send never waits, and std,
+        // crossbeam and gevent users count on it never switching (or being cancelled). (Looked
+        // up only here: an unbounded send must not pay for it.)
+        let here = (block && self.bounded).then(|| {
+            let here = Here::now();
+            here.charge();
+            here
+        });
         let mut st = self.state.lock();
         if st.receivers == 0 {
             return Err(PutError::Disconnected(v));
@@ -233,8 +237,8 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         }
         st.watchers.wake_all(); // a parked putter makes the receiving side ready
         let mut slot = Some(v);
-        let waited = wait(
-            &self.state,
+        let waited = wait_here(
+            here.unwrap_or_else(Here::now),
             st,
             |s| &mut s.putters,
             Slot(&mut slot),
@@ -253,10 +257,12 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
     /// (runtime's `park` module docs: "Why the switch paths are inlined").
     #[inline(always)]
     pub(crate) fn get(&self, block: bool, deadline: Option<Instant>) -> Result<T, GetError> {
-        if block {
-            // A receiver that always finds a value never parks: it yields now and then instead.
-            grove_runtime::coop::charge();
-        }
+        // A receiver that always finds a value never parks: it yields now and then instead.
+        let here = block.then(|| {
+            let here = Here::now();
+            here.charge();
+            here
+        });
         loop {
             let mut st = self.state.lock();
             if let Some(v) = take_available(&mut st) {
@@ -276,8 +282,8 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
                 return Err(GetError::Empty);
             }
             let mut slot: Option<T> = None;
-            let waited = wait(
-                &self.state,
+            let waited = wait_here(
+                here.unwrap_or_else(Here::now),
                 st,
                 |s| &mut s.getters,
                 Slot(&mut slot),
@@ -317,7 +323,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             if !block {
                 return None;
             }
-            if wait(&self.state, st, |s| &mut s.watchers, (), deadline, || ()) == Waited::TimedOut {
+            if wait(st, |s| &mut s.watchers, (), deadline, || ()) == Waited::TimedOut {
                 return None;
             }
         }

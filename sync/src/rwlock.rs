@@ -117,7 +117,7 @@ impl<T: ?Sized> RwLock<T> {
             }
         };
         wait_leaving(
-            &self.state,
+            grove_runtime::Here::now(),
             st,
             |s| &mut s.waiters,
             want,

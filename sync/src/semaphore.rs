@@ -67,7 +67,7 @@ impl Semaphore {
             st.permits -= 1;
             return Some(Permit { sem: self });
         }
-        match wait(&self.state, st, |s| &mut s.waiters, (), deadline, || ()) {
+        match wait(st, |s| &mut s.waiters, (), deadline, || ()) {
             Waited::HandedOver => Some(Permit { sem: self }),
             Waited::TimedOut => None,
         }

@@ -85,6 +85,13 @@ pub(crate) struct SpinGuard<'a, T> {
     _borrow: PhantomData<&'a mut T>,
 }
 
+impl<'a, T> SpinGuard<'a, T> {
+    /// The lock this guard holds (an associated function, so as not to shadow `T`'s methods).
+    pub(crate) fn lock_of(guard: &Self) -> &'a SpinLock<T> {
+        guard.lock
+    }
+}
+
 impl<T> Deref for SpinGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {

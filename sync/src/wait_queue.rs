@@ -18,7 +18,7 @@
 //! took the hand-off back. [`wait`] does this bookkeeping, also when the park unwinds.
 
 use crate::spin::{SpinGuard as MutexGuard, SpinLock as Mutex};
-use grove_runtime::{park_borrowed, ParkId, Unparker, Wake};
+use grove_runtime::{park_borrowed, Here, ParkId, Unparker, Wake};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -158,23 +158,36 @@ pub(crate) enum Waited {
 /// module docs: "Why the switch paths are inlined").
 #[inline(always)]
 pub(crate) fn wait<S, E>(
-    lock: &Mutex<S>,
     guard: MutexGuard<'_, S>,
     queue: fn(&mut S) -> &mut WaitQueue<E>,
     data: E,
     deadline: Option<Instant>,
     then: impl FnOnce(),
 ) -> Waited {
-    wait_leaving(lock, guard, queue, data, deadline, then, |_| {})
+    wait_here(Here::now(), guard, queue, data, deadline, then)
 }
 
-/// [`wait`], where a waiter that leaves the queue without a hand-off (timed out, killed) may
-/// have been what held back the waiters behind it: `on_leave` runs under the lock once its
+/// [`wait`] by the greenlet (or thread) `here`, looked up by the caller already (to charge
+/// its cooperative budget first, say).
+#[inline(always)]
+pub(crate) fn wait_here<S, E>(
+    here: Here,
+    guard: MutexGuard<'_, S>,
+    queue: fn(&mut S) -> &mut WaitQueue<E>,
+    data: E,
+    deadline: Option<Instant>,
+    then: impl FnOnce(),
+) -> Waited {
+    wait_leaving(here, guard, queue, data, deadline, then, |_| {})
+}
+
+/// [`wait_here`], where a waiter that leaves the queue without a hand-off (timed out, killed)
+/// may have been what held back the waiters behind it: `on_leave` runs under the lock once its
 /// entry is gone, to let them in. (A cancelled `RwLock` writer, queued ahead of readers while
 /// only readers held the lock, kept those readers out until every holder had left.)
 #[inline(always)]
 pub(crate) fn wait_leaving<S, E>(
-    lock: &Mutex<S>,
+    here: Here,
     guard: MutexGuard<'_, S>,
     queue: fn(&mut S) -> &mut WaitQueue<E>,
     data: E,
@@ -184,7 +197,7 @@ pub(crate) fn wait_leaving<S, E>(
 ) -> Waited {
     let mut guard = guard;
     let mut tidy = Tidy {
-        lock,
+        lock: MutexGuard::lock_of(&guard),
         queue,
         token: None,
         on_leave,
@@ -193,9 +206,10 @@ pub(crate) fn wait_leaving<S, E>(
     // waker reaches it (to wake, clone or drop it) only under that lock, the unlock step releases
     // the lock after the switch, and a park that ends other than by that token leaves `tidy` set,
     // whose drop (on return or unwind, before the caller goes on) takes the lock and removes the
-    // token.
+    // token. `here` is the caller, as `park_borrowed` requires.
     let woke = unsafe {
         park_borrowed(
+            here,
             |token| {
                 tidy.token = Some(token.park_id());
                 queue(&mut guard).push(token, data);
