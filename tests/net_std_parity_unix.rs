@@ -437,6 +437,50 @@ fn net_unix_writer_blocked_on_a_full_buffer_fails_when_its_socket_is_shut_for_wr
 }
 
 #[test]
+fn net_unix_writer_blocked_on_a_full_buffer_fails_when_the_peer_shuts_its_read_half() {
+    // The peer's `shutdown(Read)` marks our side shut for sending, which Linux reports with no
+    // poller event while our buffer is full; std's blocked writer gets `BrokenPipe` at once.
+    // grove's parked writer waited out its timeout (for ever without one). Also a writer on a
+    // `try_clone` whose sibling shuts the socket for writing (the sibling's shutdown wakes
+    // only its own handle's waiters).
+    for green in [true, false] {
+        for sibling_shuts in [false, true] {
+            let (a, b) = UnixStream::pair().unwrap();
+            let a = Arc::new(a);
+            let clone = a.try_clone().unwrap();
+            // A write timeout far above the bound below: reaching it is the bug.
+            a.set_write_timeout(Some(ms(6_000))).unwrap();
+            let writer = {
+                let a = a.clone();
+                Worker::spawn(green, move || loop {
+                    if let Err(e) = (&*a).write(&[0u8; 65536]) {
+                        return e.kind();
+                    }
+                })
+            };
+            grove::sleep(ms(200)); // the buffer fills; the writer parks
+            let t = Instant::now();
+            if sibling_shuts {
+                clone.shutdown(Shutdown::Write).unwrap();
+            } else {
+                b.shutdown(Shutdown::Read).unwrap();
+            }
+            let kind = grove::timeout(LIMIT, || writer.join()).expect("the writer stayed parked");
+            assert_eq!(
+                kind,
+                ErrorKind::BrokenPipe,
+                "green {green}, sibling {sibling_shuts}"
+            );
+            assert!(
+                t.elapsed() < ms(3_000),
+                "green {green}, sibling {sibling_shuts}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
 fn net_unix_datagram_send_to_a_full_receiver_waits_without_spinning() {
     if !common::in_a_process_of_its_own(
         "net_unix_datagram_send_to_a_full_receiver_waits_without_spinning",

@@ -1,5 +1,7 @@
 //! The shared poller: readiness waits on raw fds, from greenlets and plain threads.
 
+mod common;
+
 use grove::io::{wait_readable, wait_writable, Direction, Registration};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -52,6 +54,43 @@ fn rt_io_plain_thread_blocks_until_data_arrives() {
     let n = read_registered(&reg, &a, &mut buf).unwrap();
     assert_eq!(n, 1);
     drop(writer.join().unwrap());
+}
+
+#[test]
+fn rt_io_registration_wait_parks_on_an_idle_fd_until_the_kernel_says_ready() {
+    // A registration starts out ready, and its own operations correct that on `WouldBlock`;
+    // a bare `wait` cannot, so a loop of `wait` and a non-blocking read returned at once each
+    // time and spun a core.
+    common::on_thread_and_greenlet(|| {
+        let (a, b) = pair();
+        let reg = Registration::new(a.as_raw_fd()).unwrap();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = reg.wait(
+                Direction::Read,
+                Some(Instant::now() + Duration::from_millis(50)),
+            );
+            assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
+            assert!(
+                t.elapsed() >= Duration::from_millis(40),
+                "{:?}",
+                t.elapsed()
+            );
+            assert_eq!(
+                (&a).read(&mut [0u8; 4]).unwrap_err().kind(),
+                ErrorKind::WouldBlock
+            );
+        }
+        // Ready for real: the wait returns, and the read finds the data.
+        (&b).write_all(b"go").unwrap();
+        reg.wait(
+            Direction::Read,
+            Some(Instant::now() + Duration::from_secs(10)),
+        )
+        .unwrap();
+        let mut buf = [0u8; 4];
+        assert_eq!((&a).read(&mut buf).unwrap(), 2);
+    });
 }
 
 #[test]

@@ -124,6 +124,53 @@ impl<S: AsRawFd> Evented<S> {
         )
     }
 
+    /// As [`io`](Self::io), for a Unix stream write, whose wait for room may see no event at
+    /// all: a peer that shuts its read half (`shutdown(Read)`) marks our side shut for
+    /// sending, and Linux reports that with no poller event while our send buffer is full,
+    /// where std's blocked `sendmsg` is woken by the state change and fails with `EPIPE`. So
+    /// the wait is cut into slices, 20 ms doubling to 1 s, and the write is tried again after
+    /// each: the `BrokenPipe` shows within a slice, while room that does come wakes the writer
+    /// through its event as before. (A writer on a `try_clone` of a socket its sibling shuts
+    /// for writing is caught the same way.) The cost: a writer parked on a full Unix socket
+    /// wakes at most once a second.
+    pub(crate) fn io_sliced<R>(
+        &self,
+        dir: Direction,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut op = op;
+        if self.settings.nonblocking.load(Relaxed) {
+            return op();
+        }
+        let deadline = self.deadline(dir);
+        let mut slice = Duration::from_millis(20);
+        loop {
+            let end = Instant::now().checked_add(slice);
+            let cut = match (deadline, end) {
+                (Some(d), Some(e)) => Some(d.min(e)),
+                (d, e) => d.or(e),
+            };
+            match self.reg.io(dir, cut, &mut op) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        && deadline.is_none_or(|d| Instant::now() < d) =>
+                {
+                    // The slice ended: try once more, whatever the readiness says.
+                    match op() {
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                            ) => {}
+                        r => return r,
+                    }
+                    slice = (slice * 2).min(Duration::from_secs(1));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// As [`io`](Self::io) for a stream read or write of `asked` bytes (see
     /// `Registration::io_stream`: a short transfer clears the readiness without a syscall).
     pub(crate) fn io_stream(

@@ -172,13 +172,16 @@ impl Write for UnixStream {
     }
 }
 
+// Writes wait in slices: a peer's `shutdown(Read)` gives no poller event (see
+// `Evented::io_sliced`).
 impl Write for &UnixStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.ev.io(Direction::Write, || (&self.ev.sock).write(buf))
+        self.ev
+            .io_sliced(Direction::Write, || (&self.ev.sock).write(buf))
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.ev
-            .io(Direction::Write, || (&self.ev.sock).write_vectored(bufs))
+            .io_sliced(Direction::Write, || (&self.ev.sock).write_vectored(bufs))
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

@@ -365,9 +365,22 @@ impl Registration {
     }
 
     /// Waits until `dir` is ready, up to `deadline`, without doing anything.
+    ///
+    /// The readiness this registration keeps is a hint its own operations correct when they
+    /// meet `WouldBlock` (it starts out ready, and stays so after a caller's own syscall
+    /// drained the fd), which a bare wait cannot see. So the kernel has the last word: a
+    /// readiness it does not confirm (`poll(2)`, no wait) is cleared and the wait goes on
+    /// until the next event. Without that, a loop of `wait` and a non-blocking call that says
+    /// `WouldBlock` never parked and spun a core.
     pub fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
         self.ensure_registered()?;
-        self.source.poll_ready(dir, deadline).map(drop)
+        loop {
+            let ev = self.source.poll_ready(dir, deadline)?;
+            if ready_now(self.fd, dir) {
+                return Ok(());
+            }
+            self.source.clear_after_would_block(ev);
+        }
     }
 
     /// The registered fd.
