@@ -588,3 +588,48 @@ fn sync_locks_and_guards_have_the_std_conversions_and_formatting() {
     let sem = Semaphore::new(1);
     assert_eq!(format!("{:?}", sem.acquire()), "Permit { .. }");
 }
+
+/// Names of this process's threads (Linux).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|dir| {
+            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn sync_mutex_contended_only_by_plain_threads_starts_no_runtime() {
+    // A contended lock asked the runtime how many workers it had, which started it: worker
+    // threads appeared in a program that never spawned a greenlet.
+    if !common::in_a_process_of_its_own(
+        "sync_mutex_contended_only_by_plain_threads_starts_no_runtime",
+    ) {
+        return;
+    }
+    if !std::path::Path::new("/proc/self/task").exists() {
+        return; // no way to list threads here
+    }
+    let m = Arc::new(Mutex::new(0u64));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20_000 {
+                    *m.lock() += 1;
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*m.lock(), 80_000);
+    let workers: Vec<_> = thread_names()
+        .into_iter()
+        .filter(|n| n.starts_with("grove-"))
+        .collect();
+    assert!(workers.is_empty(), "runtime threads started: {workers:?}");
+}

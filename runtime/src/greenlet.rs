@@ -449,3 +449,11 @@ pub fn current() -> Option<Current> {
 pub fn workers() -> usize {
     runtime().config.workers
 }
+
+/// Worker threads of the runtime if it has started, without starting it (`None` before any
+/// greenlet was spawned): for code that plain threads may run too, which must not start
+/// worker threads as a side effect.
+#[doc(hidden)]
+pub fn workers_if_started() -> Option<usize> {
+    crate::sched::try_runtime().map(|rt| rt.config.workers)
+}

@@ -39,8 +39,8 @@ mod timer;
 pub use cancel::{is_cancellation, shielded, timeout, Elapsed, Killed};
 pub use config::{Config, ConfigError};
 pub use greenlet::{
-    block_in_pool, current, kill_all, spawn, spawn_blocking, workers, Builder, Current, Greenlet,
-    JoinHandle,
+    block_in_pool, current, kill_all, spawn, spawn_blocking, workers, workers_if_started, Builder,
+    Current, Greenlet, JoinHandle,
 };
 pub use local::{AccessError, LocalKey};
 pub use park::{park, park_borrowed, sleep, sleep_until, yield_now, Here, ParkId, Unparker};

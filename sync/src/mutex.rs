@@ -99,7 +99,7 @@ impl<T: ?Sized> Mutex<T> {
 
     #[cold]
     fn lock_slow(&self) {
-        if grove_runtime::workers() > 1 {
+        if spin_may_pay() {
             for _ in 0..SPINS {
                 std::hint::spin_loop();
                 let s = self.state.load(Relaxed);
@@ -241,5 +241,20 @@ impl<'a, T: ?Sized> MutexGuard<'a, T> {
     /// Re-takes the lock released by `unlock_raw`.
     pub(crate) fn relock_raw(&self) {
         std::mem::forget(self.mutex.lock());
+    }
+}
+
+/// Whether a contended `lock` should spin a little before parking: only where the holder can
+/// be running on another CPU meanwhile. With the runtime started, that is when it has more
+/// than one worker; before (only plain threads have used grove so far), when the machine has
+/// more than one CPU. Asking the runtime does not start it: a program that only locks from
+/// plain threads started worker threads at its first contention (found by a review).
+fn spin_may_pay() -> bool {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    match grove_runtime::workers_if_started() {
+        Some(n) => n > 1,
+        None => {
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) > 1
+        }
     }
 }
