@@ -251,7 +251,17 @@ impl ParkState {
 
     /// Waker: try to end park `gen` for `why`.
     pub fn wake(&self, gen: u64, why: Wake) -> WakeOutcome {
-        let mut cur = self.0.load(Acquire);
+        // The usual case first, with no load before it: the owner is parked. (A failed
+        // exchange reads the word as the load would.) AcqRel: as in the loop below.
+        let mut cur = match self.0.compare_exchange(
+            gen << ST_BITS | PARKED,
+            gen << ST_BITS | why.bits(),
+            AcqRel,
+            Acquire,
+        ) {
+            Ok(_) => return WakeOutcome::WonParked,
+            Err(seen) => seen,
+        };
         loop {
             if cur >> ST_BITS != gen {
                 return WakeOutcome::Lost;
