@@ -481,6 +481,54 @@ fn net_unix_writer_blocked_on_a_full_buffer_fails_when_the_peer_shuts_its_read_h
 }
 
 #[test]
+fn net_unix_write_in_an_unwinding_drop_is_bounded_by_its_timeout_scope() {
+    // Mid-unwind an expired `timeout` scope is reported once, as `TimedOut`; the sliced wait of
+    // a Unix stream write took that for the end of its own slice and waited on, past the
+    // scope, for ever without a write timeout (found by a review).
+    for green in [true, false] {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        while (&a).write(&[0u8; 65536]).is_ok() {}
+        a.set_nonblocking(false).unwrap();
+        let a = Arc::new(a);
+        type Outcome = Option<(Result<usize, ErrorKind>, std::time::Duration)>;
+        // (Checked outside: a failed assertion in a `Drop` mid-unwind would abort.)
+        struct WritesOnDrop(Arc<UnixStream>, Arc<std::sync::Mutex<Outcome>>);
+        impl Drop for WritesOnDrop {
+            fn drop(&mut self) {
+                let t = Instant::now();
+                let r = (&*self.0).write(&[0u8; 1024]).map_err(|e| e.kind());
+                *self.1.lock().unwrap() = Some((r, t.elapsed()));
+            }
+        }
+        let outcome = Arc::new(std::sync::Mutex::new(None));
+        let body = {
+            let (a, outcome) = (a.clone(), outcome.clone());
+            move || {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    grove::timeout(ms(100), || {
+                        let _d = WritesOnDrop(a, outcome);
+                        panic!("grove test: unwind on purpose");
+                    })
+                }));
+            }
+        };
+        let writer = Worker::spawn(green, body);
+        let finished = grove::timeout(LIMIT, || writer.join());
+        let _ = a.shutdown(Shutdown::Both); // frees a writer still stuck, if the test failed
+        assert!(
+            finished.is_ok(),
+            "green {green}: the write in the Drop never ended"
+        );
+        let got = outcome.lock().unwrap().take();
+        assert!(
+            matches!(got, Some((Err(ErrorKind::TimedOut), d)) if d < ms(2_000)),
+            "green {green}: {got:?}"
+        );
+    }
+}
+
+#[test]
 fn net_unix_datagram_send_to_a_full_receiver_waits_without_spinning() {
     if !common::in_a_process_of_its_own(
         "net_unix_datagram_send_to_a_full_receiver_waits_without_spinning",

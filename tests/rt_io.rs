@@ -94,6 +94,42 @@ fn rt_io_registration_wait_parks_on_an_idle_fd_until_the_kernel_says_ready() {
 }
 
 #[test]
+fn rt_io_registration_wait_is_woken_by_its_own_shutdown_on_a_full_unix_stream() {
+    // `on_shutdown` wakes the handle's waiters; `poll(2)` does not call a full Unix stream
+    // shut for sending writable, so a wait that asked the kernel wiped the closed bit and
+    // went back to sleep until its deadline (found by a review of the fix above).
+    for green in [true, false] {
+        let (a, _b) = pair();
+        while (&a).write(&[0u8; 65536]).is_ok() {}
+        let reg = Arc::new(Registration::new(a.as_raw_fd()).unwrap());
+        // Once through the registration, so its readiness is the kernel's (not writable).
+        let r = reg.io(
+            Direction::Write,
+            Some(Instant::now() + Duration::from_millis(50)),
+            || (&a).write(&[0u8; 65536]),
+        );
+        assert_eq!(r.unwrap_err().kind(), ErrorKind::TimedOut);
+        let waiter = {
+            let reg = reg.clone();
+            common::Worker::spawn(green, move || {
+                let t = Instant::now();
+                let r = reg.wait(
+                    Direction::Write,
+                    Some(Instant::now() + Duration::from_secs(8)),
+                );
+                (r.map_err(|e| e.kind()), t.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        a.shutdown(std::net::Shutdown::Write).unwrap();
+        reg.on_shutdown(false, true);
+        let (r, took) = waiter.join();
+        assert_eq!(r, Ok(()), "green {green}, after {took:?}");
+        assert!(took < Duration::from_secs(4), "green {green}: {took:?}");
+    }
+}
+
+#[test]
 fn rt_io_wait_readable_times_out_and_then_succeeds() {
     let (a, b) = pair();
     let t = Instant::now();

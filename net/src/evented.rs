@@ -151,9 +151,11 @@ impl<S: AsRawFd> Evented<S> {
                 (d, e) => d.or(e),
             };
             match self.reg.io(dir, cut, &mut op) {
+                // Only the slice's own end: a `TimedOut` that comes sooner is another limit's
+                // (an expired `timeout` scope, reported as such while the thread unwinds).
                 Err(e)
                     if e.kind() == io::ErrorKind::TimedOut
-                        && deadline.is_none_or(|d| Instant::now() < d) =>
+                        && end.is_some_and(|x| cut == Some(x) && Instant::now() >= x) =>
                 {
                     // The slice ended: try once more, whatever the readiness says.
                     match op() {

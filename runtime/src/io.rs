@@ -366,17 +366,18 @@ impl Registration {
 
     /// Waits until `dir` is ready, up to `deadline`, without doing anything.
     ///
-    /// The readiness this registration keeps is a hint its own operations correct when they
-    /// meet `WouldBlock` (it starts out ready, and stays so after a caller's own syscall
-    /// drained the fd), which a bare wait cannot see. So the kernel has the last word: a
+    /// The data readiness this registration keeps is a hint its own operations correct when
+    /// they meet `WouldBlock` (it starts out ready, and stays so after a caller's own syscall
+    /// drained the fd), which a bare wait cannot see. So the kernel has the last word on it: a
     /// readiness it does not confirm (`poll(2)`, no wait) is cleared and the wait goes on
     /// until the next event. Without that, a loop of `wait` and a non-blocking call that says
-    /// `WouldBlock` never parked and spun a core.
+    /// `WouldBlock` never parked and spun a core. A closed half or an error (the poller's, or
+    /// this handle's own `on_shutdown`) is final and answers at once.
     pub fn wait(&self, dir: Direction, deadline: Option<Instant>) -> io::Result<()> {
         self.ensure_registered()?;
         loop {
             let ev = self.source.poll_ready(dir, deadline)?;
-            if ready_now(self.fd, dir) {
+            if ev.closed_or_error() || ready_now(self.fd, dir) {
                 return Ok(());
             }
             self.source.clear_after_would_block(ev);
@@ -462,7 +463,13 @@ fn ready_now(fd: RawFd, dir: Direction) -> bool {
         revents: 0,
     };
     // SAFETY: `p` is one valid pollfd for the call's duration; a zero timeout never blocks.
-    unsafe { libc::poll(&mut p, 1, 0) > 0 }
+    match unsafe { libc::poll(&mut p, 1, 0) } {
+        0 => false,
+        // A failed `poll` (`ENOMEM`) proves nothing: say ready, and the caller's own operation
+        // meets the truth. (`EINTR` only comes back, with a zero timeout, for an fd not ready.)
+        -1 => io::Error::last_os_error().raw_os_error() != Some(libc::EINTR),
+        _ => true,
+    }
 }
 
 /// Closes a descriptor this module made, when dropped.

@@ -56,6 +56,17 @@ impl ReadyEvent {
     pub fn read_closed(&self) -> bool {
         self.word as u8 & READ_CLOSED != 0
     }
+
+    /// The readiness says more than "data or room": its direction's half closed, or an
+    /// error, which stay true once seen (and which `poll(2)` may not report: a Unix stream
+    /// shut for sending with its buffer full is not writable to it).
+    pub fn closed_or_error(&self) -> bool {
+        let closed = match self.dir {
+            Direction::Read => READ_CLOSED,
+            Direction::Write => WRITE_CLOSED,
+        };
+        self.word as u8 & (closed | ERROR) != 0
+    }
 }
 
 pub struct Readiness(AtomicU64);

@@ -338,7 +338,9 @@ where
 /// that may both charge the cooperative budget and park ([`Here::charge`],
 /// [`park_borrowed`]): the lookup is a call that cannot be inlined (see `sched::context`), ~10
 /// instructions each time. It names the greenlet, not the worker thread, so it stays right
-/// after a switch; it is not `Send`.
+/// after a switch; it is not `Send`. Using one outside the call that looked it up (kept in a
+/// thread-local, which the greenlets of a worker share) would reach another greenlet, or a
+/// freed one: hence the `unsafe` on every use.
 #[doc(hidden)]
 #[derive(Clone, Copy)]
 pub struct Here(*const Header);
@@ -351,8 +353,13 @@ impl Here {
     }
 
     /// [`crate::coop::charge`] for this greenlet.
+    ///
+    /// # Safety
+    ///
+    /// `self` came from [`Here::now`] called by the same greenlet (or plain thread) that calls
+    /// this, within the same blocking call.
     #[inline]
-    pub fn charge(self) {
+    pub unsafe fn charge(self) {
         crate::coop::charge_task(self.0)
     }
 }
@@ -369,7 +376,9 @@ impl Here {
 /// puts the token where only holders of the lock reach it, (c) the unlock step releases it, and
 /// (d) whenever the park ends other than by that token, the caller takes the lock and removes
 /// the token before the greenlet goes on (also when the park unwinds). grove-sync's wait queues
-/// keep those rules (`wait_queue::wait`).
+/// keep those rules (`wait_queue::wait`). And `here` came from [`Here::now`] called by the
+/// greenlet (or thread) that parks, within the same blocking call: another greenlet's would
+/// switch out through that greenlet's yielder from the wrong stack.
 #[doc(hidden)]
 #[inline(always)]
 pub unsafe fn park_borrowed<R, U>(here: Here, register: R, deadline: Option<Instant>) -> Wake

@@ -204,7 +204,8 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         // up only here: an unbounded send must not pay for it.)
         let here = (block && self.bounded).then(|| {
             let here = Here::now();
-            here.charge();
+            // SAFETY: looked up just above, by this call of this greenlet (or thread).
+            unsafe { here.charge() };
             here
         });
         let mut st = self.state.lock();
@@ -260,7 +261,8 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         // A receiver that always finds a value never parks: it yields now and then instead.
         let here = block.then(|| {
             let here = Here::now();
-            here.charge();
+            // SAFETY: looked up just above, by this call of this greenlet (or thread).
+            unsafe { here.charge() };
             here
         });
         loop {

@@ -1,7 +1,7 @@
 //! The FIFO of parked waiters that every primitive in this crate is built on.
 //!
 //! Each primitive keeps its state and a [`WaitQueue`] under one short internal lock
-//! (`parking_lot::Mutex`). A blocking call registers its park token in the queue *with that lock
+//! (a `SpinLock`, `spin.rs`). A blocking call registers its park token in the queue *with that lock
 //! held* and parks with the lock's release as the unlock step (runtime's `park`, Go's `gopark`),
 //! so a waker that pops the token finds the waiter switched out (if its park is not committed
 //! yet, the wake only marks it, and its worker resumes it: see runtime's `park`).
