@@ -425,17 +425,14 @@ where
         cancel_timer(timer);
         return Wake::Unparked;
     };
-    let mut unlock = Some(unlock);
-    let mut step = move || {
-        if let Some(u) = unlock.take() {
-            u()
-        }
+    // The worker moves the step out of this frame and runs it, once (`ParkRequest::unlock`);
+    // this frame never drops it.
+    let mut unlock = std::mem::ManuallyDrop::new(unlock);
+    let request = ParkRequest {
+        gen,
+        unlock: run_once::<U>,
+        step: (&mut *unlock as *mut U).cast(),
     };
-    let step: &mut dyn FnMut() = &mut step;
-    // SAFETY: only the lifetime is erased. The worker calls the step right after the switch,
-    // while this frame is suspended and so alive, and never after it resumes.
-    let step: *mut (dyn FnMut() + 'static) = unsafe { std::mem::transmute(step) };
-    let request = ParkRequest { gen, unlock: step };
     suspend(h, Suspend::park(&request));
     crate::coop::refill(h);
     let why = h
@@ -446,6 +443,17 @@ where
         cancel_timer(timer);
     }
     cancel::resolve_wake(why, deadline, scope)
+}
+
+/// Runs the unlock step of type `U` at `step`, moving it out.
+///
+/// # Safety
+///
+/// `step` points to a live `U` that nothing else will use or drop: this call takes it.
+unsafe fn run_once<U: FnOnce()>(step: *mut ()) {
+    // SAFETY: the caller hands the value over.
+    let u = unsafe { step.cast::<U>().read() };
+    u()
 }
 
 fn cancel_timer(timer: Option<TimerKey>) {

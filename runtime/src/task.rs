@@ -38,8 +38,13 @@ pub(crate) struct Suspend(*const ParkRequest);
 pub(crate) struct ParkRequest {
     /// The park generation to commit.
     pub(crate) gen: u64,
-    /// The unlock step to run on the worker's stack once the switch is done.
-    pub(crate) unlock: *mut (dyn FnMut() + 'static),
+    /// Runs the unlock step at `step` on the worker's stack once the switch is done, moving
+    /// it out of the parking frame: called exactly once, with `step`. (A plain function
+    /// pointer and a data pointer, not a `dyn FnMut` over an `Option`: no vtable and no
+    /// "already taken" check on the switch path.)
+    pub(crate) unlock: unsafe fn(*mut ()),
+    /// The unlock step, a closure in the parking greenlet's frame.
+    pub(crate) step: *mut (),
 }
 
 impl Suspend {

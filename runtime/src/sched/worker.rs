@@ -582,8 +582,9 @@ unsafe fn run_unlock_step(request: *const ParkRequest) -> u64 {
     // SAFETY: the frame holding the request is suspended and alive (the caller's contract).
     let request = unsafe { &*request };
     let gen = request.gen;
-    // SAFETY: as above; the step is called once, as the park protocol says (`park` module).
-    unsafe { (*request.unlock)() };
+    // SAFETY: as above; the step is run once, here, as `ParkRequest::unlock` requires (and the
+    // park protocol says, `park` module): nothing else runs or drops it.
+    unsafe { (request.unlock)(request.step) };
     gen
 }
 
