@@ -813,3 +813,120 @@ fn rt_the_monitor_runs_no_results_drop_itself() {
     let name = seen.lock().unwrap().clone().unwrap();
     assert_ne!(name, "grove-monitor");
 }
+
+/// Names of this process's threads (Linux).
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|dir| {
+            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn rt_a_timer_compaction_whose_drops_park_keeps_no_thread_local_across_the_switch() {
+    // The timer heap's compaction drops stale tokens, which may hold the last reference to a
+    // finished greenlet whose result's `Drop` parks; the compacting greenlet may then resume on
+    // another thread. The compaction kept its first thread's thread-local address across that
+    // and wrote to it: here that thread is a stand-in that has exited, and glibc (told to
+    // cache no thread stacks) has unmapped its thread-locals: SIGSEGV. Found by a review. (The
+    // address is kept only by an optimised build: `cargo test --release` catches the bug.)
+    if role().is_some() {
+        common::exit_if_still_running_after(Duration::from_secs(30), || "hung".into());
+        static FIRST: AtomicBool = AtomicBool::new(true);
+        static IN_DROP: AtomicBool = AtomicBool::new(false);
+        struct SleepsOnDrop;
+        impl Drop for SleepsOnDrop {
+            fn drop(&mut self) {
+                if FIRST.swap(false, SeqCst) {
+                    IN_DROP.store(true, SeqCst);
+                    grove::sleep(Duration::from_millis(400));
+                }
+            }
+        }
+        // 64 finished, detached greenlets, each referred to only by a stale timer entry (woken
+        // before their timeout): one short of a compaction.
+        let mut senders = Vec::new();
+        for _ in 0..64 {
+            let (tx, rx) = grove::sync::channel::<()>();
+            drop(grove::spawn(move || {
+                rx.recv_timeout(Duration::from_secs(10)).unwrap();
+                SleepsOnDrop
+            }));
+            senders.push(tx);
+        }
+        common::wait_for("the timers to be armed", || {
+            grove::debug::armed_timers() >= 64
+        });
+        for tx in &senders {
+            tx.send(()).unwrap();
+        }
+        // (A send fails once its greenlet has finished and dropped the receiver.)
+        common::wait_for("the greenlets to finish", || {
+            senders.iter().all(|tx| tx.send(()).is_err())
+        });
+        // The only worker's greenlet blocks its thread mid-unwind: its core goes to a stand-in.
+        let (release, released) = grove::sync::channel::<()>();
+        struct BlocksOnDrop(grove::sync::Receiver<()>);
+        impl Drop for BlocksOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.recv();
+            }
+        }
+        let unwinder = grove::spawn(move || {
+            let _g = BlocksOnDrop(released);
+            std::panic::resume_unwind(Box::new("grove test: unwind on purpose"));
+        });
+        common::wait_for("a stand-in thread", || {
+            thread_names()
+                .iter()
+                .any(|n| n.starts_with("grove-worker-0."))
+        });
+        // This greenlet runs on the stand-in; its cancelled timer is the 65th stale one, so it
+        // compacts, and the first result's drop parks it inside the compaction.
+        let (ctx, crx) = grove::sync::channel::<()>();
+        let compactor = grove::spawn(move || {
+            crx.recv_timeout(Duration::from_secs(10)).unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        ctx.send(()).unwrap();
+        common::wait_for("the result's drop", || IN_DROP.load(SeqCst));
+        // The stand-in gives the core back and exits while the compactor sleeps.
+        release.send(()).unwrap();
+        common::wait_for("the stand-in to exit", || {
+            !thread_names()
+                .iter()
+                .any(|n| n.starts_with("grove-worker-0."))
+        });
+        // A thread with a stack no cached one fits: its join frees the cached stacks, the
+        // stand-in's included (with glibc's stack cache off).
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(|| ())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(unwinder.join().is_err());
+        compactor.join().unwrap();
+        return;
+    }
+    if !std::path::Path::new("/proc/self/task").exists() {
+        return;
+    }
+    let out = run_child(
+        "rt_a_timer_compaction_whose_drops_park_keeps_no_thread_local_across_the_switch",
+        "compact",
+        &[
+            ("GROVE_WORKERS", "1"),
+            ("GLIBC_TUNABLES", "glibc.pthread.stack_cache_size=0"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "signal {:?}: {}",
+        common::signal(&out),
+        stderr(&out)
+    );
+}

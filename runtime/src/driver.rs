@@ -357,9 +357,17 @@ impl Drop for DriverGuard<'_> {
         unsafe { ManuallyDrop::drop(&mut self.inner) };
         // The woken tokens, dropped with the driver unlocked (see `IoSource::dispatch`).
         self.spent.clear();
-        let spent = std::mem::take(&mut self.spent);
-        let _ = SPENT.try_with(|s| s.set(spent));
+        put_spent(std::mem::take(&mut self.spent));
     }
+}
+
+/// Gives this thread its spare `spent` list back, looking the thread-local up afresh: the drops
+/// just before it run users' code (a finished greenlet's result), and a runtime frame keeps no
+/// thread-local address across code that may block or switch (docs/tls.md; the timer heap's
+/// compaction did, and wrote to an exited thread's slot).
+#[inline(never)]
+fn put_spent(spent: Vec<Unparker>) {
+    let _ = SPENT.try_with(|s| s.set(spent));
 }
 
 /// What a source is registered for: both directions, and on Linux urgent TCP data too (see

@@ -36,6 +36,19 @@ thread_local! {
     static GRAVE: Cell<Vec<Entry>> = const { Cell::new(Vec::new()) };
 }
 
+/// This thread's spare list (see `Timers::compact`), taken.
+#[inline(never)]
+fn take_grave() -> Vec<Entry> {
+    GRAVE.try_with(Cell::take).unwrap_or_default()
+}
+
+/// Gives this thread its spare list back (on the thread running now, which may not be the one
+/// `take_grave` ran on).
+#[inline(never)]
+fn put_grave(dead: Vec<Entry>) {
+    let _ = GRAVE.try_with(|g| g.set(dead));
+}
+
 /// Identifies an armed timer, for cancelling it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct TimerKey(u64);
@@ -127,13 +140,15 @@ impl Timers {
     /// result's `Drop` (user code) then runs there and may arm a timer itself. They go through
     /// a list this thread keeps, so a compaction allocates nothing once warm (partitioning into
     /// fresh vectors cost ~60 instructions per HTTP request, amortised, in callgrind).
-    /// Out of line for certain, not only `#[cold]`: it reaches the thread-local `GRAVE`, and
-    /// `cancel_timer` runs on both sides of a park's switch inside callers' loops, where an
-    /// inlined thread-local address could be kept across the switch (docs/tls.md).
+    /// The list is taken from and put back into the thread-local `GRAVE` through accessors of
+    /// their own that are never inlined: the drops between the two may park (a result's `Drop`
+    /// that sleeps or locks) and resume on another thread, and one function holding both
+    /// accesses kept the first thread's `GRAVE` address across that switch and wrote there
+    /// (a SIGSEGV once that thread, a stand-in, had exited; found by a review; docs/tls.md).
     #[cold]
     #[inline(never)]
     fn compact(&self, mut h: parking_lot::MutexGuard<'_, Heap>) {
-        let mut dead = GRAVE.try_with(Cell::take).unwrap_or_default();
+        let mut dead = take_grave();
         let mut entries = std::mem::take(&mut h.entries).into_vec();
         // Order does not matter (the heap is rebuilt), so a stale entry is swapped out.
         let mut i = 0;
@@ -149,8 +164,8 @@ impl Timers {
         let next = h.entries.peek().map_or(NONE, |e| e.at);
         self.next.store(next, SeqCst);
         drop(h);
-        dead.clear();
-        let _ = GRAVE.try_with(|g| g.set(dead));
+        dead.clear(); // may park: see above
+        put_grave(dead);
     }
 
     /// True if any timer is armed.
