@@ -721,3 +721,39 @@ fn rt_a_local_value_that_lost_a_reentrant_initialisation_is_dropped_with_no_borr
     assert_eq!(std::thread::spawn(made).join().unwrap(), 1);
     assert_eq!(grove::spawn(made).join().unwrap(), 1);
 }
+
+#[test]
+fn rt_a_panic_hook_set_before_the_runtime_starts_sees_greenlet_panics() {
+    // grove's hook replaced the previous one inside greenlets, so a program's own reporter (set
+    // at start, before the first spawn) never heard of a greenlet's panic. It now gets every
+    // panic; grove names the greenlet itself only in front of std's default hook. Found by a
+    // review.
+    if common::role().is_some() {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<&str>()
+                .copied()
+                .unwrap_or("?");
+            let who =
+                grove::current().map_or("a thread".to_string(), |g| format!("{}", g.id().as_u64()));
+            eprintln!("CUSTOM HOOK ({who}): {msg}");
+        }));
+        assert!(std::thread::spawn(|| panic!("in a thread")).join().is_err());
+        assert!(grove::spawn(|| panic!("in a greenlet")).join().is_err());
+        return;
+    }
+    let out = common::run_child(
+        "rt_a_panic_hook_set_before_the_runtime_starts_sees_greenlet_panics",
+        "hook",
+        &[],
+    );
+    let err = common::stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("CUSTOM HOOK (a thread): in a thread"), "{err}");
+    assert!(err.contains("CUSTOM HOOK (1): in a greenlet"), "{err}");
+    assert!(
+        !err.contains("greenlet '<unnamed>'"),
+        "grove reported over the program's hook: {err}"
+    );
+}

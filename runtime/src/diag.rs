@@ -1,10 +1,19 @@
 //! Panic reports that name the greenlet, as std's name the thread.
 //!
 //! std's hook prints `thread '<worker>' panicked at ...`, which names the worker thread, not the
-//! greenlet that panicked. The runtime wraps the hook installed when it starts: inside a
-//! greenlet it prints the same report with `greenlet '<name>'` (`<unnamed>` without a name) and
-//! the greenlet id; on any other thread it defers to the previous hook. A hook the program sets
-//! later replaces ours, as with std.
+//! greenlet that panicked. The runtime wraps the hook in place when it starts. If that is std's
+//! default hook, a panic inside a greenlet gets the same report with `greenlet '<name>'`
+//! (`<unnamed>` without a name) and the greenlet id; on any other thread the default hook
+//! reports it. If the program had set a hook of its own (an error reporter, a logger), every
+//! panic goes to that hook, greenlets' included, as std would send them there (it can call
+//! `grove::current()` for the greenlet's name): replacing it inside greenlets silently kept
+//! their panics from the program's reporter (found by a review). A hook the program sets later
+//! replaces ours, as with std.
+//!
+//! Telling std's default hook from the program's: `take_hook` gives the hook in place and puts
+//! the default back, so a second `take_hook` gives the default for certain; the first was the
+//! default if both are the same function (same data and vtable pointers: std boxes its default
+//! hook in one place, so no two copies of its vtable can differ).
 
 use crate::sched::context::current_task;
 use std::backtrace::{Backtrace, BacktraceStatus};
@@ -17,9 +26,12 @@ static FIRST_NOTE: AtomicBool = AtomicBool::new(true);
 /// Installs the greenlet-aware panic hook in front of the current one.
 pub(crate) fn install_panic_hook() {
     let prev = std::panic::take_hook();
+    let default = std::panic::take_hook();
+    let prev_is_default = std::ptr::eq(&*prev, &*default);
+    drop(default);
     std::panic::set_hook(Box::new(move |info| {
         let h = current_task();
-        if h.is_null() {
+        if h.is_null() || !prev_is_default {
             return prev(info);
         }
         // SAFETY: the running greenlet's header is alive while it runs (and panics).
