@@ -827,3 +827,121 @@ fn rt_kill_while_waiting_in_yield_now_unwinds_from_that_yield() {
         "the target ran on past the yield it was killed in"
     );
 }
+
+/// Waits (bounded) until `flag` is set.
+fn wait_set(flag: &AtomicBool, what: &str) {
+    common::wait_for(what, || flag.load(SeqCst));
+}
+
+#[test]
+fn rt_kill_unwinds_a_running_spawn_blocking_job_from_its_grove_blocking_calls() {
+    // The contract's `kill` ("the target unwinds from its current or next blocking call") made
+    // no exception for `spawn_blocking`, but a started job's grove calls parked through its
+    // thread's own slot, which `kill` did not reach: the job ran to its end. Found by a review.
+    // A sleep, a channel receive and a join, each killed while the job waits in it, from a
+    // plain thread and from a greenlet; destructors run, and `join` gives `Killed`.
+    for from_greenlet in [false, true] {
+        for wait in ["sleep", "recv", "join"] {
+            let started = Arc::new(AtomicBool::new(false));
+            let dropped = Arc::new(AtomicBool::new(false));
+            let (_keep, rx) = grove::sync::channel::<()>();
+            let target = grove::spawn(|| grove::sleep(Duration::from_secs(60)));
+            let job = {
+                let (started, dropped) = (started.clone(), dropped.clone());
+                grove::spawn_blocking(move || {
+                    let _flag = Flag(dropped);
+                    started.store(true, SeqCst);
+                    match wait {
+                        "sleep" => grove::sleep(Duration::from_secs(60)),
+                        "recv" => drop(rx.recv()),
+                        _ => drop(target.join()),
+                    }
+                    "ran to its end"
+                })
+            };
+            wait_set(&started, "the job to start");
+            std::thread::sleep(Duration::from_millis(20)); // into its wait
+            let t = Instant::now();
+            let job = if from_greenlet {
+                grove::spawn(move || {
+                    job.kill();
+                    job
+                })
+                .join()
+                .unwrap()
+            } else {
+                job.kill();
+                job
+            };
+            let r = grove::timeout(Duration::from_secs(10), || job.join())
+                .expect("kill did not reach the job");
+            let e = r.expect_err("the job ran to its end");
+            assert!(e.downcast_ref::<Killed>().is_some(), "{wait}");
+            assert!(dropped.load(SeqCst), "{wait}: destructors did not run");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "{wait}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn rt_kill_of_a_spawn_blocking_job_waits_out_its_shielded_section_and_spares_code_that_never_blocks(
+) {
+    // In a shielded section the kill waits for the first blocking call after it.
+    let after = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicBool::new(false));
+    let job = {
+        let (after, started) = (after.clone(), started.clone());
+        grove::spawn_blocking(move || {
+            started.store(true, SeqCst);
+            grove_runtime::shielded(|| grove::sleep(Duration::from_millis(300)));
+            after.store(true, SeqCst); // reached: the shield held the kill back
+            grove::sleep(Duration::from_secs(60)); // where it lands
+        })
+    };
+    wait_set(&started, "the job to start");
+    std::thread::sleep(Duration::from_millis(50));
+    job.kill();
+    let r = grove::timeout(Duration::from_secs(10), || job.join()).expect("the kill never landed");
+    assert!(r.unwrap_err().downcast_ref::<Killed>().is_some());
+    assert!(
+        after.load(SeqCst),
+        "the kill cut the shielded section short"
+    );
+    // A job that never blocks cannot be stopped (as with greenlets): it finishes.
+    let spin = Arc::new(AtomicBool::new(false));
+    let job = {
+        let spin = spin.clone();
+        grove::spawn_blocking(move || {
+            spin.store(true, SeqCst);
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_millis(100) {
+                std::hint::spin_loop();
+            }
+            7
+        })
+    };
+    wait_set(&spin, "the job to start");
+    job.kill();
+    assert_eq!(job.join().unwrap(), 7);
+}
+
+#[test]
+fn rt_kills_racing_spawn_blocking_jobs_as_they_start_never_hang() {
+    // A kill that lands as the job is being listed must either keep it from running or reach
+    // its first park: 200 rounds, each job sleeping a minute unless killed.
+    let handles: Vec<_> = (0..200)
+        .map(|_| {
+            let h = grove::spawn_blocking(|| grove::sleep(Duration::from_secs(60)));
+            h.kill();
+            h
+        })
+        .collect();
+    for h in handles {
+        let r = grove::timeout(Duration::from_secs(20), || h.join()).expect("a killed job hung");
+        assert!(r.unwrap_err().downcast_ref::<Killed>().is_some());
+    }
+}

@@ -10,17 +10,54 @@
 //! Hand-off: a submitter that finds an idle thread *claims* it (moves it from `idle` to
 //! `wakeups`) before signalling, so a burst of submissions never counts the same idle thread
 //! twice and starts new threads for the rest.
+//!
+//! # Killing a running job
+//!
+//! A job is plain code on a plain thread, so `kill` cannot unwind it anywhere; it does unwind
+//! it from its grove blocking calls (`sleep`, a lock, a channel, `join`), as it would a
+//! greenlet (the contract's `kill`: "from its current or next blocking call"). While a job
+//! runs, its thread records it (`current_job`) and the pool lists the thread's park slot under
+//! the job (`running`). A park of that thread answers to the job's kill flag the way a
+//! greenlet's park does (the same Dekker pair, `ParkState::commit_unless_killed` against
+//! `kill`'s heavy fence and `park_to_kill`, which `tests/loom_park.rs` models): on entry
+//! (`cancel::check_interrupts_thread`), and after it prepared, before it sleeps; `kill` then
+//! finds the thread's park slot in `running` and wakes the park in progress. The listing and
+//! `kill`'s look-up take the same lock: a job listed after `kill` looked finds its flag set
+//! before it starts (and never runs); one listed before is found. Code that never blocks still
+//! cannot be stopped, as with greenlets.
 
-use crate::task::TaskRef;
+use crate::park::ThreadParker;
+use crate::task::{Header, TaskRef};
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
+
+thread_local! {
+    /// The job this pool thread runs now (null between jobs, and on every other thread).
+    static JOB: Cell<*const Header> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The job this thread runs, or null (not a pool thread, or between jobs). Not inlined, as
+/// every runtime thread-local accessor (docs/tls.md).
+#[inline(never)]
+pub(crate) fn current_job() -> *const Header {
+    JOB.try_with(Cell::get).unwrap_or(std::ptr::null())
+}
+
+#[inline(never)]
+fn set_current_job(h: *const Header) {
+    let _ = JOB.try_with(|j| j.set(h));
+}
 
 pub(crate) struct BlockingPool {
     state: Mutex<PoolState>,
     cvar: Condvar,
     max_threads: usize,
     keepalive: Duration,
+    /// Jobs running now (their headers' addresses), each with its thread's park slot: where
+    /// `kill` finds the park to wake (see "Killing a running job").
+    running: parking_lot::Mutex<Vec<(usize, Arc<ThreadParker>)>>,
 }
 
 struct PoolState {
@@ -42,6 +79,17 @@ impl BlockingPool {
             cvar: Condvar::new(),
             max_threads,
             keepalive,
+            running: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// `kill`'s reach into a running job `h` (its flag already set and fenced): wakes the park
+    /// its thread is in, if any. Nothing for a task that is not a running job.
+    pub(crate) fn wake_killed_job(&self, h: &Header) {
+        let key = h as *const Header as usize;
+        let running = self.running.lock();
+        if let Some((_, parker)) = running.iter().find(|(k, _)| *k == key) {
+            parker.wake_to_kill();
         }
     }
 
@@ -91,7 +139,7 @@ impl BlockingPool {
         loop {
             if let Some(task) = st.queue.pop_front() {
                 drop(st);
-                run_job(task);
+                self.run_job(task);
                 st = self.state.lock().unwrap();
                 continue;
             }
@@ -116,15 +164,24 @@ impl BlockingPool {
     pub(crate) fn threads(&self) -> usize {
         self.state.lock().unwrap().threads
     }
-}
 
-fn run_job(task: TaskRef) {
-    let h = task.header();
-    if h.kill.load(std::sync::atomic::Ordering::Acquire) {
-        task.cancel_unstarted();
-    } else {
-        task.run_inline();
-        crate::local::clear_thread_locals();
+    /// Runs one job on this pool thread (see "Killing a running job" for the listing).
+    fn run_job(&self, task: TaskRef) {
+        let h = task.header();
+        let key = h as *const Header as usize;
+        // Listed before the flag is read: see "Killing a running job".
+        self.running
+            .lock()
+            .push((key, crate::park::thread_parker()));
+        if h.kill.load(std::sync::atomic::Ordering::Acquire) {
+            task.cancel_unstarted();
+        } else {
+            set_current_job(h);
+            task.run_inline();
+            set_current_job(std::ptr::null());
+            crate::local::clear_thread_locals();
+        }
+        self.running.lock().retain(|(k, _)| *k != key);
+        h.complete();
     }
-    h.complete();
 }

@@ -236,12 +236,34 @@ fn check_interrupts_greenlet_slow(h: &Header) -> Option<(Instant, u64)> {
 /// Entry check of every thread park, and of a greenlet's park during an unwind (which blocks
 /// its worker thread: see `park`), whose scopes are the greenlet's own.
 pub(crate) fn check_interrupts_thread() -> Option<(Instant, u64)> {
-    let (_, floor) = shield_state();
+    let (shielded, floor) = shield_state();
     let scope = with_scopes(|s| live_scope(s, floor)).flatten();
     if std::thread::panicking() {
         return scope; // a deadline for the park, never a second unwind
     }
+    if !shielded {
+        raise_if_job_killed();
+    }
     expire_if_due(scope)
+}
+
+/// True inside a shielded section of the running greenlet or thread.
+pub(crate) fn shielded_now() -> bool {
+    shield_state().0
+}
+
+/// On a blocking-pool thread: unwinds if its job was killed (see `blocking`, "Killing a
+/// running job"); the flag is consumed, as a greenlet's is.
+fn raise_if_job_killed() {
+    let job = crate::blocking::current_job();
+    if job.is_null() {
+        return;
+    }
+    // SAFETY: the job this thread runs is alive while it runs (`run_job` holds its task).
+    let kill = unsafe { &(*job).kill };
+    if kill.load(Acquire) && kill.swap(false, AcqRel) {
+        raise_kill();
+    }
 }
 
 fn expire_if_due(scope: Option<(Instant, u64)>) -> Option<(Instant, u64)> {
@@ -292,6 +314,15 @@ fn resolve_interrupted_wake(
                     defer_kill(h);
                     return Wake::Killed;
                 }
+            } else if !crate::blocking::current_job().is_null() {
+                // A blocking-pool job's park that `kill` ended. In a shielded section the flag
+                // stays set for the first park after it; else it is consumed here.
+                if shielded_now() {
+                    return Wake::Killed;
+                }
+                let job = crate::blocking::current_job();
+                // SAFETY: as in `raise_if_job_killed`.
+                unsafe { (*job).kill.store(false, Relaxed) };
             }
             if std::thread::panicking() {
                 Wake::Killed

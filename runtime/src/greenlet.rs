@@ -170,7 +170,9 @@ fn take_plain_thread_credit(rt: &Shared) -> io::Result<()> {
 }
 
 /// Runs `f` on the blocking pool's OS threads (gevent's threadpool). Joining the handle from a
-/// greenlet parks only that greenlet. `kill` stops it only if it has not started.
+/// greenlet parks only that greenlet. `kill` works as for a greenlet: a job killed before it
+/// starts never runs, and a running one unwinds from its current or next grove blocking call
+/// (`sleep`, a lock, a channel, a `join`); code that never blocks runs on to its end.
 ///
 /// # Panics
 /// If the pool has no thread and cannot start one.
@@ -379,6 +381,10 @@ fn kill_tasks(tasks: &[&TaskRef]) {
         if let Some(gen) = h.park.park_to_kill() {
             // SAFETY: `h` stays alive: the caller's handle holds a reference.
             unsafe { crate::park::wake_greenlet(NonNull::from(h), gen, Wake::Killed, Hint::Back) };
+        } else if !h.is_done() {
+            // Not parked as a greenlet: running or queued, or a `spawn_blocking` job, which
+            // parks through its thread's own slot (see `blocking`); the pool knows which.
+            crate::sched::runtime().blocking.wake_killed_job(h);
         }
     }
 }

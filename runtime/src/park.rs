@@ -257,6 +257,14 @@ pub(crate) struct ThreadParker {
 }
 
 impl ThreadParker {
+    /// `kill`'s side for a blocking-pool job running on this thread (its flag stored, the heavy
+    /// fence made): ends the park in progress, if any, as `Killed`.
+    pub(crate) fn wake_to_kill(&self) {
+        if let Some(gen) = self.state.park_to_kill() {
+            self.wake(gen, Wake::Killed);
+        }
+    }
+
     fn wake(&self, gen: u64, why: Wake) -> bool {
         match self.state.wake(gen, why) {
             WakeOutcome::Lost => false,
@@ -309,7 +317,7 @@ pub(crate) fn try_with_thread_ctx<R>(f: impl FnOnce(&ThreadCtx) -> R) -> Option<
 /// This plain thread's park slot. In a thread-local destructor that runs after the context's
 /// own (a user's value whose `Drop` sleeps or locks), a fresh slot stands in for the park:
 /// blocking works there as `std::thread::sleep` does (with no `timeout` scopes, see `cancel`).
-fn thread_parker() -> Arc<ThreadParker> {
+pub(crate) fn thread_parker() -> Arc<ThreadParker> {
     try_with_thread_ctx(|c| c.parker.clone()).unwrap_or_else(ThreadParker::new)
 }
 
@@ -481,7 +489,7 @@ where
         return Wake::Unparked;
     };
     unlock();
-    if parker.state.commit(gen) {
+    if commit_thread_park(&parker, gen) {
         // A greenlet blocking its worker thread mid-unwind, or the worker loop itself blocking
         // (a result's `Drop`), lends the thread's core out, so the worker's other greenlets run
         // meanwhile (see `sched::lend`).
@@ -508,6 +516,20 @@ where
         .take_wake(gen)
         .expect("grove: thread woke from a park nobody ended");
     cancel::resolve_wake(why, deadline, scope)
+}
+
+/// A plain thread's commit. On a blocking-pool thread running a job, the park answers to the
+/// job's kill flag first, as a greenlet's does (`ParkState::commit_unless_killed`, the
+/// owner's half of the Dekker pair with `kill`; see `blocking`, "Killing a running job"),
+/// unless the job is in a shielded section.
+fn commit_thread_park(parker: &ThreadParker, gen: u64) -> bool {
+    let job = crate::blocking::current_job();
+    if job.is_null() || cancel::shielded_now() {
+        return parker.state.commit(gen);
+    }
+    // SAFETY: the job this thread runs is alive while it runs (`run_job` holds its task).
+    let kill = unsafe { &(*job).kill };
+    parker.state.commit_unless_killed(gen, kill)
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

@@ -482,6 +482,62 @@ fn plain_thread_park_vs_wake() {
     });
 }
 
+/// A `spawn_blocking` job's park against `kill` (`blocking.rs`, "Killing a running job"): the
+/// job's thread checks the job's kill flag on entry (`cancel::check_interrupts_thread`),
+/// prepares, then commits with `commit_unless_killed` (`park::commit_thread_park`) and sleeps on
+/// its condvar while `is_waiting`; `kill` stores the flag, fences (heavy), reads the thread's park
+/// word (`ThreadParker::wake_to_kill`) and, on `WonParked`, takes the lock and signals. `kill`
+/// may land anywhere, before `prepare` included. The job must never sleep on with the kill
+/// pending (loom reports the deadlock), and a park that happened must end `Killed`. (The
+/// registry lookup that finds the thread's slot is a lock both sides take; a job listed after
+/// `kill` looked reads the flag before it starts, outside this model.)
+#[test]
+fn blocking_job_park_vs_kill() {
+    use loom::sync::{Condvar, Mutex};
+
+    struct ThreadParker {
+        state: ParkState,
+        lock: Mutex<()>,
+        cvar: Condvar,
+    }
+
+    loom::model(|| {
+        let tp = Arc::new(ThreadParker {
+            state: ParkState::new(),
+            lock: Mutex::new(()),
+            cvar: Condvar::new(),
+        });
+        let kill = Arc::new(AtomicBool::new(false));
+
+        let killer = {
+            let (tp, kill) = (tp.clone(), kill.clone());
+            thread::spawn(move || {
+                if let Some(g) = kill_side(&tp.state, &kill) {
+                    if tp.state.wake(g, Wake::Killed) == WakeOutcome::WonParked {
+                        drop(tp.lock.lock().unwrap());
+                        tp.cvar.notify_one();
+                    }
+                }
+            })
+        };
+
+        // The job's park: a kill seen on entry unwinds at once, with no park.
+        if kill.load(Acquire) {
+            killer.join().unwrap();
+            return;
+        }
+        let gen = tp.state.prepare();
+        if tp.state.commit_unless_killed(gen, &kill) {
+            let mut guard = tp.lock.lock().unwrap();
+            while tp.state.is_waiting(gen) {
+                guard = tp.cvar.wait(guard).unwrap();
+            }
+        }
+        assert_eq!(tp.state.take_wake(gen), Some(Wake::Killed));
+        killer.join().unwrap();
+    });
+}
+
 /// The claim in `ParkState::prepare`'s comment: "Release: pairs with the Acquire load in `wake`,
 /// for a waker that got the token through a channel that does not itself synchronise". This
 /// model hands the token over through exactly such a channel (a `Relaxed` slot) and FAILS: the
