@@ -945,3 +945,93 @@ fn rt_kills_racing_spawn_blocking_jobs_as_they_start_never_hang() {
         assert!(r.unwrap_err().downcast_ref::<Killed>().is_some());
     }
 }
+
+/// Sets its flag, then sleeps, when dropped (a result whose `Drop` blocks).
+struct SleepsOnDrop(Arc<AtomicBool>);
+impl Drop for SleepsOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+        grove::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn rt_kill_of_a_job_inside_a_results_drop_run_by_grove_is_not_lost() {
+    // A job drops the last handle of a finished greenlet nobody joined; the result's `Drop`
+    // sleeps, and the kill lands there. grove runs that drop under a `catch_unwind` of its own
+    // and puts a kill it caught back on the flag, but only a greenlet's: a job's was swallowed
+    // and the job slept on (found by a review of the job-kill change).
+    let in_drop = Arc::new(AtomicBool::new(false));
+    let job = {
+        let in_drop = in_drop.clone();
+        grove::spawn_blocking(move || {
+            let g = grove::spawn(move || SleepsOnDrop(in_drop));
+            common::wait_for("the greenlet to finish", || g.is_finished());
+            drop(g);
+            grove::sleep(Duration::from_secs(60));
+            "ran on"
+        })
+    };
+    wait_set(&in_drop, "the result's drop");
+    std::thread::sleep(Duration::from_millis(50));
+    job.kill();
+    let r = grove::timeout(Duration::from_secs(10), || job.join()).expect("the kill was lost");
+    assert!(r.unwrap_err().downcast_ref::<Killed>().is_some());
+}
+
+#[test]
+fn rt_a_kill_raised_in_a_job_is_a_cancellation_to_the_job() {
+    // Code that turns caught panics into errors re-raises cancellations (`is_cancellation`);
+    // inside a job, its own kill did not count as one.
+    let started = Arc::new(AtomicBool::new(false));
+    let job = {
+        let started = started.clone();
+        grove::spawn_blocking(move || {
+            started.store(true, SeqCst);
+            let r = std::panic::catch_unwind(|| grove::sleep(Duration::from_secs(60)));
+            grove_runtime::is_cancellation(&*r.expect_err("not killed"))
+        })
+    };
+    wait_set(&started, "the job to start");
+    std::thread::sleep(Duration::from_millis(50));
+    job.kill();
+    let r = grove::timeout(Duration::from_secs(10), || job.join()).expect("hung");
+    assert!(r.unwrap(), "is_cancellation(Killed) false inside a job");
+}
+
+/// Sleeps in a shielded section when dropped; flags its start and its end.
+struct ShieldedSleepOnDrop(Arc<AtomicBool>, Arc<AtomicBool>);
+impl Drop for ShieldedSleepOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+        grove_runtime::shielded(|| grove::sleep(Duration::from_millis(300)));
+        self.1.store(true, SeqCst);
+    }
+}
+
+grove::greenlet_local! {
+    static JOB_SLOT: std::cell::RefCell<Option<ShieldedSleepOnDrop>> = std::cell::RefCell::new(None);
+}
+
+#[test]
+fn rt_a_kill_after_a_jobs_code_returned_spares_its_locals_destructors() {
+    // The job stayed listed for `kill` while its greenlet-locals were dropped after its code
+    // returned; a kill then ended a destructor's park outside the job, and its shielded
+    // section was cut short.
+    let (in_drop, done) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let job = {
+        let (a, b) = (in_drop.clone(), done.clone());
+        grove::spawn_blocking(move || {
+            JOB_SLOT.with(|s| *s.borrow_mut() = Some(ShieldedSleepOnDrop(a, b)));
+            7
+        })
+    };
+    wait_set(&in_drop, "the local's drop");
+    std::thread::sleep(Duration::from_millis(50));
+    job.kill();
+    let _ = grove::timeout(Duration::from_secs(10), || job.join()).expect("hung");
+    assert!(done.load(SeqCst), "a kill cut a shielded section short");
+}

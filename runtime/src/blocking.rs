@@ -174,14 +174,22 @@ impl BlockingPool {
             .lock()
             .push((key, crate::park::thread_parker()));
         if h.kill.load(std::sync::atomic::Ordering::Acquire) {
+            self.unlist(key);
             task.cancel_unstarted();
         } else {
             set_current_job(h);
             task.run_inline();
+            // Unlisted before anything else runs on this thread (the job's greenlet-locals'
+            // destructors below, which may park): a `kill` that comes now must not end their
+            // parks, outside the job.
+            self.unlist(key);
             set_current_job(std::ptr::null());
             crate::local::clear_thread_locals();
         }
-        self.running.lock().retain(|(k, _)| *k != key);
         h.complete();
+    }
+
+    fn unlist(&self, key: usize) {
+        self.running.lock().retain(|(k, _)| *k != key);
     }
 }

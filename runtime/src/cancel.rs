@@ -314,13 +314,13 @@ fn resolve_interrupted_wake(
                     defer_kill(h);
                     return Wake::Killed;
                 }
-            } else if !crate::blocking::current_job().is_null() {
-                // A blocking-pool job's park that `kill` ended. In a shielded section the flag
-                // stays set for the first park after it; else it is consumed here.
-                if shielded_now() {
+            } else {
+                let job = crate::blocking::current_job();
+                // Only a job's park is ended by `kill` on a plain thread; in a shielded section
+                // its flag stays set for the first park after it, else it is consumed here.
+                if job.is_null() || shielded_now() {
                     return Wake::Killed;
                 }
-                let job = crate::blocking::current_job();
                 // SAFETY: as in `raise_if_job_killed`.
                 unsafe { (*job).kill.store(false, Relaxed) };
             }
@@ -406,11 +406,23 @@ impl Drop for LeaveShield {
 /// again at the next park.
 pub(crate) fn rearm_caught(payload: &(dyn std::any::Any + Send)) {
     if payload.is::<Killed>() && is_cancellation(payload) {
-        let h = current_task();
-        // Relaxed: read back by this same greenlet (as when a shielded section ends).
-        // SAFETY: `is_cancellation` is true for a kill only in a running greenlet (non-null
-        // `h`), whose header is alive while it runs.
+        let h = current_killable();
+        // Relaxed: read back by this same greenlet or job (as when a shielded section ends).
+        // SAFETY: `is_cancellation` is true for a kill only in a running greenlet or job
+        // (non-null `h`), whose header is alive while it runs.
         unsafe { &*h }.kill.store(true, Relaxed);
+    }
+}
+
+/// Whose kills this thread raises: the greenlet running here, or else the `spawn_blocking` job
+/// this pool thread runs (its header's local part is its thread's alone while it runs, as a
+/// greenlet's is the greenlet's), or null.
+fn current_killable() -> *const Header {
+    let h = current_task();
+    if h.is_null() {
+        crate::blocking::current_job()
+    } else {
+        h
     }
 }
 
@@ -429,17 +441,19 @@ pub fn is_cancellation(payload: &(dyn std::any::Any + Send)) -> bool {
     if payload.is::<ScopeExpired>() {
         return true;
     }
-    let h = current_task();
-    // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+    let h = current_killable();
+    // SAFETY: the running greenlet (or job) alone touches its own local part, one field at a
+    // time.
     payload.is::<Killed>() && !h.is_null() && unsafe { (*(*h).local_ptr()).kill_raised }
 }
 
 /// Starts the unwind of a kill delivered to the running greenlet, noting that it was delivered
 /// here (see [`is_cancellation`]).
 fn raise_kill() -> ! {
-    let h = current_task();
+    let h = current_killable();
     if !h.is_null() {
-        // SAFETY: the running greenlet alone touches its own local part, one field at a time.
+        // SAFETY: the running greenlet (or job) alone touches its own local part, one field at
+        // a time.
         unsafe { (*(*h).local_ptr()).kill_raised = true };
     }
     resume_unwind(Box::new(Killed))
