@@ -396,6 +396,15 @@ fn net_unix_datagram_recv_waiting_when_another_greenlet_shuts_reading_returns_0(
     assert_eq!(got.unwrap(), 0);
 }
 
+/// A greenlet (or thread) writing to `a` until a write fails: it fills the buffer, then parks.
+fn write_until_it_fails(green: bool, a: Arc<UnixStream>) -> Worker<ErrorKind> {
+    Worker::spawn(green, move || loop {
+        if let Err(e) = (&*a).write(&[0u8; 65536]) {
+            return e.kind();
+        }
+    })
+}
+
 #[test]
 fn net_unix_writer_blocked_on_a_full_buffer_fails_when_its_socket_is_shut_for_writing() {
     // std's blocked writer gets `BrokenPipe` when another thread shuts the socket for
@@ -403,15 +412,8 @@ fn net_unix_writer_blocked_on_a_full_buffer_fails_when_its_socket_is_shut_for_wr
     // grove's parked writer waited out its timeout (for ever without one).
     for green in [true, false] {
         let (a, _b) = UnixStream::pair().unwrap();
-        let a = std::sync::Arc::new(a);
-        let writer = {
-            let a = a.clone();
-            Worker::spawn(green, move || loop {
-                if let Err(e) = (&*a).write(&[0u8; 65536]) {
-                    return e.kind();
-                }
-            })
-        };
+        let a = Arc::new(a);
+        let writer = write_until_it_fails(green, a.clone());
         grove::sleep(ms(200)); // the buffer fills; the writer parks
         let t = std::time::Instant::now();
         a.shutdown(Shutdown::Write).unwrap();
@@ -450,14 +452,7 @@ fn net_unix_writer_blocked_on_a_full_buffer_fails_when_the_peer_shuts_its_read_h
             let clone = a.try_clone().unwrap();
             // A write timeout far above the bound below: reaching it is the bug.
             a.set_write_timeout(Some(ms(6_000))).unwrap();
-            let writer = {
-                let a = a.clone();
-                Worker::spawn(green, move || loop {
-                    if let Err(e) = (&*a).write(&[0u8; 65536]) {
-                        return e.kind();
-                    }
-                })
-            };
+            let writer = write_until_it_fails(green, a.clone());
             grove::sleep(ms(200)); // the buffer fills; the writer parks
             let t = Instant::now();
             if sibling_shuts {

@@ -814,17 +814,6 @@ fn rt_the_monitor_runs_no_results_drop_itself() {
     assert_ne!(name, "grove-monitor");
 }
 
-/// Names of this process's threads (Linux).
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|dir| {
-            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .map(|n| n.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn rt_a_timer_compaction_whose_drops_park_keeps_no_thread_local_across_the_switch() {
     // The timer heap's compaction drops stale tokens, which may hold the last reference to a
@@ -880,7 +869,7 @@ fn rt_a_timer_compaction_whose_drops_park_keeps_no_thread_local_across_the_switc
             std::panic::resume_unwind(Box::new("grove test: unwind on purpose"));
         });
         common::wait_for("a stand-in thread", || {
-            thread_names()
+            common::thread_names()
                 .iter()
                 .any(|n| n.starts_with("grove-worker-0."))
         });
@@ -896,7 +885,7 @@ fn rt_a_timer_compaction_whose_drops_park_keeps_no_thread_local_across_the_switc
         // The stand-in gives the core back and exits while the compactor sleeps.
         release.send(()).unwrap();
         common::wait_for("the stand-in to exit", || {
-            !thread_names()
+            !common::thread_names()
                 .iter()
                 .any(|n| n.starts_with("grove-worker-0."))
         });

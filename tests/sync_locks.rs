@@ -589,17 +589,6 @@ fn sync_locks_and_guards_have_the_std_conversions_and_formatting() {
     assert_eq!(format!("{:?}", sem.acquire()), "Permit { .. }");
 }
 
-/// Names of this process's threads (Linux).
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .map(|dir| {
-            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .map(|n| n.trim().to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[test]
 fn sync_mutex_contended_only_by_plain_threads_starts_no_runtime() {
     // A contended lock asked the runtime how many workers it had, which started it: worker
@@ -627,7 +616,7 @@ fn sync_mutex_contended_only_by_plain_threads_starts_no_runtime() {
         t.join().unwrap();
     }
     assert_eq!(*m.lock(), 80_000);
-    let workers: Vec<_> = thread_names()
+    let workers: Vec<_> = common::thread_names()
         .into_iter()
         .filter(|n| n.starts_with("grove-"))
         .collect();

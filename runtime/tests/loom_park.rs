@@ -426,6 +426,24 @@ fn park_reference_is_handed_over_and_back_exactly_once() {
     });
 }
 
+/// A plain thread's park slot, as `park.rs` builds it (that file needs the whole runtime and
+/// cannot be included here): the production `ParkState` with loom's mutex and condvar.
+struct ThreadParker {
+    state: ParkState,
+    lock: loom::sync::Mutex<()>,
+    cvar: loom::sync::Condvar,
+}
+
+impl ThreadParker {
+    fn new() -> ThreadParker {
+        ThreadParker {
+            state: ParkState::new(),
+            lock: loom::sync::Mutex::new(()),
+            cvar: loom::sync::Condvar::new(),
+        }
+    }
+}
+
 /// 1(e). A plain OS thread's park (`park::park_thread` + `ThreadParker::wake`), whose loop is
 /// driven by `is_waiting`. `park.rs` cannot be included here (it needs the whole runtime), so the
 /// few lines of that protocol are mirrored with loom's `Mutex`/`Condvar`; `ParkState` itself is
@@ -434,20 +452,8 @@ fn park_reference_is_handed_over_and_back_exactly_once() {
 /// can fall between the check and the wait; the hand-off must be visible after the park.
 #[test]
 fn plain_thread_park_vs_wake() {
-    use loom::sync::{Condvar, Mutex};
-
-    struct ThreadParker {
-        state: ParkState,
-        lock: Mutex<()>,
-        cvar: Condvar,
-    }
-
     loom::model(|| {
-        let tp = Arc::new(ThreadParker {
-            state: ParkState::new(),
-            lock: Mutex::new(()),
-            cvar: Condvar::new(),
-        });
+        let tp = Arc::new(ThreadParker::new());
         let slot = Arc::new(AtomicU64::new(0));
         let handoff = Arc::new(UnsafeCell::new(0u32));
 
@@ -493,20 +499,8 @@ fn plain_thread_park_vs_wake() {
 /// `kill` looked reads the flag before it starts, outside this model.)
 #[test]
 fn blocking_job_park_vs_kill() {
-    use loom::sync::{Condvar, Mutex};
-
-    struct ThreadParker {
-        state: ParkState,
-        lock: Mutex<()>,
-        cvar: Condvar,
-    }
-
     loom::model(|| {
-        let tp = Arc::new(ThreadParker {
-            state: ParkState::new(),
-            lock: Mutex::new(()),
-            cvar: Condvar::new(),
-        });
+        let tp = Arc::new(ThreadParker::new());
         let kill = Arc::new(AtomicBool::new(false));
 
         let killer = {

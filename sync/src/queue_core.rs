@@ -20,7 +20,7 @@
 //! value goes into the buffer and the getter, woken without one, takes the best when it runs.
 //! Capacity `Some(0)` is a rendezvous: every send waits for a receiver.
 
-use crate::wait_queue::{wait, wait_here, WaitQueue, Waited};
+use crate::wait_queue::{wait, wait_leaving, WaitQueue, Waited};
 use grove_runtime::Here;
 use grove_runtime::Unparker;
 use std::collections::{BinaryHeap, VecDeque};
@@ -238,13 +238,14 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         }
         st.watchers.wake_all(); // a parked putter makes the receiving side ready
         let mut slot = Some(v);
-        let waited = wait_here(
+        let waited = wait_leaving(
             here.unwrap_or_else(Here::now),
             st,
             |s| &mut s.putters,
             Slot(&mut slot),
             deadline,
             || (),
+            |_| {},
         );
         match (waited, slot) {
             (_, None) => Ok(()), // a getter took it
@@ -284,13 +285,14 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
                 return Err(GetError::Empty);
             }
             let mut slot: Option<T> = None;
-            let waited = wait_here(
+            let waited = wait_leaving(
                 here.unwrap_or_else(Here::now),
                 st,
                 |s| &mut s.getters,
                 Slot(&mut slot),
                 deadline,
                 || (),
+                |_| {},
             );
             match (waited, slot) {
                 (_, Some(v)) => return Ok(v),

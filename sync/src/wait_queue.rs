@@ -164,27 +164,15 @@ pub(crate) fn wait<S, E>(
     deadline: Option<Instant>,
     then: impl FnOnce(),
 ) -> Waited {
-    wait_here(Here::now(), guard, queue, data, deadline, then)
+    wait_leaving(Here::now(), guard, queue, data, deadline, then, |_| {})
 }
 
-/// [`wait`] by the greenlet (or thread) `here`, looked up by the caller already (to charge
-/// its cooperative budget first, say).
-#[inline(always)]
-pub(crate) fn wait_here<S, E>(
-    here: Here,
-    guard: MutexGuard<'_, S>,
-    queue: fn(&mut S) -> &mut WaitQueue<E>,
-    data: E,
-    deadline: Option<Instant>,
-    then: impl FnOnce(),
-) -> Waited {
-    wait_leaving(here, guard, queue, data, deadline, then, |_| {})
-}
-
-/// [`wait_here`], where a waiter that leaves the queue without a hand-off (timed out, killed)
-/// may have been what held back the waiters behind it: `on_leave` runs under the lock once its
-/// entry is gone, to let them in. (A cancelled `RwLock` writer, queued ahead of readers while
-/// only readers held the lock, kept those readers out until every holder had left.)
+/// [`wait`] by the greenlet (or thread) `here`, looked up by the caller already (to charge its
+/// cooperative budget first, say), where a waiter that leaves the queue without a hand-off
+/// (timed out, killed) may have been what held back the waiters behind it: `on_leave` runs
+/// under the lock once its entry is gone, to let them in. (A cancelled `RwLock` writer, queued
+/// ahead of readers while only readers held the lock, kept those readers out until every holder
+/// had left.) Callers with nothing to let in pass `|_| {}`.
 #[inline(always)]
 pub(crate) fn wait_leaving<S, E>(
     here: Here,

@@ -417,3 +417,15 @@ pub fn pairs_beside_hogs(
     }
     (round_trips, grove::debug::runnext_steals())
 }
+
+/// Names of this process's threads (Linux; empty where `/proc` has none).
+#[allow(dead_code)]
+pub fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .map(|dir| {
+            dir.filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
