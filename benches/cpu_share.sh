@@ -1,6 +1,7 @@
 #!/bin/bash
 # Who saturates first: one server of a bench binary under `wrk -t1`, with the CPU that the
-# server and wrk each use and the server's context switches per request.
+# server and wrk each use (the server's per request also split into user and kernel time) and
+# the server's context switches per request.
 #
 #   benches/cpu_share.sh BENCH_BINARY PEER PORT [CONNECTIONS] [SECONDS]
 #
@@ -18,22 +19,23 @@ wrk -t1 -c"$C" -d1s "http://127.0.0.1:$PORT/" > /dev/null
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ksys() { awk '{print $15}' "/proc/$1/stat"; }
 switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/{s+=$2} END{print s}'; }
-S0=$(cpu $SPID); CS0=$(switches $SPID)
+S0=$(cpu $SPID); SK0=$(ksys $SPID); CS0=$(switches $SPID)
 OUT=$(mktemp)
 wrk -t1 -c"$C" -d"${D}s" "http://127.0.0.1:$PORT/" > "$OUT" &
 WPID=$!
 # wrk's own share, over half a second near the end of its run.
 sleep $((D - 1)); W0=$(cpu $WPID); K0=$(ksys $WPID); sleep 0.5; W1=$(cpu $WPID); K1=$(ksys $WPID)
 wait $WPID
-S1=$(cpu $SPID); CS1=$(switches $SPID)
+S1=$(cpu $SPID); SK1=$(ksys $SPID); CS1=$(switches $SPID)
 REQ=$(awk '/requests in/{print $1}' "$OUT")
 RPS=$(awk '/Requests\/sec/{print $2}' "$OUT")
 rm -f "$OUT"
 TICK=$(getconf CLK_TCK)
-printf '%s c%s: %s req/s; server %.2f cores, %.2f us/req; wrk %.2f cores (kernel %.2f); server context switches %.3f/req\n' \
+printf '%s c%s: %s req/s; server %.2f cores, %.2f us/req (kernel %.2f); wrk %.2f cores (kernel %.2f); server context switches %.3f/req\n' \
   "$PEER" "$C" "$RPS" \
   "$(echo "($S1 - $S0) / $TICK / $D" | bc -l)" \
   "$(echo "($S1 - $S0) * 1000000 / $TICK / $REQ" | bc -l)" \
+  "$(echo "($SK1 - $SK0) * 1000000 / $TICK / $REQ" | bc -l)" \
   "$(echo "($W1 - $W0) / $TICK / 0.5" | bc -l)" \
   "$(echo "($K1 - $K0) / $TICK / 0.5" | bc -l)" \
   "$(echo "($CS1 - $CS0) / $REQ" | bc -l)"
