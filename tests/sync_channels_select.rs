@@ -9,7 +9,7 @@ use common::*;
 
 use grove::sync::{
     bounded, unbounded, Receiver, RecvError, RecvTimeoutError, Select, SendTimeoutError,
-    TryRecvError,
+    TryRecvError, TrySendError,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex as StdMutex};
@@ -197,6 +197,196 @@ fn sync_select_is_fair_between_ready_receivers() {
         hits.iter().all(|&h| h >= COUNT / 3 / 2),
         "unfair selection: {hits:?}"
     );
+}
+
+#[test]
+fn sync_select_send_readiness_follows_room_receivers_and_disconnection() {
+    let (tx_unbounded, _rx_unbounded) = unbounded::<u32>();
+    let (tx_full, rx_full) = bounded::<u32>(1);
+    tx_full.send(1).unwrap();
+    let (tx_rendezvous, rx_rendezvous) = bounded::<u32>(0);
+    let mut sel = Select::new();
+    let u = sel.send(&tx_unbounded);
+    assert_eq!(
+        sel.try_ready(),
+        Ok(u),
+        "an unbounded sender is always ready"
+    );
+
+    let mut sel = Select::new();
+    let f = sel.send(&tx_full);
+    let r = sel.send(&tx_rendezvous);
+    assert!(
+        sel.try_ready().is_err(),
+        "a full channel and a rendezvous with nobody waiting"
+    );
+    assert_eq!(rx_full.try_recv(), Ok(1));
+    assert_eq!(sel.try_ready(), Ok(f), "room was made");
+    assert_eq!(tx_full.try_send(2), Ok(()));
+    assert!(sel.try_ready().is_err());
+    drop(rx_rendezvous);
+    assert_eq!(
+        sel.try_ready(),
+        Ok(r),
+        "a sender with no receiver left is ready"
+    );
+    assert_eq!(
+        tx_rendezvous.try_send(3),
+        Err(TrySendError::Disconnected(3)),
+        "and its send fails at once"
+    );
+}
+
+#[test]
+fn sync_select_send_waits_for_room() {
+    on_thread_and_greenlet(|| {
+        let (tx, rx) = bounded::<u32>(2);
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        let (_tx_idle, rx_idle) = bounded::<u32>(1);
+        let t0 = Instant::now();
+        let taker = grove::spawn(move || {
+            grove::sleep(ms(30));
+            assert_eq!(rx.recv(), Ok(1));
+            rx
+        });
+        let mut sel = Select::new();
+        sel.recv(&rx_idle);
+        let s = sel.send(&tx);
+        assert_eq!(
+            sel.ready_timeout(Duration::from_secs(10)),
+            Ok(s),
+            "no room was seen"
+        );
+        assert!(
+            t0.elapsed() >= ms(30),
+            "ready returned before the room was made"
+        );
+        assert!(
+            t0.elapsed() < ms(5_000),
+            "the room made did not wake the select"
+        );
+        assert_eq!(tx.try_send(3), Ok(()));
+        let rx = taker.join().unwrap();
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), vec![2, 3]);
+    });
+}
+
+#[test]
+fn sync_select_send_on_a_rendezvous_waits_for_a_parked_receiver() {
+    on_thread_and_greenlet(|| {
+        let (tx, rx) = bounded::<u32>(0);
+        let t0 = Instant::now();
+        // A plain thread receives, so the selecting side may be either kind.
+        let receiver = std::thread::spawn(move || {
+            std::thread::sleep(ms(30));
+            rx.recv_timeout(Duration::from_secs(10))
+        });
+        let mut sel = Select::new();
+        let s = sel.send(&tx);
+        let until = Instant::now() + Duration::from_secs(10);
+        // The receiver stays parked until a try_send lands (it may lose a race to none: the
+        // loop is only for a send that saw the receiver just before it parked).
+        loop {
+            let ready = sel.ready_timeout(Duration::from_secs(10));
+            assert_eq!(ready, Ok(s), "the parked receiver was not seen");
+            assert!(
+                t0.elapsed() >= ms(30),
+                "ready returned before a receiver waited"
+            );
+            assert!(
+                t0.elapsed() < ms(5_000),
+                "the parked receiver did not wake the select"
+            );
+            if tx.try_send(7).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "the rendezvous never took the value"
+            );
+        }
+        assert_eq!(receiver.join().unwrap(), Ok(7));
+    });
+}
+
+#[test]
+fn sync_select_send_ready_timeout_and_the_last_receiver_leaving() {
+    on_thread_and_greenlet(|| {
+        let (tx, rx) = bounded::<u32>(1);
+        tx.send(1).unwrap();
+        let mut sel = Select::new();
+        let s = sel.send(&tx);
+        let t0 = Instant::now();
+        assert!(
+            sel.ready_timeout(ms(20)).is_err(),
+            "full, and nobody receives"
+        );
+        assert!(t0.elapsed() >= ms(20));
+        let dropper = grove::spawn(move || {
+            grove::sleep(ms(20));
+            drop(rx);
+        });
+        let t1 = Instant::now();
+        assert_eq!(sel.ready_timeout(Duration::from_secs(10)), Ok(s));
+        assert!(
+            t1.elapsed() < ms(5_000),
+            "the last receiver's drop did not wake the select"
+        );
+        assert_eq!(tx.try_send(2), Err(TrySendError::Disconnected(2)));
+        dropper.join().unwrap();
+    });
+}
+
+#[test]
+fn sync_select_producers_over_full_channels_deliver_every_value_once() {
+    // Producers (greenlets and threads) select over three bounded channels' senders and
+    // follow up with try_send; consumers drain them. Every value arrives exactly once.
+    const VALUES: u64 = 3_000;
+    let mut txs = Vec::new();
+    let mut rxs = Vec::new();
+    for cap in [Some(0), Some(1), Some(4)] {
+        let (tx, rx) = make::<u64>(cap);
+        txs.push(tx);
+        rxs.push(rx);
+    }
+    let next = Arc::new(AtomicUsize::new(0));
+    let producers: Vec<_> = (0..4)
+        .map(|k| {
+            let txs = txs.clone();
+            let next = next.clone();
+            Worker::spawn(k % 2 == 0, move || {
+                let until = Instant::now() + Duration::from_secs(20);
+                let mut v = next.fetch_add(1, SeqCst) as u64;
+                while v < VALUES {
+                    assert!(Instant::now() < until, "select producer stalled");
+                    let mut sel = Select::new();
+                    for tx in &txs {
+                        sel.send(tx);
+                    }
+                    let Ok(i) = sel.ready_timeout(Duration::from_secs(1)) else {
+                        continue;
+                    };
+                    match txs[i].try_send(v) {
+                        Ok(()) => v = next.fetch_add(1, SeqCst) as u64,
+                        Err(TrySendError::Full(_)) => {} // someone else took the room
+                        Err(TrySendError::Disconnected(_)) => panic!("a receiver left early"),
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(txs);
+    let consumers: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(c, rx)| Worker::spawn(c != 1, move || rx.iter().collect::<Vec<u64>>()))
+        .collect();
+    for p in producers {
+        p.join();
+    }
+    let all: Vec<u64> = consumers.into_iter().flat_map(Worker::join).collect();
+    assert_exactly_once(all, VALUES, "select producers");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! Built on [`crate::queue_core`]: a value meets a waiting receiver in that receiver's own stack
 //! slot (no buffer round trip), and a cancelled waiter never swallows a value.
 
-use crate::queue_core::{GetError, PutError, QueueCore};
+use crate::queue_core::{GetError, PutError, QueueCore, Side};
 pub use crossbeam_channel::{
     ReadyTimeoutError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryReadyError,
     TryRecvError, TrySendError,
@@ -284,17 +284,34 @@ impl<T> Watchable for Receiver<T> {
         self.is_ready()
     }
     fn watch(&self, token: Unparker) -> bool {
-        self.core
-            .watch(token, |st| st.available() > 0 || st.senders == 0)
+        self.core.watch(Side::Recv, token, |st| {
+            st.available() > 0 || st.senders == 0
+        })
     }
     fn unwatch(&self, token: &Unparker) {
-        self.core.unwatch(token);
+        self.core.unwatch(Side::Recv, token);
     }
 }
 
-/// Waits until one of several receivers is ready (crossbeam's `Select::ready*`): it has a value,
-/// or is disconnected. Readiness is a hint, as in crossbeam: another consumer may take the value
-/// first, so follow up with `try_recv` and select again if it is gone.
+impl<T> Watchable for Sender<T> {
+    fn ready(&self) -> bool {
+        self.core.lock().put_would_not_wait()
+    }
+    fn watch(&self, token: Unparker) -> bool {
+        self.core
+            .watch(Side::Send, token, |st| st.put_would_not_wait())
+    }
+    fn unwatch(&self, token: &Unparker) {
+        self.core.unwatch(Side::Send, token);
+    }
+}
+
+/// Waits until one of several receivers or senders is ready (crossbeam's `Select::ready*`). A
+/// receiver is ready when a `recv` would not wait: it has a value, or is disconnected. A sender
+/// is ready when a `send` would not wait: the channel has room, a receiver is parked for the
+/// value (a rendezvous), or every receiver is gone (the send fails at once). Readiness is a
+/// hint, as in crossbeam: another consumer may take the value (or another producer the room)
+/// first, so follow up with `try_recv` or `try_send` and select again if it failed.
 ///
 /// ```
 /// use grove_sync::{bounded, Select};
@@ -350,15 +367,33 @@ impl<'a> Select<'a> {
         self.handles.len() - 1
     }
 
-    /// The index of a ready receiver, if one is ready now.
+    /// Adds a sender; returns its index.
+    ///
+    /// ```
+    /// use grove_sync::{bounded, Select};
+    /// let (tx, rx) = bounded::<u32>(1);
+    /// tx.send(1).unwrap(); // full
+    /// let mut sel = Select::new();
+    /// let s = sel.send(&tx);
+    /// assert!(sel.try_ready().is_err());
+    /// assert_eq!(rx.recv(), Ok(1)); // room again
+    /// assert_eq!(sel.ready(), s);
+    /// assert_eq!(tx.try_send(2), Ok(()));
+    /// ```
+    pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
+        self.handles.push(tx);
+        self.handles.len() - 1
+    }
+
+    /// The index of a ready receiver or sender, if one is ready now.
     pub fn try_ready(&mut self) -> Result<usize, TryReadyError> {
         self.first_ready().ok_or(TryReadyError)
     }
 
-    /// Waits until a receiver is ready; returns its index.
+    /// Waits until a receiver or sender is ready; returns its index.
     ///
     /// # Panics
-    /// With no receivers added (it would wait forever).
+    /// With nothing added (it would wait forever).
     pub fn ready(&mut self) -> usize {
         assert!(
             !self.handles.is_empty(),
@@ -371,12 +406,12 @@ impl<'a> Select<'a> {
         }
     }
 
-    /// Waits at most `d` for a ready receiver.
+    /// Waits at most `d` for a ready receiver or sender.
     pub fn ready_timeout(&mut self, d: Duration) -> Result<usize, ReadyTimeoutError> {
         self.ready_until(deadline(d))
     }
 
-    /// Waits until `at` for a ready receiver.
+    /// Waits until `at` for a ready receiver or sender.
     pub fn ready_deadline(&mut self, at: Instant) -> Result<usize, ReadyTimeoutError> {
         self.ready_until(Some(at))
     }
@@ -429,7 +464,7 @@ impl<'a> Select<'a> {
     }
 }
 
-/// Takes a `Select`'s token off every receiver it was registered with, however the wait ends.
+/// Takes a `Select`'s token off every handle it was registered with, however the wait ends.
 struct Unwatch<'s, 'a> {
     handles: &'s [&'a dyn Watchable],
     token: Option<Unparker>,

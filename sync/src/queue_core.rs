@@ -122,8 +122,12 @@ pub(crate) struct State<T, B> {
     pub(crate) receivers: usize,
     getters: WaitQueue<Slot<T>>,
     putters: WaitQueue<Slot<T>>,
-    /// `Select` watchers: woken (no hand-off) when this side may have become ready.
+    /// `Select` watchers of the receiving side: woken (no hand-off) when a value may have
+    /// become available, or the last sender left.
     watchers: WaitQueue<()>,
+    /// `Select` watchers of the sending side: woken when room may have been made, a getter
+    /// parked (what a rendezvous send waits for), or the last receiver left.
+    send_watchers: WaitQueue<()>,
     /// `JoinableQueue`'s unfinished tasks, counted under this lock at the moment an item
     /// enters the queue (gevent's `_put`): not when a `put` starts waiting for room.
     pub(crate) tasks: Option<Tasks>,
@@ -183,6 +187,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
                 getters: WaitQueue::default(),
                 putters: WaitQueue::default(),
                 watchers: WaitQueue::default(),
+                send_watchers: WaitQueue::default(),
                 tasks: None,
             }),
         }
@@ -269,6 +274,8 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         loop {
             let mut st = self.state.lock();
             if let Some(v) = take_available(&mut st) {
+                // Room was made: a `Select` on the sending side may go on.
+                wake_send_watchers(&mut st);
                 if !B::LAST_OUT && st.buf.len() > 0 {
                     // Values stay buffered and getters may be parked: a LIFO or priority put
                     // wakes one getter per value it buffers, but a value that entered from a
@@ -284,6 +291,8 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             if !block {
                 return Err(GetError::Empty);
             }
+            // A parked getter is what a rendezvous send waits for.
+            wake_send_watchers(&mut st);
             let mut slot: Option<T> = None;
             let waited = wait_leaving(
                 here.unwrap_or_else(Here::now),
@@ -333,19 +342,27 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         }
     }
 
-    /// Registers a `Select` watcher unless this side is ready now (then returns false).
-    pub(crate) fn watch(&self, token: Unparker, ready: impl Fn(&State<T, B>) -> bool) -> bool {
+    /// Registers a `Select` watcher on `side` unless that side is ready now (then returns
+    /// false). The readiness check and the registration happen under one lock, and every
+    /// change that can make the side ready wakes its watchers under that lock, so no readiness
+    /// is missed between them.
+    pub(crate) fn watch(
+        &self,
+        side: Side,
+        token: Unparker,
+        ready: impl Fn(&State<T, B>) -> bool,
+    ) -> bool {
         let mut st = self.state.lock();
         if ready(&st) {
             return false;
         }
-        st.watchers.push_token(token);
+        st.watchers_of(side).push_token(token);
         true
     }
 
-    /// Removes a `Select` watcher.
-    pub(crate) fn unwatch(&self, token: &Unparker) {
-        self.state.lock().watchers.remove(token.park_id());
+    /// Removes a `Select` watcher from `side`.
+    pub(crate) fn unwatch(&self, side: Side, token: &Unparker) {
+        self.state.lock().watchers_of(side).remove(token.park_id());
     }
 
     /// Parked (putters, getters), for tests that need waiters queued in a known order.
@@ -382,6 +399,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             if st.receivers == 0 {
                 st.putters.wake_all();
                 st.watchers.wake_all();
+                st.send_watchers.wake_all();
                 while let Some(v) = st.buf.take() {
                     orphans.push(v);
                 }
@@ -395,6 +413,39 @@ impl<T, B: Buffer<T>> State<T, B> {
     /// Values a getter could have now: buffered, or offered by a parked putter.
     pub(crate) fn available(&self) -> usize {
         self.buf.len() + self.putters.len()
+    }
+
+    /// A put need not wait now: there is room, or a getter is parked for the value (a
+    /// rendezvous), or no receiver is left (it fails at once).
+    pub(crate) fn put_would_not_wait(&self) -> bool {
+        self.receivers == 0
+            || self.cap.is_none_or(|c| self.buf.len() < c)
+            || !self.getters.is_empty()
+    }
+
+    fn watchers_of(&mut self, side: Side) -> &mut WaitQueue<()> {
+        match side {
+            Side::Recv => &mut self.watchers,
+            Side::Send => &mut self.send_watchers,
+        }
+    }
+}
+
+/// The side of a channel a `Select` watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// Ready when a get need not wait.
+    Recv,
+    /// Ready when a put need not wait.
+    Send,
+}
+
+/// Wakes the sending side's `Select` watchers, if any (an unbounded channel never has one: its
+/// sending side is always ready, so `watch` never registers there).
+#[inline(always)]
+fn wake_send_watchers<T, B>(st: &mut State<T, B>) {
+    if !st.send_watchers.is_empty() {
+        st.send_watchers.wake_all();
     }
 }
 

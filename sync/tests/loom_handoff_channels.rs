@@ -439,28 +439,49 @@ fn event_set_vs_timeout() {
 // channel.rs: `Select`
 // ------------------------------------------------------------------------------------------------
 
-/// One receiver as a `Select` sees it: `queue_core::State`'s buffer and its watchers (a
-/// watcher's entry is a bare token: `push_token`).
+/// One side of a channel as a `Select` sees it: `queue_core::State`'s buffer and that side's
+/// watchers (a watcher's entry is a bare token: `push_token`). The receiving side is ready
+/// when the buffer holds a value; the sending side, of a `bounded(1)` channel, when it has
+/// room (`State::put_would_not_wait`, no parked getters or disconnection here).
 struct Watched {
     state: Mutex<(VecDeque<u32>, WaitQueue<()>)>,
+    send_side: bool,
 }
 
 impl Watched {
     fn new() -> Arc<Watched> {
         Arc::new(Watched {
             state: Mutex::new((VecDeque::new(), WaitQueue::new())),
+            send_side: false,
         })
     }
 
-    /// `Receiver::is_ready` (`available() > 0`; no disconnection here).
+    /// The sending side of a `bounded(1)` channel holding one value (full).
+    fn new_full_sender() -> Arc<Watched> {
+        Arc::new(Watched {
+            state: Mutex::new((VecDeque::from([VALUE]), WaitQueue::new())),
+            send_side: true,
+        })
+    }
+
+    fn ready_in(&self, buf: &VecDeque<u32>) -> bool {
+        if self.send_side {
+            buf.is_empty() // room, with a capacity of one
+        } else {
+            !buf.is_empty()
+        }
+    }
+
+    /// `Receiver::is_ready` (`available() > 0`; no disconnection here), or the sender's
+    /// `put_would_not_wait`.
     fn ready(&self) -> bool {
-        !self.state.lock().unwrap().0.is_empty()
+        self.ready_in(&self.state.lock().unwrap().0)
     }
 
     /// `QueueCore::watch`: registers `token` unless ready now (then false).
     fn watch(&self, token: Token) -> bool {
         let mut st = self.state.lock().unwrap();
-        if !st.0.is_empty() {
+        if self.ready_in(&st.0) {
             return false;
         }
         st.1.push(token, ());
@@ -478,6 +499,16 @@ impl Watched {
         let mut st = self.state.lock().unwrap();
         st.0.push_back(v);
         st.1.wake_all();
+    }
+
+    /// `QueueCore::get` taking a buffered value: `wake_send_watchers`, under the lock.
+    fn take(&self) -> Option<u32> {
+        let mut st = self.state.lock().unwrap();
+        let v = st.0.pop_front();
+        if v.is_some() {
+            st.1.wake_all();
+        }
+        v
     }
 }
 
@@ -535,6 +566,27 @@ fn select_vs_send() {
             thread::spawn(move || select_ready(&chans, &Green::new()))
         };
         chans[1].put(VALUE);
+        assert_eq!(selector.join().unwrap(), 1);
+        for c in &chans {
+            assert!(
+                c.state.lock().unwrap().1.is_empty(),
+                "a select token stayed"
+            );
+        }
+    });
+}
+
+/// (f) `Select` over the sending side of a full channel (and an idle receiver) races a receive
+/// that makes room: the selector always wakes and picks the sender, and leaves no token.
+#[test]
+fn select_send_vs_recv() {
+    model(Some(4), || {
+        let chans = [Watched::new(), Watched::new_full_sender()];
+        let selector = {
+            let chans = chans.clone();
+            thread::spawn(move || select_ready(&chans, &Green::new()))
+        };
+        assert_eq!(chans[1].take(), Some(VALUE));
         assert_eq!(selector.join().unwrap(), 1);
         for c in &chans {
             assert!(
