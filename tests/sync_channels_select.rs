@@ -390,6 +390,67 @@ fn sync_select_producers_over_full_channels_deliver_every_value_once() {
 }
 
 #[test]
+fn sync_select_remove_keeps_the_other_indices_and_stops_watching_the_removed() {
+    let (tx1, rx1) = unbounded::<u32>();
+    let (tx2, rx2) = bounded::<u32>(0);
+    let (tx3, rx3) = bounded::<u32>(1);
+    let mut sel = Select::new();
+    let i1 = sel.recv(&rx1);
+    let i2 = sel.recv(&rx2);
+    let i3 = sel.recv(&rx3);
+    drop(tx1);
+    assert_eq!(sel.try_ready(), Ok(i1), "disconnected, so ready");
+    sel.remove(i1);
+    assert!(
+        sel.try_ready().is_err(),
+        "the removed receiver no longer counts"
+    );
+    let sender = grove::spawn(move || {
+        grove::sleep(ms(20));
+        tx3.send(4).unwrap();
+        (tx2, tx3)
+    });
+    assert_eq!(
+        sel.ready_timeout(Duration::from_secs(10)),
+        Ok(i3),
+        "indices stay as given"
+    );
+    assert_eq!(rx3.try_recv(), Ok(4));
+    sel.remove(i3);
+    sel.remove(i2);
+    assert!(sel.try_ready().is_err());
+    let (tx2, _tx3) = sender.join().unwrap();
+    drop(tx2);
+    assert!(
+        sel.try_ready().is_err(),
+        "removed handles are not watched or scanned"
+    );
+    let i4 = sel.recv(&rx2);
+    assert_eq!(i4, 3, "a handle added after removals gets a new index");
+    assert_eq!(sel.try_ready(), Ok(i4));
+}
+
+#[test]
+#[should_panic(expected = "Select::remove of index 0, removed already")]
+fn sync_select_remove_twice_panics() {
+    let (_tx, rx) = unbounded::<u32>();
+    let mut sel = Select::new();
+    let i = sel.recv(&rx);
+    sel.remove(i);
+    sel.remove(i);
+}
+
+#[test]
+#[should_panic(expected = "Select::ready with nothing to wait on")]
+fn sync_select_ready_after_removing_everything_panics() {
+    let (_tx, rx) = unbounded::<u32>();
+    let mut sel = Select::new();
+    let i = sel.recv(&rx);
+    sel.remove(i);
+    sel.ready();
+}
+
+#[test]
 #[should_panic(expected = "Select::ready with nothing to wait on")]
 fn sync_select_ready_with_nothing_panics() {
     Select::new().ready();

@@ -327,7 +327,10 @@ impl<T> Watchable for Sender<T> {
 /// ```
 #[derive(Default)]
 pub struct Select<'a> {
-    handles: Vec<&'a dyn Watchable>,
+    /// By index; `None` once removed (indices stay as they were given, as crossbeam's do).
+    handles: Vec<Option<&'a dyn Watchable>>,
+    /// Handles not removed.
+    live: usize,
 }
 
 thread_local! {
@@ -358,13 +361,19 @@ impl<'a> Select<'a> {
     pub fn new() -> Select<'a> {
         Select {
             handles: Vec::new(),
+            live: 0,
         }
+    }
+
+    fn add(&mut self, h: &'a dyn Watchable) -> usize {
+        self.handles.push(Some(h));
+        self.live += 1;
+        self.handles.len() - 1
     }
 
     /// Adds a receiver; returns its index.
     pub fn recv<T>(&mut self, rx: &'a Receiver<T>) -> usize {
-        self.handles.push(rx);
-        self.handles.len() - 1
+        self.add(rx)
     }
 
     /// Adds a sender; returns its index.
@@ -381,8 +390,25 @@ impl<'a> Select<'a> {
     /// assert_eq!(tx.try_send(2), Ok(()));
     /// ```
     pub fn send<T>(&mut self, tx: &'a Sender<T>) -> usize {
-        self.handles.push(tx);
-        self.handles.len() - 1
+        self.add(tx)
+    }
+
+    /// Removes the handle added as `index`; the other indices stay as they are (crossbeam's
+    /// `Select::remove`). Useful once a receiver is found disconnected, to select among the
+    /// rest.
+    ///
+    /// # Panics
+    /// If `index` was never given out, or was removed already.
+    pub fn remove(&mut self, index: usize) {
+        let slot = self
+            .handles
+            .get_mut(index)
+            .unwrap_or_else(|| panic!("grove: Select::remove of index {index}, never added"));
+        assert!(
+            slot.take().is_some(),
+            "grove: Select::remove of index {index}, removed already"
+        );
+        self.live -= 1;
     }
 
     /// The index of a ready receiver or sender, if one is ready now.
@@ -396,7 +422,7 @@ impl<'a> Select<'a> {
     /// With nothing added (it would wait forever).
     pub fn ready(&mut self) -> usize {
         assert!(
-            !self.handles.is_empty(),
+            self.live > 0,
             "grove: Select::ready with nothing to wait on"
         );
         loop {
@@ -428,7 +454,7 @@ impl<'a> Select<'a> {
         let start = random_start(n);
         (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| self.handles[i].ready())
+            .find(|&i| self.handles[i].is_some_and(|h| h.ready()))
     }
 
     fn ready_until(&mut self, at: Option<Instant>) -> Result<usize, ReadyTimeoutError> {
@@ -446,7 +472,7 @@ impl<'a> Select<'a> {
             let woke = park(
                 |token| {
                     watching.token = Some(token.clone());
-                    for h in watching.handles {
+                    for h in watching.handles.iter().flatten() {
                         if !h.watch(token.clone()) {
                             return None; // became ready while we registered
                         }
@@ -466,15 +492,16 @@ impl<'a> Select<'a> {
 
 /// Takes a `Select`'s token off every handle it was registered with, however the wait ends.
 struct Unwatch<'s, 'a> {
-    handles: &'s [&'a dyn Watchable],
+    handles: &'s [Option<&'a dyn Watchable>],
     token: Option<Unparker>,
+    /// How many of the handles not removed (in order) hold the token.
     count: usize,
 }
 
 impl Drop for Unwatch<'_, '_> {
     fn drop(&mut self) {
         if let Some(token) = &self.token {
-            for h in &self.handles[..self.count] {
+            for h in self.handles.iter().flatten().take(self.count) {
                 h.unwatch(token);
             }
         }
