@@ -757,3 +757,92 @@ fn rt_a_panic_hook_set_before_the_runtime_starts_sees_greenlet_panics() {
         "grove reported over the program's hook: {err}"
     );
 }
+
+/// Counts its drops; sends on `tx` when dropped (so a test can wait for the drop).
+struct DropSignal(grove::sync::Sender<&'static str>, &'static str);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
+    }
+}
+
+#[test]
+fn rt_detached_greenlets_result_is_dropped_when_it_finishes_not_when_its_timers_expire() {
+    // The greenlet parks with a long timeout first: the cancelled timer's token keeps a
+    // reference to the task until the old deadline. The result must not wait for it.
+    let (drops_tx, drops) = grove::sync::channel::<&'static str>();
+    let (go_tx, go) = grove::sync::channel::<()>();
+    let tx = drops_tx.clone();
+    drop(grove::spawn(move || {
+        go.recv_timeout(Duration::from_secs(60)).unwrap();
+        DropSignal(tx, "handle dropped first")
+    }));
+    common::wait_for("the greenlet to park", || go_tx.waiting().1 == 1);
+    go_tx.send(()).unwrap();
+    assert_eq!(
+        drops.recv_timeout(Duration::from_secs(10)),
+        Ok("handle dropped first"),
+        "the finished greenlet's result was kept"
+    );
+
+    // The handle dropped after the greenlet finished: the result goes with the handle.
+    let (go_tx, go) = grove::sync::channel::<()>();
+    let tx = drops_tx.clone();
+    let h = grove::spawn(move || {
+        go.recv_timeout(Duration::from_secs(60)).unwrap();
+        DropSignal(tx, "handle dropped after")
+    });
+    common::wait_for("the greenlet to park", || go_tx.waiting().1 == 1);
+    go_tx.send(()).unwrap();
+    common::wait_for("the greenlet to finish", || h.is_finished());
+    assert!(
+        drops.try_recv().is_err(),
+        "dropped while its handle could still take it"
+    );
+    drop(h);
+    assert_eq!(
+        drops.try_recv(),
+        Ok("handle dropped after"),
+        "not dropped with the handle"
+    );
+}
+
+#[test]
+fn rt_a_join_that_unwinds_leaves_the_result_to_nobody() {
+    // The joiner is killed while it waits: the join's handle is gone, so the target's result is
+    // dropped when the target finishes, not kept until the target's last reference goes.
+    let (drops_tx, drops) = grove::sync::channel::<&'static str>();
+    let (go_tx, go) = grove::sync::channel::<()>();
+    let target = grove::spawn(move || {
+        go.recv_timeout(Duration::from_secs(60)).unwrap();
+        DropSignal(drops_tx, "result")
+    });
+    common::wait_for("the target to park", || go_tx.waiting().1 == 1);
+    let target_greenlet = target.greenlet();
+    let (joining_tx, joining) = grove::sync::channel::<()>();
+    let joiner = grove::spawn(move || {
+        joining_tx.send(()).unwrap();
+        target.join().map(drop) // a kill landing before or in its park unwinds it from here
+    });
+    joining.recv_timeout(Duration::from_secs(10)).unwrap();
+    joiner.kill();
+    assert!(joiner.join().is_err(), "the joiner was not killed");
+    go_tx.send(()).unwrap();
+    assert_eq!(drops.recv_timeout(Duration::from_secs(10)), Ok("result"));
+    common::wait_for("the target to finish", || target_greenlet.is_finished());
+}
+
+#[test]
+fn rt_joined_result_is_dropped_by_its_taker_only() {
+    let (drops_tx, drops) = grove::sync::channel::<&'static str>();
+    let h = grove::spawn(move || DropSignal(drops_tx, "taken"));
+    let r = h.join().unwrap();
+    assert!(
+        drops.try_recv().is_err(),
+        "dropped although join gave it away"
+    );
+    drop(r);
+    assert_eq!(drops.try_recv(), Ok("taken"));
+    assert!(drops.try_recv().is_err(), "dropped twice");
+}

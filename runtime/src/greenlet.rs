@@ -225,9 +225,17 @@ fn spawn_blocking_boxed<T: Send + 'static>(
 }
 
 /// Owns the right to join a greenlet (or blocking job), like `std::thread::JoinHandle`.
+/// Dropping it detaches the greenlet, which runs on; its result is dropped as soon as it
+/// finishes (or at once, if it has), as `std::thread`'s is.
 pub struct JoinHandle<T> {
     greenlet: Greenlet,
     _result: PhantomData<fn() -> T>,
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        self.greenlet.task.header().detach_result();
+    }
 }
 
 impl<T> JoinHandle<T> {
@@ -241,8 +249,21 @@ impl<T> JoinHandle<T> {
     /// Waits for the greenlet to finish. `Err` holds its panic payload, like std; a killed
     /// greenlet's payload downcasts to [`crate::Killed`].
     pub fn join(self) -> thread::Result<T> {
-        let task = &self.greenlet.task;
+        // Not detached by our `Drop`: the result is ours to take. Only a wait that unwinds
+        // (killed, or a `timeout` around the join) leaves the result to nobody: it detaches.
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; the field is moved out once.
+        let greenlet = unsafe { std::ptr::read(&this.greenlet) };
+        let task = &greenlet.task;
+        struct DetachOnUnwind<'a>(&'a crate::task::Header);
+        impl Drop for DetachOnUnwind<'_> {
+            fn drop(&mut self) {
+                self.0.detach_result();
+            }
+        }
+        let unwinding = DetachOnUnwind(task.header());
         let done = wait_done(task, None);
+        std::mem::forget(unwinding);
         assert!(done, "grove: join's wait ended before the greenlet did");
         // SAFETY: T is this task's result type (JoinHandle<T> is only made for a task of F -> T)
         // and `wait_done` said the task is done.

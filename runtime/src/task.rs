@@ -93,6 +93,8 @@ pub(crate) struct VTable {
     cancel_unstarted: unsafe fn(NonNull<Header>, Box<dyn std::any::Any + Send>),
     /// Moves the result into `*out`, which is an `Option<thread::Result<T>>`.
     take_result: unsafe fn(NonNull<Header>, out: *mut ()),
+    /// Drops the result here (nobody can take it any more).
+    drop_result: unsafe fn(NonNull<Header>),
     /// Frees the whole cell.
     dealloc: unsafe fn(NonNull<Header>),
 }
@@ -130,7 +132,8 @@ pub(crate) struct Header {
     pub(crate) park: ParkState,
     /// Set by `kill`, consumed when the kill is delivered.
     pub(crate) kill: AtomicBool,
-    /// `DONE` once the result is stored; `JOINER` once anyone registered to be woken.
+    /// `DONE` once the result is stored; `JOINER` once anyone registered to be woken;
+    /// `DETACHED` once the `JoinHandle` is gone without taking the result.
     completion: AtomicU8,
     /// Worker this greenlet is pinned to, `NOT_PINNED`, or `PIN_ON_FIRST_RUN`.
     pub(crate) home: AtomicUsize,
@@ -154,6 +157,7 @@ pub(crate) struct SchedSlot {
 
 const DONE: u8 = 1;
 const JOINER: u8 = 2;
+const DETACHED: u8 = 4;
 
 /// Tokens of the parks waiting for a task to end: one inline (the usual `join`), more in a
 /// vector (several waiters, e.g. a group and a handle).
@@ -377,19 +381,46 @@ impl Header {
     /// completer sets `DONE`. Both are read-modify-writes of one word, so one sees the other: a
     /// completer that saw no `JOINER` skips the lock (the common case: nobody waits), and a joiner
     /// that then sees `DONE` takes its token back and does not park.
+    ///
+    /// The result's owner, the same way: a `JoinHandle` dropped unjoined sets `DETACHED`
+    /// ([`detach_result`](Self::detach_result)). Whichever of the two read-modify-writes sees the
+    /// other's bit drops the result, so a detached greenlet's result goes as soon as both have
+    /// happened, as `std::thread`'s does, not when the last reference to the task goes (a stale
+    /// timer token kept it until the timer's old deadline). The greenlet itself drops it when
+    /// the handle was gone before it finished (`run_body`).
     pub(crate) fn complete(&self) {
-        if self.completion.fetch_or(DONE, AcqRel) & JOINER == 0 {
-            return;
+        let prev = self.completion.fetch_or(DONE, AcqRel);
+        if prev & JOINER != 0 {
+            let joiners = std::mem::take(&mut *self.joiners.lock());
+            if let Some(first) = joiners.first {
+                // Behind queued work: a joiner typically collects many results, and running it
+                // after the others finish saves it parking again for each one.
+                first.wake_with(Wake::Unparked, Hint::Back);
+            }
+            for j in joiners.rest.into_vec() {
+                j.wake_with(Wake::Unparked, Hint::Back);
+            }
         }
-        let joiners = std::mem::take(&mut *self.joiners.lock());
-        if let Some(first) = joiners.first {
-            // Behind queued work: a joiner typically collects many results, and running it
-            // after the others finish saves it parking again for each one.
-            first.wake_with(Wake::Unparked, Hint::Back);
+        if prev & DETACHED != 0 {
+            // SAFETY: the handle is gone (nobody takes the result any more), the result was
+            // stored before this call, and only the side whose RMW saw the other's bit gets here.
+            unsafe { (self.vtable.drop_result)(NonNull::from(self)) };
         }
-        for j in joiners.rest.into_vec() {
-            j.wake_with(Wake::Unparked, Hint::Back);
+    }
+
+    /// The `JoinHandle` is dropped without taking the result: the result is nobody's. Dropped
+    /// here if the task is done, else by [`complete`](Self::complete) (see there).
+    pub(crate) fn detach_result(&self) {
+        if self.completion.fetch_or(DETACHED, AcqRel) & DONE != 0 {
+            // SAFETY: done (the Acquire half of the RMW publishes the result), the handle is
+            // going, and only the side whose RMW saw the other's bit gets here.
+            unsafe { (self.vtable.drop_result)(NonNull::from(self)) };
         }
+    }
+
+    /// True once the `JoinHandle` is gone without taking the result.
+    fn is_detached(&self) -> bool {
+        self.completion.load(Acquire) & DETACHED != 0
     }
 
     /// Registers `u` to be woken at completion. `None` (and `u` dropped) if already done;
@@ -469,6 +500,7 @@ where
             run_inline: run_inline::<F, T>,
             cancel_unstarted: cancel_unstarted::<F, T>,
             take_result: take_result::<F, T>,
+            drop_result: drop_result::<F, T>,
             dealloc: dealloc::<F, T>,
         };
     }
@@ -518,6 +550,12 @@ where
     // SAFETY: the running greenlet alone touches its own local part, and `drop_all` borrows its
     // `locals` field only between destructors.
     unsafe { crate::local::drop_all(|| std::ptr::addr_of_mut!((*locals).locals)) };
+    if cell.header.is_detached() {
+        // Nobody will take it: drop it now, here, where a `Drop` that blocks parks like any
+        // greenlet code (a handle dropped after this check leaves it to `complete`).
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(r)));
+        return;
+    }
     // SAFETY: as above; nobody reads the result before `complete` publishes it.
     unsafe { *cell.result.get() = Some(r) };
 }
@@ -566,6 +604,40 @@ where
 }
 
 /// # Safety
+/// `h` is the header of a live, done `TaskCell<F, T>` whose result nobody else touches, now or
+/// later (its `JoinHandle` is gone, or its last reference).
+#[inline(never)]
+unsafe fn drop_result<F, T>(h: NonNull<Header>)
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: the caller's promise.
+    let result = unsafe { (*h.cast::<TaskCell<F, T>>().as_ref().result.get()).take() };
+    let runs_user_code = match &result {
+        None => return, // joined: taken already
+        Some(Ok(_)) => std::mem::needs_drop::<T>(),
+        Some(Err(_)) => true, // a panic payload, any type
+    };
+    if runs_user_code && crate::sched::context::on_monitor_thread() {
+        // The monitor let go of the last reference (a stale timer token, or a token its poll
+        // woke): the result's `Drop` is user code, which may block, and the monitor's timers,
+        // polls and blocked-worker checks would stop meanwhile. It runs in a greenlet instead
+        // (or here, should no greenlet be had).
+        drop_in_a_greenlet(Box::new(result));
+        return;
+    }
+    // A result nobody joined (a detached greenlet's), dropped where its handle or its
+    // completion is, or the last reference: often a worker thread, where a panicking `Drop` has
+    // its message printed and is contained (std aborts the process here), so the thread is not
+    // lost with it.
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(result))) {
+        // A `Drop` that blocked here and was killed: the kill is not lost with the unwind.
+        crate::cancel::rearm_caught(&*payload);
+    }
+}
+
+/// # Safety
 /// `h` is the header of a `TaskCell<F, T>` whose last reference is gone.
 unsafe fn dealloc<F, T>(h: NonNull<Header>)
 where
@@ -573,24 +645,14 @@ where
     T: Send + 'static,
 {
     let cell = h.cast::<TaskCell<F, T>>();
-    // SAFETY: as below: nobody else refers to the cell; the borrow ends with the statement.
-    let drop_runs_user_code = match unsafe { &*(*cell.as_ptr()).result.get() } {
-        None => false, // joined: taken already
-        Some(Ok(_)) => std::mem::needs_drop::<T>(),
-        Some(Err(_)) => true, // a panic payload, any type
-    };
-    if drop_runs_user_code && crate::sched::context::on_monitor_thread() {
-        // The monitor let go of the last reference (a stale timer token, or a token its poll
-        // woke): the result's `Drop` is user code, which may block, and the monitor's timers,
-        // polls and blocked-worker checks would stop meanwhile. It runs in a greenlet instead
-        // (or here, should no greenlet be had).
+    // A result still here (its handle kept it, unjoined, to the end) goes first, as a detached
+    // one does.
+    // SAFETY: nobody else refers to the cell any more; the borrow ends with the statement.
+    if unsafe { (*(*cell.as_ptr()).result.get()).is_some() } {
         // SAFETY: as above.
-        let result = unsafe { (*(*cell.as_ptr()).result.get()).take() };
-        drop_in_a_greenlet(Box::new(result));
+        unsafe { drop_result::<F, T>(h) };
     }
-    // A result nobody joined (a detached greenlet's), dropped wherever the last reference goes,
-    // often a worker thread: a panicking `Drop` has its message printed and is contained (std
-    // aborts the process here), so the thread, and the block, are not lost with it.
+    // The rest holds user code too (a closure never run): a panicking `Drop` is contained.
     // SAFETY: the cell was written into a block from `task_alloc::alloc` with this layout in
     // `TaskRef::new`, and nobody refers to it any more; it is dropped once, then freed.
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe {
