@@ -296,11 +296,20 @@ impl Driver {
     }
 
     /// A timer earlier than all others was armed at `ns`: wake the poller if it sleeps past it.
-    pub(crate) fn on_earlier_timer(&self, ns: u64) {
+    /// False if nobody sleeps in the poller at all (then nobody is watching the clock: see
+    /// `Shared::arm_timer`).
+    pub(crate) fn on_earlier_timer(&self, ns: u64) -> bool {
         // SeqCst: pairs with the store in `block_until_event` (module docs).
-        if ns < self.sleep_until.load(SeqCst) {
+        let until = self.sleep_until.load(SeqCst);
+        if ns < until {
             self.wake();
         }
+        until != AWAKE
+    }
+
+    /// True if no worker holds the driver (none sleeps in the poller or polls it right now).
+    pub(crate) fn is_free(&self) -> bool {
+        !self.inner.is_locked()
     }
 }
 

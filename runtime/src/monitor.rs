@@ -178,10 +178,12 @@ fn run(shared: &'static Shared) {
         // finds the driver free and sleeps in it, or we see it parked and wake one.
         if shared.driver.poll_if_free() && {
             fence(SeqCst);
-            shared.idle.all_parked()
+            shared.idle.num_unparked() < shared.remotes.len()
         } {
-            // Workers that went to sleep while we held the driver sleep on their condvars:
-            // wake one to sleep in the poller instead, or timers and sockets would wait.
+            // Nobody sleeps in the poller (we just held it), and some worker sleeps on its
+            // condvar: it went to sleep while we, or a worker since gone to run work, held the
+            // driver. Wake one to sleep in the poller instead, or timers and sockets would wait
+            // for our next round while the awake workers are held by their greenlets.
             if let Some(i) = shared.idle.claim_any_sleeper() {
                 shared.unpark_worker(i);
             }

@@ -120,8 +120,37 @@ fn monitor_poll_and_last_worker_never_both_miss_the_poller() {
         assert!(driver
             .compare_exchange(true, false, Release, Relaxed)
             .is_ok());
-        fence(SeqCst); // the monitor's fence before `all_parked`
-        let claimed = idle.all_parked() && idle.claim_any_sleeper().is_some();
+        fence(SeqCst); // the monitor's fence before counting the sleepers
+        let claimed = idle.num_unparked() < 1 && idle.claim_any_sleeper().is_some();
+        let in_poller = worker.join().unwrap();
+        assert!(
+            in_poller || claimed,
+            "nobody in the poller: the worker sleeps on its condvar unclaimed"
+        );
+    });
+}
+
+/// As above with a second worker that stays awake (held by a greenlet that blocks its thread):
+/// the monitor must hand the poller to the sleeper although not every worker is parked. With
+/// the old test, "every worker parked", it never did, and timers waited for the monitor.
+#[test]
+fn monitor_poll_hands_the_poller_on_while_another_worker_is_busy() {
+    loom::model(|| {
+        let idle = Arc::new(Idle::new(2)); // worker 0 stays awake throughout
+        let driver = Arc::new(AtomicBool::new(true));
+        let worker = {
+            let (idle, driver) = (idle.clone(), driver.clone());
+            thread::spawn(move || {
+                idle.transition_to_parked(1, false);
+                fence(SeqCst);
+                try_lock(&driver)
+            })
+        };
+        assert!(driver
+            .compare_exchange(true, false, Release, Relaxed)
+            .is_ok());
+        fence(SeqCst);
+        let claimed = idle.num_unparked() < 2 && idle.claim_any_sleeper().is_some();
         let in_poller = worker.join().unwrap();
         assert!(
             in_poller || claimed,

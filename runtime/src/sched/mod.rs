@@ -238,10 +238,28 @@ impl Shared {
     /// Arms a timer waking `u` with `TimedOut` at `deadline`.
     pub(crate) fn arm_timer(&self, deadline: Instant, u: crate::park::Unparker) -> TimerKey {
         let (key, earliest) = self.timers.insert(deadline, u);
-        if earliest {
-            self.driver.on_earlier_timer(self.timers.nanos(deadline));
+        if earliest && !self.driver.on_earlier_timer(self.timers.nanos(deadline)) {
+            self.hand_the_poller_to_a_sleeper();
         }
         key
+    }
+
+    /// Nobody sleeps in the poller, and it may be needed (a timer was armed, or the monitor
+    /// found sockets or timers with nobody watching): if the driver is free and a worker sleeps
+    /// on its condvar, wake that worker, which finds no work and sleeps in the poller instead.
+    ///
+    /// The gap this closes: the worker that slept in the poller woke with work and left it,
+    /// while the others had gone to sleep on their condvars because it held the driver. Until
+    /// a worker parks again nobody polls; a busy worker fires timers and polls every few
+    /// ticks, but one held by a greenlet that blocks its thread does neither, and a timer then
+    /// waited for the monitor (Go hands the netpoller on the same way, `wakep`). A wake-up is
+    /// spent only when the gap is open, and the woken worker closes it.
+    pub(crate) fn hand_the_poller_to_a_sleeper(&self) {
+        if self.driver.is_free() && self.idle.num_unparked() < self.remotes.len() {
+            if let Some(i) = self.idle.claim_any_sleeper() {
+                self.unpark_worker(i);
+            }
+        }
     }
 
     /// Makes greenlets runnable whose timers are due; returns how many.
