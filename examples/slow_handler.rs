@@ -87,6 +87,9 @@ fn measure(addr: SocketAddr, requests: u64, keep_alive: bool, time_cap: Duration
         keep_alive,
         time_limit: Some(time_cap),
         quiet: true,
+        // A reset or a stall is a failed request here, counted as ab -r counts it, not the
+        // end of the measurement.
+        keep_going_on_receive_errors: true,
         url: Some(format!("http://{addr}/")),
         ..Default::default()
     };

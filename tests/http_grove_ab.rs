@@ -281,9 +281,75 @@ fn against_a_stalled_server(flags: &str, limit: Duration) -> String {
 
 #[test]
 fn http_grove_ab_timeout_fails_requests_to_a_stalled_server() {
-    let text = against_a_stalled_server("-n 2 -c 2 -s 1 -q", Duration::from_secs(15));
+    // With -r, as ab -r: each timed-out request is a failure and the run goes on.
+    let text = against_a_stalled_server("-n 2 -c 2 -s 1 -q -r", Duration::from_secs(15));
     assert_eq!(field(&text, "Complete requests:"), "0");
     assert_eq!(field(&text, "Failed requests:"), "2");
+}
+
+#[test]
+fn http_grove_ab_stops_at_the_first_receive_error_without_r_as_ab_does() {
+    // A server that answers one request and then resets every connection: ab exits at the
+    // first apr_socket_recv error (unless given -r) with the count of completed requests.
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    let addr = accept_for(Duration::from_secs(20), move |s| {
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(std::thread::spawn(move || {
+            if n == 0 {
+                answer_heads(s, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", true);
+            } else {
+                // Read the request, then close with data unread: a reset.
+                let mut s = s;
+                let mut b = [0u8; 8];
+                let _ = std::io::Read::read(&mut s, &mut b);
+                let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+            }
+        }))
+    });
+    let url = format!("http://{addr}/");
+    let t = std::time::Instant::now();
+    let out = grove_ab(&["-q", "-n", "50", "-c", "1", &url]);
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        !out.status.success(),
+        "a receive error must end the run non-zero"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("receive error"), "{err}");
+    assert!(err.contains("total of 1 requests completed"), "{err}");
+    assert!(
+        served.load(std::sync::atomic::Ordering::SeqCst) < 50,
+        "it went on"
+    );
+
+    // The same with -r: every request is made, the resets counted as receive failures.
+    let out = grove_ab(&["-q", "-r", "-n", "5", "-c", "1", &url]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("Receive: "), "{text}");
+    assert!(!text.contains("Receive: 0,"), "{text}");
+
+    // And a stalled server, without -r: the -s timeout is a receive error too.
+    let addr = stalled_server(Duration::from_secs(30));
+    let out = grove_ab(&[
+        "-q",
+        "-s",
+        "1",
+        "-n",
+        "3",
+        "-c",
+        "1",
+        &format!("http://{addr}/"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("total of 0 requests completed"), "{err}");
 }
 
 #[test]
@@ -684,7 +750,7 @@ fn http_grove_ab_does_not_resend_a_request_that_timed_out_on_a_kept_connection()
         }))
     });
     let url = format!("http://{addr}/");
-    let text = report(&["-k", "-s", "1", "-n", "3", "-c", "1", &url]);
+    let text = report(&["-k", "-r", "-s", "1", "-n", "3", "-c", "1", &url]);
     assert_eq!(field(&text, "Complete requests:"), "2", "{text}");
     assert!(field(&text, "Failed requests:").starts_with('1'), "{text}");
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3, "{text}");

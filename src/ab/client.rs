@@ -106,7 +106,7 @@ impl Client {
                     };
                     self.record(reply, &times);
                 }
-                Err(e) => {
+                Err((e, receiving)) => {
                     self.conn = None;
                     if self.sh.past_deadline() {
                         return ControlFlow::Break(());
@@ -134,6 +134,12 @@ impl Client {
                         continue;
                     }
                     self.tally.failed_receive += 1;
+                    if receiving && !self.sh.opts.keep_going_on_receive_errors {
+                        // ab exits at its first receive error unless given -r (a failed send
+                        // it counts and goes on from, as here).
+                        self.sh.stop_at_receive_error(&e);
+                        return ControlFlow::Break(());
+                    }
                 }
             }
             return ControlFlow::Continue(());
@@ -141,17 +147,19 @@ impl Client {
     }
 
     /// Writes the request on the open connection and reads the response; gives when the
-    /// request was written, too.
-    fn exchange(&mut self) -> io::Result<(Reply, Instant)> {
+    /// request was written, too. An error says whether it came while receiving (true) or
+    /// sending.
+    fn exchange(&mut self) -> Result<(Reply, Instant), (io::Error, bool)> {
         let s = self.conn.as_ref().expect("connected before the exchange");
         let want_server = self.tally.server.is_none();
         (self.buf.first_byte, self.buf.last_byte) = (None, None);
-        (&*s).write_all(&self.sh.request)?;
+        (&*s).write_all(&self.sh.request).map_err(|e| (e, false))?;
         let written = Instant::now();
         if self.sh.opts.body.is_some() {
             self.tally.posted += self.sh.request.len() as u64;
         }
-        let reply = read_reply(s, &mut self.buf, want_server, self.sh.head_request)?;
+        let reply = read_reply(s, &mut self.buf, want_server, self.sh.head_request)
+            .map_err(|e| (e, true))?;
         Ok((reply, written))
     }
 

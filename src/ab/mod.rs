@@ -43,6 +43,10 @@ pub struct Config {
     pub quiet: bool,
     /// `-l`: bodies of different lengths are not failures (dynamic pages).
     pub variable_length: bool,
+    /// `-r`: a receive error (a reset, or `-s` passing while a response is awaited) is counted
+    /// as a failed request and the run goes on. Without it the first one ends the run, as in
+    /// ab, and [`run`] returns it as an error.
+    pub keep_going_on_receive_errors: bool,
     /// Print ab's `Benchmarking HOST (be patient)` line on stdout, as the `grove-ab` binary
     /// does even with `-q` (off for other callers, whose output it would interleave).
     pub announce: bool,
@@ -64,6 +68,7 @@ impl Default for Config {
             content_type: None,
             quiet: false,
             variable_length: false,
+            keep_going_on_receive_errors: false,
             announce: false,
             url: None,
         }
@@ -235,14 +240,30 @@ struct Shared {
     /// off with `-q`, `-t` or few requests, and only when it is on is `done` counted.
     progress: Progress,
     tally: Mutex<(Tally, Timings)>,
+    /// The receive error that ended the run (without `-r`); the clients stop once it is set.
+    receive_error: Mutex<Option<String>>,
+    stopped: AtomicBool,
 }
 
 impl Shared {
     /// Claims up to `TICKET_BATCH` request numbers at once (one shared atomic per batch, not
     /// per request); returns how many were granted.
     fn take_tickets(&self) -> u64 {
+        if self.stopped.load(Relaxed) {
+            return 0;
+        }
         let first = self.next.fetch_add(self.batch, Relaxed);
         self.opts.requests.saturating_sub(first).min(self.batch)
+    }
+
+    /// Without `-r`: the first receive error ends the run (ab's `apr_socket_recv` error and
+    /// exit). The other clients are stopped by the run's watcher.
+    fn stop_at_receive_error(&self, e: &std::io::Error) {
+        let mut first = self.receive_error.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(e.to_string());
+        }
+        self.stopped.store(true, Relaxed);
     }
 
     /// True once the `-t` deadline has passed (never without `-t`).
@@ -357,7 +378,7 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
             crate::spawn(move || client::run_client(sh))
         })
         .collect();
-    let watch = watch_for_interrupt(clients.iter().map(|c| c.greenlet()).collect());
+    let watch = watch_for_interrupt(clients.iter().map(|c| c.greenlet()).collect(), sh.clone());
     let mut panicked = false;
     for c in clients {
         match c.join() {
@@ -372,6 +393,18 @@ pub fn run(mut cfg: Config) -> Result<Report, String> {
         return Err("a client greenlet panicked".to_string());
     }
     let elapsed = start.elapsed();
+    let receive_error = sh.receive_error.lock().expect("receive error lock").take();
+    if let Some(e) = receive_error {
+        // As ab: the error, and how many requests completed; no report.
+        let done = sh.take_report(elapsed).tally.complete;
+        if sh.progress == Progress::Bar {
+            eprintln!();
+        }
+        return Err(format!(
+            "receive error: {e}; total of {done} requests completed \
+             (-r counts receive errors as failed requests and goes on)"
+        ));
+    }
     if sh.progress == Progress::Off {
         if announce {
             println!("..done");
@@ -410,11 +443,11 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Relaxed)
 }
 
-/// A greenlet that kills the clients once [`interrupt`] is called (looking every 20 ms; it is
-/// killed itself when the run ends).
-fn watch_for_interrupt(clients: Vec<crate::Greenlet>) -> crate::JoinHandle<()> {
+/// A greenlet that kills the clients once [`interrupt`] is called or a receive error stopped
+/// the run (looking every 20 ms; it is killed itself when the run ends).
+fn watch_for_interrupt(clients: Vec<crate::Greenlet>, sh: Arc<Shared>) -> crate::JoinHandle<()> {
     crate::spawn(move || loop {
-        if interrupted() {
+        if interrupted() || sh.stopped.load(Relaxed) {
             crate::kill_all(&clients);
             return;
         }
@@ -463,6 +496,8 @@ impl Shared {
             doc_len: AtomicU64::new(UNSET_LEN),
             progress,
             tally: Mutex::new((Tally::default(), Timings::new())),
+            receive_error: Mutex::new(None),
+            stopped: AtomicBool::new(false),
         }
     }
 

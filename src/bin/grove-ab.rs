@@ -3,9 +3,10 @@
 //! `grove-ab [-n requests] [-c concurrency] [-k] [-t seconds] [-s timeout] [-H 'Name: value']...
 //! [-m METHOD] [-i] [-p body-file] [-T content-type] [-l] [-q] [-r] [URL]`
 //!
-//! `-i` makes `HEAD` requests (`-m HEAD`); `-l` accepts bodies of varying length, as `ab`'s
-//! flags of those names do. `-r` is accepted and changes nothing: grove-ab never exits at a
-//! receive error (ab does, without `-r`); it counts the request as failed and goes on.
+//! `-i` makes `HEAD` requests (`-m HEAD`); `-l` accepts bodies of varying length, and `-r`
+//! counts a receive error (a reset, or `-s` passing while a response is awaited) as a failed
+//! request and goes on, as `ab`'s flags of those names do. Without `-r` the first receive error
+//! ends the run with a one-line error and a non-zero exit, as in `ab`.
 //!
 //! Without a URL it starts grove's embedded hello-world HTTP server on a loopback port and
 //! benchmarks that, so one command shows what the runtime does. The report follows `ab`'s.
@@ -67,9 +68,8 @@ fn parse_args(args: &[String]) -> Result<Config, String> {
                 o.body =
                     Some(std::fs::read(&path).map_err(|e| format!("cannot read {path}: {e}"))?);
             }
-            // ab exits at the first receive error unless given -r; grove-ab always goes on
-            // and counts the request as failed, so -r is accepted and changes nothing.
-            "-r" => {}
+            // ab exits at the first receive error unless given -r.
+            "-r" => o.keep_going_on_receive_errors = true,
             "-h" | "--help" => return Err(String::new()),
             // The end of the options: what follows is the URL, even if it starts with `-`.
             "--" => {
