@@ -644,11 +644,14 @@ impl Drop for JoinsOnDrop {
 
 #[test]
 fn rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet() {
-    // A detached greenlet's result is dropped where its last reference goes: in the worker loop,
-    // right after it finished. A `Drop` that blocks there blocked the worker thread with its core:
-    // with one worker, a greenlet the `Drop` joined never ran; with more, neither did one woken
-    // into that worker's `runnext`, which the monitor never marked blocked (no greenlet ran).
-    // Now the loop lends its core to a stand-in while it waits.
+    // A detached greenlet's result, dropped once it finishes. That was in the worker loop, right
+    // after the greenlet finished, where a `Drop` that blocks blocked the worker thread with its
+    // core: with one worker, a greenlet the `Drop` joined never ran; with more, neither did one
+    // woken into that worker's `runnext`, which the monitor never marked blocked (no greenlet
+    // ran); the loop came to lend its core to a stand-in while it waits. Now a greenlet whose
+    // handle is gone drops its result itself, where a blocking `Drop` parks like any greenlet
+    // code; the loop drops one only when the handle goes between the two (`Header::complete`),
+    // and lends its core as before then.
     if !common::in_processes_with_workers(
         "rt_a_detached_results_blocking_drop_in_the_worker_loop_holds_up_no_greenlet",
         &["1", "2"],
