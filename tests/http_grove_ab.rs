@@ -335,6 +335,30 @@ fn http_grove_ab_stops_at_the_first_receive_error_without_r_as_ab_does() {
     assert!(text.contains("Receive: "), "{text}");
     assert!(!text.contains("Receive: 0,"), "{text}");
 
+    // A server that closes without answering, or answers in a form grove-ab does not read
+    // (chunked): failed requests, as before, but no receive errors: ab goes on there.
+    let closer = accept_for(Duration::from_secs(20), move |s| {
+        drop(std::thread::spawn(move || {
+            let mut s = s;
+            let mut b = [0u8; 1024];
+            let _ = std::io::Read::read(&mut s, &mut b); // then a plain close
+        }))
+    });
+    let chunked = canned_server(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          2\r\nhi\r\n0\r\n\r\n",
+    );
+    for addr in [closer, chunked] {
+        let out = grove_ab(&["-q", "-n", "5", "-c", "1", &format!("http://{addr}/")]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(field(&text, "Failed requests:"), "5", "{text}");
+    }
+
     // And a stalled server, without -r: the -s timeout is a receive error too.
     let addr = stalled_server(Duration::from_secs(30));
     let out = grove_ab(&[

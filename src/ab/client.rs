@@ -134,9 +134,10 @@ impl Client {
                         continue;
                     }
                     self.tally.failed_receive += 1;
-                    if receiving && !self.sh.opts.keep_going_on_receive_errors {
-                        // ab exits at its first receive error unless given -r (a failed send
-                        // it counts and goes on from, as here).
+                    if receiving
+                        && !self.sh.opts.keep_going_on_receive_errors
+                        && is_a_receive_error(&e)
+                    {
                         self.sh.stop_at_receive_error(&e);
                         return ControlFlow::Break(());
                     }
@@ -237,4 +238,16 @@ impl Drop for Client {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// What ends a run without `-r`, as ab's `apr_socket_recv` errors do: the receive itself
+/// failed (a reset, or `-s` passed). Not a close before the response (ab counts an end of
+/// file as a request done, never an error) nor a response grove-ab cannot read (chunked, a
+/// malformed head: ab counts those as failed requests and goes on); those stay counted
+/// failures either way.
+fn is_a_receive_error(e: &io::Error) -> bool {
+    !matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+    )
 }

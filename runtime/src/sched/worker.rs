@@ -123,6 +123,17 @@ impl Core {
         }
     }
 
+    /// Nothing waits in this core's queues (deque, `runnext`, pinned inbox) or the global one:
+    /// when the greenlet running now parks, the worker goes looking for work and, finding none
+    /// to steal, sleeps.
+    pub(crate) fn has_nothing_queued(&self, shared: &Shared) -> bool {
+        let remote = self.remote(shared);
+        self.local.is_empty()
+            && remote.runnext.looks_empty()
+            && remote.pinned.is_empty()
+            && shared.injector.is_empty()
+    }
+
     /// This worker's shared half, `Shared::remotes[index]`.
     #[inline]
     pub(crate) fn remote<'a>(&self, shared: &'a Shared) -> &'a Remote {
