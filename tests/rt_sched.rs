@@ -319,6 +319,90 @@ fn rt_killed_blocking_job_that_has_not_started_never_runs() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+#[test]
+fn rt_blocking_pool_shrinks_under_a_light_load_after_a_burst() {
+    if role().is_some() {
+        // A burst starts 12 threads; then one short job every 10 ms, which one thread serves.
+        let burst: Vec<_> = (0..12)
+            .map(|_| grove::spawn_blocking(|| std::thread::sleep(Duration::from_millis(60))))
+            .collect();
+        for j in burst {
+            j.join().unwrap();
+        }
+        let peak = grove::debug::blocking_threads();
+        assert!(peak >= 6, "the burst started only {peak} threads");
+        // With one condvar for all idle threads, each job woke the next one in turn, which
+        // restarted its 300 ms keep-alive (12 threads, a job every 10 ms: 120 ms apart), so
+        // all 12 lived for ever. The thread idle the shortest time takes the job now.
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(1_200) {
+            grove::spawn_blocking(|| ()).join().unwrap();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = grove::debug::blocking_threads();
+        assert!(
+            left <= 2,
+            "{left} of {peak} pool threads still alive under a light load"
+        );
+        return;
+    }
+    let out = run_child(
+        "rt_blocking_pool_shrinks_under_a_light_load_after_a_burst",
+        "pool",
+        &[("GROVE_BLOCKING_KEEPALIVE_MS", "300")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn rt_a_blocking_jobs_locals_never_pass_to_the_next_job() {
+    grove::greenlet_local! { static NUM: std::cell::Cell<u64> = std::cell::Cell::new(0); }
+    struct SetsLocal(u64);
+    impl Drop for SetsLocal {
+        fn drop(&mut self) {
+            NUM.with(|n| n.set(self.0));
+        }
+    }
+    if role().is_some() {
+        // A job killed in the queue: its closure is dropped unrun on the pool thread, and the
+        // value it captured sets a greenlet-local there as it goes.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let first = grove::spawn_blocking(move || {
+            let _ = released.recv_timeout(Duration::from_secs(10));
+        });
+        let captured = SetsLocal(42);
+        let queued = grove::spawn_blocking(move || drop(captured));
+        queued.kill();
+        release.send(()).unwrap();
+        first.join().unwrap();
+        assert!(queued.join().is_err());
+        let seen = grove::spawn_blocking(|| NUM.with(|n| n.get()))
+            .join()
+            .unwrap();
+        assert_eq!(seen, 0, "the killed job's value reached the next job");
+        // A result whose handle is dropped after the job stored it: dropped by `complete` on
+        // the pool thread, after the job's locals were cleared.
+        for _ in 0..50 {
+            let h = grove::spawn_blocking(|| SetsLocal(7));
+            while !h.is_finished() {
+                std::hint::spin_loop();
+            }
+            drop(h);
+            let seen = grove::spawn_blocking(|| NUM.with(|n| n.get()))
+                .join()
+                .unwrap();
+            assert_eq!(seen, 0, "a dropped result's value reached the next job");
+        }
+        return;
+    }
+    let out = run_child(
+        "rt_a_blocking_jobs_locals_never_pass_to_the_next_job",
+        "pool",
+        &[("GROVE_MAX_BLOCKING_THREADS", "1")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn count_maps() -> usize {
     std::fs::read_to_string("/proc/self/maps")
         .unwrap()

@@ -7,9 +7,13 @@
 //! The job is the same task cell a greenlet uses, run inline on the pool thread, so its
 //! `JoinHandle` is the greenlet one: joining it from a greenlet parks only that greenlet.
 //!
-//! Hand-off: a submitter that finds an idle thread *claims* it (moves it from `idle` to
-//! `wakeups`) before signalling, so a burst of submissions never counts the same idle thread
-//! twice and starts new threads for the rest.
+//! Hand-off: a submitter that finds an idle thread *claims* it (takes it off the `idle` stack
+//! and marks it) before signalling it, so a burst of submissions never counts the same idle
+//! thread twice and starts new threads for the rest. The stack gives the next job to the thread
+//! that went idle last, each idle thread waiting on a condvar of its own: the threads below,
+//! left alone, reach their keep-alive and exit. (One condvar shared by all woke them in turn,
+//! restarting each one's keep-alive, so after a burst a light steady load, a little over
+//! threads / keep-alive jobs a second, kept every thread of the burst alive for good.)
 //!
 //! # Killing a running job
 //!
@@ -30,8 +34,9 @@ use crate::park::ThreadParker;
 use crate::task::{Header, TaskRef};
 use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 thread_local! {
     /// The job this pool thread runs now (null between jobs, and on every other thread).
@@ -52,7 +57,6 @@ fn set_current_job(h: *const Header) {
 
 pub(crate) struct BlockingPool {
     state: Mutex<PoolState>,
-    cvar: Condvar,
     max_threads: usize,
     keepalive: Duration,
     /// Jobs running now (their headers' addresses), each with its thread's park slot: where
@@ -63,8 +67,16 @@ pub(crate) struct BlockingPool {
 struct PoolState {
     queue: VecDeque<TaskRef>,
     threads: usize,
-    idle: usize,
-    wakeups: usize,
+    /// Idle threads, the one idle the shortest time last.
+    idle: Vec<Arc<Idler>>,
+}
+
+/// An idle pool thread's wait: its own condvar (on the pool's mutex) and whether a submitter
+/// has claimed it. `claimed` is only read and written under the pool's mutex.
+#[derive(Default)]
+struct Idler {
+    cvar: Condvar,
+    claimed: AtomicBool,
 }
 
 impl BlockingPool {
@@ -73,10 +85,8 @@ impl BlockingPool {
             state: Mutex::new(PoolState {
                 queue: VecDeque::new(),
                 threads: 0,
-                idle: 0,
-                wakeups: 0,
+                idle: Vec::new(),
             }),
-            cvar: Condvar::new(),
             max_threads,
             keepalive,
             running: parking_lot::Mutex::new(Vec::new()),
@@ -98,11 +108,10 @@ impl BlockingPool {
         let me: *const crate::task::Header = task.header();
         let mut st = self.state.lock().unwrap();
         st.queue.push_back(task);
-        if st.idle > 0 {
-            st.idle -= 1;
-            st.wakeups += 1;
+        if let Some(idler) = st.idle.pop() {
+            idler.claimed.store(true, Relaxed); // under the lock, as every access
             drop(st);
-            self.cvar.notify_one();
+            idler.cvar.notify_one();
             return Ok(());
         }
         if st.threads >= self.max_threads {
@@ -135,6 +144,7 @@ impl BlockingPool {
     }
 
     fn thread_main(&self) {
+        let me = Arc::new(Idler::default());
         let mut st = self.state.lock().unwrap();
         loop {
             if let Some(task) = st.queue.pop_front() {
@@ -143,16 +153,23 @@ impl BlockingPool {
                 st = self.state.lock().unwrap();
                 continue;
             }
-            st.idle += 1;
+            me.claimed.store(false, Relaxed);
+            st.idle.push(me.clone());
+            // A keep-alive too long to represent is none: wait until claimed.
+            let deadline = Instant::now().checked_add(self.keepalive);
             loop {
-                let (g, res) = self.cvar.wait_timeout(st, self.keepalive).unwrap();
-                st = g;
-                if st.wakeups > 0 {
-                    st.wakeups -= 1; // claimed by a submitter, which took us off `idle`
-                    break;
+                st = match deadline {
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        me.cvar.wait_timeout(st, left).unwrap().0
+                    }
+                    None => me.cvar.wait(st).unwrap(),
+                };
+                if me.claimed.load(Relaxed) {
+                    break; // a submitter took us off `idle`
                 }
-                if res.timed_out() {
-                    st.idle -= 1;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    st.idle.retain(|i| !Arc::ptr_eq(i, &me));
                     st.threads -= 1;
                     return;
                 }
@@ -184,9 +201,13 @@ impl BlockingPool {
             // parks, outside the job.
             self.unlist(key);
             set_current_job(std::ptr::null());
-            crate::local::clear_thread_locals();
         }
+        // The job's values, or those its closure's captures made as they were dropped unrun,
+        // go now, before it reports done: nothing passes to the next job on this thread.
+        crate::local::clear_thread_locals();
         h.complete();
+        // `complete` drops the result if its handle went meanwhile: user code again.
+        crate::local::clear_thread_locals();
     }
 
     fn unlist(&self, key: usize) {
