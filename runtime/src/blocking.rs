@@ -134,7 +134,7 @@ impl BlockingPool {
                 for job in queued {
                     if !std::ptr::eq(job.header(), me) {
                         job.fail_unstarted(std::io::Error::new(e.kind(), e.to_string()));
-                        job.header().complete();
+                        let _ = job.header().complete(); // on the submitter's own thread
                     }
                 }
                 return Err(e);
@@ -205,9 +205,10 @@ impl BlockingPool {
         // The job's values, or those its closure's captures made as they were dropped unrun,
         // go now, before it reports done: nothing passes to the next job on this thread.
         crate::local::clear_thread_locals();
-        h.complete();
-        // `complete` drops the result if its handle went meanwhile: user code again.
-        crate::local::clear_thread_locals();
+        if h.complete() {
+            // It dropped the result (its handle went meanwhile): user code again.
+            crate::local::clear_thread_locals();
+        }
     }
 
     fn unlist(&self, key: usize) {

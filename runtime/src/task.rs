@@ -387,8 +387,10 @@ impl Header {
     /// other's bit drops the result, so a detached greenlet's result goes as soon as both have
     /// happened, as `std::thread`'s does, not when the last reference to the task goes (a stale
     /// timer token kept it until the timer's old deadline). The greenlet itself drops it when
-    /// the handle was gone before it finished (`run_body`).
-    pub(crate) fn complete(&self) {
+    /// the handle was gone before it finished (`run_body`). True if the result was dropped
+    /// here: user code ran on this thread (a worker or pool thread clears the greenlet-locals
+    /// it may have left in the thread's own map).
+    pub(crate) fn complete(&self) -> bool {
         let prev = self.completion.fetch_or(DONE, AcqRel);
         if prev & JOINER != 0 {
             let joiners = std::mem::take(&mut *self.joiners.lock());
@@ -405,7 +407,9 @@ impl Header {
             // SAFETY: the handle is gone (nobody takes the result any more), the result was
             // stored before this call, and only the side whose RMW saw the other's bit gets here.
             unsafe { (self.vtable.drop_result)(NonNull::from(self)) };
+            return true;
         }
+        false
     }
 
     /// The `JoinHandle` is dropped without taking the result: the result is nobody's. Dropped

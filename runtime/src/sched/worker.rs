@@ -573,7 +573,11 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                     core.return_credit(shared);
                 }
                 core.put_stack(shared, stack);
-                h.complete();
+                if h.complete() {
+                    // Its result's `Drop` ran here, outside any greenlet: what it left in this
+                    // thread's greenlet-locals is nobody's.
+                    crate::local::clear_thread_locals();
+                }
                 return;
             }
         }
@@ -638,7 +642,9 @@ fn finish_without_core(
                 shared.stacks.unreserve(1);
                 shared.stacks.put_all(std::iter::once(stack));
             }
-            task.header().complete();
+            if task.header().complete() {
+                crate::local::clear_thread_locals(); // as in `run_task`
+            }
         }
     }
     super::lend::reclaim(shared, core, depth);
@@ -756,7 +762,9 @@ fn start_task(shared: &Shared, core: &Core, task: &TaskRef, slot: *mut SchedSlot
                 core.put_stack(shared, s);
                 core.return_credit(shared);
                 task.fail_unstarted(e);
-                h.complete();
+                let _ = h.complete();
+                // The closure was dropped unrun here, outside any greenlet.
+                crate::local::clear_thread_locals();
                 return Start::Done;
             }
             s
