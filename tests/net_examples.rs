@@ -277,6 +277,45 @@ fn net_example_echo_echoes_bytes_that_are_not_text_and_any_case_of_quit() {
     assert_eq!(r.read_until(b'\n', &mut line).unwrap(), 0, "{line:?}");
 }
 
+#[test]
+fn net_example_echo_echoes_a_line_longer_than_it_buffers_in_pieces() {
+    // A 1 MiB line, then a short one: the long one comes back whole (in 64 KiB pieces as it
+    // arrives, not buffered whole: a client that never sends a newline cannot grow the
+    // server's memory without bound), and a "quit" inside it ends nothing.
+    let (_echo, addr) = start_example("echo", &["127.0.0.1:0"], "echo server listening on ");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut line = Vec::new();
+    r.read_until(b'\n', &mut line).unwrap(); // the welcome
+    let mut long: Vec<u8> = (0..1 << 20).map(|i| b'a' + (i % 26) as u8).collect();
+    long[(64 << 10) - 4..64 << 10].copy_from_slice(b"quit"); // a piece that ends in "quit"
+    let (echoed, got_it) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let mut s = s.try_clone().unwrap();
+        let long = long.clone();
+        std::thread::spawn(move || {
+            s.write_all(&long).unwrap();
+            // The newline only once the line has come back: a server that buffered whole
+            // lines would never have sent it (the read below would time out).
+            got_it.recv_timeout(Duration::from_secs(20)).unwrap();
+            s.write_all(b"\nshort\n").unwrap();
+        })
+    };
+    let mut back = vec![0u8; long.len()];
+    r.read_exact(&mut back)
+        .expect("the long line was not echoed before its newline");
+    assert!(back == long, "the long line came back altered");
+    echoed.send(()).unwrap();
+    line.clear();
+    r.read_until(b'\n', &mut line).unwrap();
+    assert_eq!(line, b"\r\n", "the long line's end");
+    line.clear();
+    r.read_until(b'\n', &mut line).unwrap();
+    assert_eq!(line, b"short\r\n");
+    writer.join().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------------
 // chat
 
