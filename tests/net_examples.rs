@@ -283,7 +283,7 @@ fn net_example_echo_echoes_a_line_longer_than_it_buffers_in_pieces() {
     // arrives, not buffered whole: a client that never sends a newline cannot grow the
     // server's memory without bound), and a "quit" inside it ends nothing.
     let (_echo, addr) = start_example("echo", &["127.0.0.1:0"], "echo server listening on ");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = std::io::BufReader::new(s.try_clone().unwrap());
     let mut line = Vec::new();
