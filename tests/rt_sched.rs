@@ -380,13 +380,29 @@ fn rt_a_blocking_jobs_locals_never_pass_to_the_next_job() {
             .join()
             .unwrap();
         assert_eq!(seen, 0, "the killed job's value reached the next job");
-        // A result whose handle is dropped after the job stored it: dropped by `complete` on
-        // the pool thread, after the job's locals were cleared.
-        for _ in 0..50 {
-            let h = grove::spawn_blocking(|| SetsLocal(7));
-            while !h.is_finished() {
-                std::hint::spin_loop();
+        // A result whose handle is dropped after the job stored it but before it reported
+        // done: `complete` drops it on the pool thread, after the job's locals were cleared.
+        // The job leaves a local whose drop (in that clear) takes 60 ms; the handle goes 20 ms
+        // into it. (Found by a review: spinning on `is_finished` first, as this test did, could
+        // only drop the handle after `complete`, on this thread.)
+        struct Slow;
+        impl Drop for Slow {
+            fn drop(&mut self) {
+                std::thread::sleep(Duration::from_millis(60));
             }
+        }
+        grove::greenlet_local! {
+            static SLOW: std::cell::RefCell<Option<Slow>> = std::cell::RefCell::new(None);
+        }
+        for _ in 0..3 {
+            let (stored, storing) = std::sync::mpsc::channel::<()>();
+            let h = grove::spawn_blocking(move || {
+                SLOW.with(|s| *s.borrow_mut() = Some(Slow));
+                stored.send(()).unwrap();
+                SetsLocal(7)
+            });
+            storing.recv_timeout(Duration::from_secs(10)).unwrap();
+            std::thread::sleep(Duration::from_millis(20)); // inside `Slow`'s drop now
             drop(h);
             let seen = grove::spawn_blocking(|| NUM.with(|n| n.get()))
                 .join()
