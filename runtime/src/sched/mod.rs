@@ -238,25 +238,28 @@ impl Shared {
     /// Arms a timer waking `u` with `TimedOut` at `deadline`.
     pub(crate) fn arm_timer(&self, deadline: Instant, u: crate::park::Unparker) -> TimerKey {
         let (key, earliest) = self.timers.insert(deadline, u);
-        if earliest
-            && !self.driver.on_earlier_timer(self.timers.nanos(deadline))
-            && !self.this_worker_runs_out_of_work()
-        {
-            self.hand_the_poller_to_a_sleeper();
+        if earliest && !self.driver.on_earlier_timer(self.timers.nanos(deadline)) {
+            self.want_the_poller_watched();
         }
         key
     }
 
-    /// True on a worker whose core has nothing queued: once the greenlet that armed a timer
-    /// parks, this worker finds no work and sleeps in the free poller itself, so waking another
-    /// to sleep there would cost a context switch for nothing (one per `sleep` of a lone
-    /// greenlet, with four workers). False elsewhere (a plain thread, a worker with work
-    /// queued, which is what strands a timer when that work blocks the thread).
-    fn this_worker_runs_out_of_work(&self) -> bool {
+    /// Nobody sleeps in the poller and a timer was armed. On a worker, decided once the
+    /// greenlet that armed it has parked (`worker::after_commit`): a worker that then has
+    /// nothing queued sleeps in the free poller itself, and waking another to sleep there
+    /// would cost a context switch for nothing (one per `sleep` of a lone greenlet, with four
+    /// workers). Not sooner: the park's own unlock step may queue work here (a mutex handed to
+    /// a waiter through `runnext`), and work that blocks the thread is what strands a timer.
+    /// Elsewhere (a plain thread, a thread without a core), at once.
+    fn want_the_poller_watched(&self) {
         let core = context::current_core();
-        // SAFETY: non-null, it is the core this thread holds (set by its worker loop or a
-        // stand-in it was lent to); only this thread uses it meanwhile.
-        !core.is_null() && unsafe { &*core }.has_nothing_queued(self)
+        if core.is_null() {
+            self.hand_the_poller_to_a_sleeper();
+        } else {
+            // SAFETY: non-null, it is the core this thread holds (set by its worker loop or a
+            // stand-in it was lent to); only this thread uses it meanwhile.
+            unsafe { &*core }.want_the_poller_watched();
+        }
     }
 
     /// Nobody sleeps in the poller, and it may be needed (a timer was armed, or the monitor

@@ -93,6 +93,9 @@ pub(crate) struct Core {
     /// Depth of the thread holding this core: 0 for its own worker thread, above for a
     /// stand-in it was lent to (see `lend`). A stand-in leaves pinned greenlets alone.
     lend_depth: Cell<u32>,
+    /// A greenlet of this core armed a timer with nobody in the poller: once it has parked,
+    /// hand the poller to a sleeper if this core still has work (`after_commit`).
+    poller_wanted: Cell<bool>,
 }
 
 // A core is built on the thread that starts the runtime and then moved, once, to its worker
@@ -120,7 +123,13 @@ impl Core {
             pinned_first: Cell::new(false),
             ticks: Cell::new(0),
             lend_depth: Cell::new(0),
+            poller_wanted: Cell::new(false),
         }
+    }
+
+    /// See `Shared::want_the_poller_watched`.
+    pub(crate) fn want_the_poller_watched(&self) {
+        self.poller_wanted.set(true);
     }
 
     /// Nothing waits in this core's queues (deque, `runnext`, pinned inbox) or the global one:
@@ -560,9 +569,19 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                     // takes it back (`park::wake_greenlet`, for every waker and `kill`). From
                     // here on the greenlet may run, and finish, on another worker: nothing here
                     // touches it again.
-                    Ok(()) => return,
+                    Ok(()) => {
+                        if core.poller_wanted.get() {
+                            after_commit(shared, core, true);
+                        }
+                        return;
+                    }
                     // Woken (or killed) before it finished parking: run it again.
-                    Err(t) => task = t,
+                    Err(t) => {
+                        if core.poller_wanted.get() {
+                            after_commit(shared, core, false);
+                        }
+                        task = t;
+                    }
                 }
             }
             CoroutineResult::Return(()) => {
@@ -581,6 +600,19 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                 return;
             }
         }
+    }
+}
+
+/// A greenlet of this core armed a timer while nobody slept in the poller (see
+/// `Shared::want_the_poller_watched`), and its park is now committed (`parked`) or found woken:
+/// if this worker has more to run, nobody would watch the clock meanwhile, so a sleeper takes
+/// the poller; if not, this worker will sleep in it.
+#[cold]
+#[inline(never)]
+fn after_commit(shared: &Shared, core: &Core, parked: bool) {
+    core.poller_wanted.set(false);
+    if !parked || !core.has_nothing_queued(shared) {
+        shared.hand_the_poller_to_a_sleeper();
     }
 }
 
