@@ -205,10 +205,7 @@ impl BlockingPool {
         // The job's values, or those its closure's captures made as they were dropped unrun,
         // go now, before it reports done: nothing passes to the next job on this thread.
         crate::local::clear_thread_locals();
-        if h.complete() {
-            // It dropped the result (its handle went meanwhile): user code again.
-            crate::local::clear_thread_locals();
-        }
+        h.complete_off_greenlet();
     }
 
     fn unlist(&self, key: usize) {

@@ -388,8 +388,7 @@ impl Header {
     /// happened, as `std::thread`'s does, not when the last reference to the task goes (a stale
     /// timer token kept it until the timer's old deadline). The greenlet itself drops it when
     /// the handle was gone before it finished (`run_body`). True if the result was dropped
-    /// here: user code ran on this thread (a worker or pool thread clears the greenlet-locals
-    /// it may have left in the thread's own map).
+    /// here: user code ran on this thread (see [`complete_off_greenlet`](Self::complete_off_greenlet)).
     pub(crate) fn complete(&self) -> bool {
         let prev = self.completion.fetch_or(DONE, AcqRel);
         if prev & JOINER != 0 {
@@ -410,6 +409,16 @@ impl Header {
             return true;
         }
         false
+    }
+
+    /// [`complete`](Self::complete), called by the runtime outside any greenlet (a worker or
+    /// stand-in after the greenlet returned, a pool thread after its job): if it dropped the
+    /// result there, the greenlet-locals that user code left in the thread's own map are
+    /// nobody's, and go too.
+    pub(crate) fn complete_off_greenlet(&self) {
+        if self.complete() {
+            crate::local::clear_thread_locals();
+        }
     }
 
     /// The `JoinHandle` is dropped without taking the result: the result is nobody's. Dropped

@@ -141,8 +141,7 @@ impl<T> Receiver<T> {
     }
 
     fn is_ready(&self) -> bool {
-        let st = self.core.lock();
-        st.available() > 0 || st.senders == 0
+        self.core.lock().get_would_not_wait()
     }
 }
 
@@ -284,9 +283,8 @@ impl<T> Watchable for Receiver<T> {
         self.is_ready()
     }
     fn watch(&self, token: Unparker) -> bool {
-        self.core.watch(Side::Recv, token, |st| {
-            st.available() > 0 || st.senders == 0
-        })
+        self.core
+            .watch(Side::Recv, token, |st| st.get_would_not_wait())
     }
     fn unwatch(&self, token: &Unparker) {
         self.core.unwatch(Side::Recv, token);
@@ -329,8 +327,6 @@ impl<T> Watchable for Sender<T> {
 pub struct Select<'a> {
     /// By index; `None` once removed (indices stay as they were given, as crossbeam's do).
     handles: Vec<Option<&'a dyn Watchable>>,
-    /// Handles not removed.
-    live: usize,
 }
 
 thread_local! {
@@ -361,13 +357,11 @@ impl<'a> Select<'a> {
     pub fn new() -> Select<'a> {
         Select {
             handles: Vec::new(),
-            live: 0,
         }
     }
 
     fn add(&mut self, h: &'a dyn Watchable) -> usize {
         self.handles.push(Some(h));
-        self.live += 1;
         self.handles.len() - 1
     }
 
@@ -408,7 +402,6 @@ impl<'a> Select<'a> {
             slot.take().is_some(),
             "grove: Select::remove of index {index}, removed already"
         );
-        self.live -= 1;
     }
 
     /// The index of a ready receiver or sender, if one is ready now.
@@ -422,7 +415,7 @@ impl<'a> Select<'a> {
     /// With nothing added (it would wait forever).
     pub fn ready(&mut self) -> usize {
         assert!(
-            self.live > 0,
+            self.handles.iter().any(Option::is_some),
             "grove: Select::ready with nothing to wait on"
         );
         loop {

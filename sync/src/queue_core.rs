@@ -415,6 +415,12 @@ impl<T, B: Buffer<T>> State<T, B> {
         self.buf.len() + self.putters.len()
     }
 
+    /// A get need not wait now: a value is buffered or offered by a parked putter, or no
+    /// sender is left (it fails at once).
+    pub(crate) fn get_would_not_wait(&self) -> bool {
+        self.available() > 0 || self.senders == 0
+    }
+
     /// A put need not wait now: there is room, or a getter is parked for the value (a
     /// rendezvous), or no receiver is left (it fails at once).
     pub(crate) fn put_would_not_wait(&self) -> bool {

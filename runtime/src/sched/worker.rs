@@ -592,11 +592,7 @@ fn run_task(shared: &Shared, core: &Core, task: TaskRef) {
                     core.return_credit(shared);
                 }
                 core.put_stack(shared, stack);
-                if h.complete() {
-                    // Its result's `Drop` ran here, outside any greenlet: what it left in this
-                    // thread's greenlet-locals is nobody's.
-                    crate::local::clear_thread_locals();
-                }
+                h.complete_off_greenlet();
                 return;
             }
         }
@@ -674,9 +670,7 @@ fn finish_without_core(
                 shared.stacks.unreserve(1);
                 shared.stacks.put_all(std::iter::once(stack));
             }
-            if task.header().complete() {
-                crate::local::clear_thread_locals(); // as in `run_task`
-            }
+            task.header().complete_off_greenlet();
         }
     }
     super::lend::reclaim(shared, core, depth);
