@@ -28,5 +28,8 @@ fn main() {
         // SAFETY: inside the mapping made above (slot i, 64 bytes below its top).
         unsafe { base.add(i * SLOT + SLOT - 64).write_volatile(1) };
     }
-    println!("{:.0} ns per first-touch fault", t.elapsed().as_nanos() as f64 / n as f64);
+    println!(
+        "{:.0} ns per first-touch fault",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
 }
