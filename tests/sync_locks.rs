@@ -1,6 +1,7 @@
-//! Locks and events: Mutex, RwLock, Condvar, Semaphore, Event, AsyncResult, greenlet-locals.
-//! Waiters of both kinds (greenlets and plain threads) on the same object; cancellation in the
-//! middle of every kind of wait.
+//! Locks and events: Mutex, RwLock, Condvar, Semaphore, Event, AsyncResult. Waiters of both
+//! kinds (greenlets and plain threads) on the same object; cancellation in the middle of a wait
+//! (`sync_waits.rs` has the rest of the waits, each with both kinds of waiter; greenlet-locals
+//! are tested in `rt_greenlets.rs`).
 
 mod common;
 
