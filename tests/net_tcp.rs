@@ -359,6 +359,80 @@ fn net_closed_duplicate_does_not_leak_events_into_a_new_socket() {
     assert!(took >= Duration::from_millis(250), "{took:?}");
 }
 
+#[cfg(unix)]
+#[test]
+fn net_socket_closed_while_a_raw_duplicate_lives_is_neither_heard_nor_in_the_way() {
+    // A grove socket with no `try_clone` leaves its removal from the poller to its close (no
+    // `EPOLL_CTL_DEL`). If the user made a raw duplicate (`dup`) first, the file stays open and
+    // its poller entry with it. That entry's events must not reach the socket that gets the
+    // freed token next, and a descriptor of the same file given the same number again (here by
+    // `dup` after the close) must register: `EPOLL_CTL_ADD` says it exists, and takes it over.
+    // In a process of its own: the fd numbers below must not be taken by other tests.
+    if !common::in_a_process_of_its_own(
+        "net_socket_closed_while_a_raw_duplicate_lives_is_neither_heard_nor_in_the_way",
+    ) {
+        return;
+    }
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let h = grove::spawn(move || {
+        let mut a_peer = TcpStream::connect(addr).unwrap();
+        let (a, _) = listener.accept().unwrap();
+        a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut buf = [0u8; 16];
+        let e = (&a).read(&mut buf).unwrap_err(); // registers `a` with the poller
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        let n = a.as_raw_fd();
+        // SAFETY: `n` is an open fd; `dup` makes a new descriptor of its file, ours to close.
+        let raw = unsafe { libc::dup(n) };
+        assert!(raw >= 0);
+        drop(a);
+        // SAFETY: as above, `raw` is open. The lowest free number is `n` again, in this process
+        // of its own.
+        let again = unsafe { libc::dup(raw) };
+        assert_eq!(again, n, "the freed number was not given again");
+        // SAFETY: `again` is an open, connected TCP socket descriptor that nothing else owns.
+        let a2 = TcpStream::from(unsafe { std::net::TcpStream::from_raw_fd(again) });
+        // The file is non-blocking (grove made it so), which adopting keeps: ask for waits.
+        a2.set_nonblocking(false).unwrap();
+        a2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        a_peer.write_all(b"hi").unwrap();
+        let got = (&a2)
+            .read(&mut buf)
+            .expect("the same file under the same number");
+        assert_eq!(&buf[..got], b"hi");
+        // Not yet registered until a read would block: make one, then wake it from the peer.
+        let waiter = grove::spawn(move || {
+            let mut buf = [0u8; 16];
+            let n = (&a2).read(&mut buf).map_err(|e| e.kind());
+            (n, a2)
+        });
+        grove::sleep(Duration::from_millis(20));
+        a_peer.write_all(b"yo").unwrap();
+        let (got, a2) = waiter.join().unwrap();
+        assert_eq!(got, Ok(2), "the read registered again never woke");
+        drop(a2);
+        // The raw duplicate's entry (the first socket's token) must not reach a new socket.
+        let _c_peer = TcpStream::connect(addr).unwrap();
+        let (c, _) = listener.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let e = (&c).read(&mut buf).unwrap_err(); // registers `c`
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        a_peer.write_all(b"!").unwrap();
+        drop(a_peer); // events for the duplicate's file
+        let started = Instant::now();
+        let r = (&c).read(&mut buf).map_err(|e| e.kind());
+        // SAFETY: `raw` is ours, open, and used by nothing else.
+        unsafe { libc::close(raw) };
+        (r, started.elapsed())
+    });
+    let (r, took) = h.join().unwrap();
+    assert_eq!(r, Err(ErrorKind::TimedOut));
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))] // the guard needs EPOLLPRI
 #[test]
 fn net_read_after_urgent_data_does_not_stall() {

@@ -23,9 +23,11 @@ use std::time::{Duration, Instant};
 pub(crate) struct Evented<S: AsRawFd> {
     /// Declared before `sock` so it drops first: deregistering after the close could hit an
     /// fd number another thread has just been given for a new socket, and silence that one.
-    /// (Leaving the deregistration to the close was tried and dropped: with a duplicated fd,
-    /// `try_clone`, the registration outlives the close and reports the copy's events, sticky
-    /// `READ_CLOSED`/`ERROR` included, to whichever socket gets the freed token next.)
+    /// A handle never cloned leaves the removal from the poller to the close (no
+    /// `EPOLL_CTL_DEL`: `Registration::set_closes_with_fd`); once `try_clone` has made a second
+    /// descriptor of the file, the close would leave the entry in the poller, so each handle
+    /// then deregisters before it closes. (A stale entry's events could not reach another
+    /// socket either way: they carry the freed token, whose generation has moved on.)
     reg: Registration,
     pub(crate) sock: S,
     /// Shared with the handles `try_clone` made from this one (and they with theirs).
@@ -46,6 +48,7 @@ impl<S: AsRawFd> Evented<S> {
     /// Registers `sock`, which must already be in non-blocking mode.
     pub(crate) fn new(sock: S) -> io::Result<Evented<S>> {
         let reg = Registration::new(sock.as_raw_fd())?;
+        reg.set_closes_with_fd(true);
         Ok(Evented {
             reg,
             sock,
@@ -61,6 +64,8 @@ impl<S: AsRawFd> Evented<S> {
         dup: impl FnOnce(&S) -> io::Result<S>,
     ) -> io::Result<Evented<S>> {
         let sock = dup(&self.sock)?;
+        // Two descriptors of one file from now on: each close must take its own entry out.
+        self.reg.set_closes_with_fd(false);
         Ok(Evented {
             reg: Registration::new(sock.as_raw_fd())?,
             sock,

@@ -214,10 +214,21 @@ impl Driver {
             s.slots[slot].1 = Some(source);
             token_of(slot, s.slots[slot].0)
         };
-        if let Err(e) = self
-            .registry
-            .register(&mut SourceFd(&fd), Token(token), source_interest())
-        {
+        let registered =
+            match self
+                .registry
+                .register(&mut SourceFd(&fd), Token(token), source_interest())
+            {
+                // The fd's open file is still in the set under this number: an earlier handle
+                // closed without `EPOLL_CTL_DEL` (`release_closed`) while a duplicate kept the file
+                // open, and the duplicate has since been given the same number. Take the entry over.
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    self.registry
+                        .reregister(&mut SourceFd(&fd), Token(token), source_interest())
+                }
+                r => r,
+            };
+        if let Err(e) = registered {
             self.release_token(token);
             return Err(e);
         }
@@ -228,6 +239,16 @@ impl Driver {
     /// Undoes [`Driver::register`] (the fd is still open).
     pub(crate) fn deregister(&self, fd: RawFd, token: usize) {
         let _ = self.registry.deregister(&mut SourceFd(&fd));
+        self.release_token(token);
+        self.registered.fetch_sub(1, Relaxed);
+    }
+
+    /// Undoes [`Driver::register`] for an fd that is closed next and shares its open file with
+    /// no other descriptor: the close takes it out of the epoll set, so no `EPOLL_CTL_DEL` (one
+    /// syscall fewer per short-lived connection). Should a duplicate exist after all, its entry
+    /// stays in the set until the file is closed, and its events carry this token, whose
+    /// generation is bumped here: they are dropped ([`Sources`]).
+    pub(crate) fn release_closed(&self, token: usize) {
         self.release_token(token);
         self.registered.fetch_sub(1, Relaxed);
     }

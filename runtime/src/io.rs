@@ -36,8 +36,8 @@ use crate::park_state::Wake;
 use crate::sched::runtime;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -223,6 +223,8 @@ pub struct Registration {
     /// lock (so two first waiters register once), read lock-free on every would-block.
     token: AtomicUsize,
     fd: RawFd,
+    /// See [`Registration::set_closes_with_fd`].
+    closes_with_fd: AtomicBool,
 }
 
 const UNREGISTERED: usize = usize::MAX;
@@ -237,8 +239,8 @@ impl Registration {
     }
 
     /// Ends the registration now, taking the fd out of the poller (it may stay open).
-    pub fn deregister(self) {
-        drop(self);
+    pub fn deregister(mut self) {
+        self.end(false);
     }
 
     fn with_source(fd: RawFd, source: IoSource) -> Registration {
@@ -246,6 +248,7 @@ impl Registration {
             source: Arc::new(source),
             token: AtomicUsize::new(UNREGISTERED),
             fd,
+            closes_with_fd: AtomicBool::new(false),
         }
     }
 
@@ -388,14 +391,34 @@ impl Registration {
     pub fn fd(&self) -> RawFd {
         self.fd
     }
+
+    /// Whether the owner closes the fd right after dropping this registration, the fd being
+    /// the only descriptor of its open file that grove knows of (no `try_clone`). Then the drop
+    /// leaves the fd's removal from the poller to the close, saving the `EPOLL_CTL_DEL`.
+    /// [`deregister`](Self::deregister) always removes it. For grove's own sockets; an fd that
+    /// stays open after a drop with this set stays in the poller (harmlessly: its events are
+    /// dropped as stale, and registering it again takes the old entry over).
+    #[doc(hidden)]
+    pub fn set_closes_with_fd(&self, on: bool) {
+        self.closes_with_fd.store(on, Relaxed);
+    }
+
+    fn end(&mut self, closing: bool) {
+        let token = std::mem::replace(self.token.get_mut(), UNREGISTERED);
+        if token == UNREGISTERED {
+            return;
+        }
+        if closing && *self.closes_with_fd.get_mut() {
+            runtime().driver.release_closed(token);
+        } else {
+            runtime().driver.deregister(self.fd, token);
+        }
+    }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let token = *self.token.get_mut();
-        if token != UNREGISTERED {
-            runtime().driver.deregister(self.fd, token);
-        }
+        self.end(true);
     }
 }
 
