@@ -359,15 +359,32 @@ fn net_closed_duplicate_does_not_leak_events_into_a_new_socket() {
     assert!(took >= Duration::from_millis(250), "{took:?}");
 }
 
+/// A connected pair over `listener`, the accepted side registered with the poller (a read that
+/// timed out), and a raw `dup` of that side's fd.
+#[cfg(unix)]
+fn registered_with_a_raw_duplicate(listener: &TcpListener) -> (TcpStream, TcpStream, i32) {
+    use std::os::fd::AsRawFd;
+    let peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+    let e = (&s).read(&mut [0u8; 16]).unwrap_err(); // registers `s` with the poller
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    // SAFETY: the fd is open; `dup` makes a new descriptor of its file, the caller's to close.
+    let raw = unsafe { libc::dup(s.as_raw_fd()) };
+    assert!(raw >= 0);
+    (peer, s, raw)
+}
+
 #[cfg(unix)]
 #[test]
 fn net_socket_closed_while_a_raw_duplicate_lives_is_neither_heard_nor_in_the_way() {
     // A grove socket with no `try_clone` leaves its removal from the poller to its close (no
     // `EPOLL_CTL_DEL`). If the user made a raw duplicate (`dup`) first, the file stays open and
-    // its poller entry with it. That entry's events must not reach the socket that gets the
-    // freed token next, and a descriptor of the same file given the same number again (here by
-    // `dup` after the close) must register: `EPOLL_CTL_ADD` says it exists, and takes it over.
-    // In a process of its own: the fd numbers below must not be taken by other tests.
+    // its poller entry with it. A descriptor of that file given the same number again must
+    // register (`EPOLL_CTL_ADD` says the entry exists: it is taken over), and the entry's events
+    // must not reach the socket that gets the freed token next (a datagram socket: a stale
+    // "read closed" would end its wait with an error). In a process of its own: the fd numbers
+    // below must not be taken by other tests.
     if !common::in_a_process_of_its_own(
         "net_socket_closed_while_a_raw_duplicate_lives_is_neither_heard_nor_in_the_way",
     ) {
@@ -375,62 +392,98 @@ fn net_socket_closed_while_a_raw_duplicate_lives_is_neither_heard_nor_in_the_way
     }
     use std::os::fd::{AsRawFd, FromRawFd};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let h = grove::spawn(move || {
-        let mut a_peer = TcpStream::connect(addr).unwrap();
-        let (a, _) = listener.accept().unwrap();
-        a.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
         let mut buf = [0u8; 16];
-        let e = (&a).read(&mut buf).unwrap_err(); // registers `a` with the poller
-        assert_eq!(e.kind(), ErrorKind::TimedOut);
-        let n = a.as_raw_fd();
-        // SAFETY: `n` is an open fd; `dup` makes a new descriptor of its file, ours to close.
-        let raw = unsafe { libc::dup(n) };
-        assert!(raw >= 0);
-        drop(a);
-        // SAFETY: as above, `raw` is open. The lowest free number is `n` again, in this process
-        // of its own.
+        // 1. The same file under the same number registers again.
+        let (mut b_peer, b, raw) = registered_with_a_raw_duplicate(&listener);
+        let n = b.as_raw_fd();
+        drop(b); // its entry stays: `raw` keeps the file open
+                 // SAFETY: `raw` is open; the new descriptor (the lowest free number) is ours.
         let again = unsafe { libc::dup(raw) };
         assert_eq!(again, n, "the freed number was not given again");
         // SAFETY: `again` is an open, connected TCP socket descriptor that nothing else owns.
-        let a2 = TcpStream::from(unsafe { std::net::TcpStream::from_raw_fd(again) });
+        let b2 = TcpStream::from(unsafe { std::net::TcpStream::from_raw_fd(again) });
         // The file is non-blocking (grove made it so), which adopting keeps: ask for waits.
-        a2.set_nonblocking(false).unwrap();
-        a2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        a_peer.write_all(b"hi").unwrap();
-        let got = (&a2)
-            .read(&mut buf)
-            .expect("the same file under the same number");
-        assert_eq!(&buf[..got], b"hi");
-        // Not yet registered until a read would block: make one, then wake it from the peer.
-        let waiter = grove::spawn(move || {
+        b2.set_nonblocking(false).unwrap();
+        b2.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let e = (&b2).read(&mut buf).unwrap_err(); // registers `b2`, or fails to
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        b2.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let reader = grove::spawn(move || {
             let mut buf = [0u8; 16];
-            let n = (&a2).read(&mut buf).map_err(|e| e.kind());
-            (n, a2)
+            (&b2).read(&mut buf).map_err(|e| e.kind())
         });
         grove::sleep(Duration::from_millis(20));
-        a_peer.write_all(b"yo").unwrap();
-        let (got, a2) = waiter.join().unwrap();
-        assert_eq!(got, Ok(2), "the read registered again never woke");
-        drop(a2);
-        // The raw duplicate's entry (the first socket's token) must not reach a new socket.
-        let _c_peer = TcpStream::connect(addr).unwrap();
-        let (c, _) = listener.accept().unwrap();
+        b_peer.write_all(b"hi").unwrap();
+        assert_eq!(
+            reader.join().unwrap(),
+            Ok(2),
+            "the entry taken over stayed deaf"
+        );
+        // SAFETY: `raw` is ours and open.
+        unsafe { libc::close(raw) };
+
+        // 2. The leftover entry's events carry the slot's old generation, and the socket that
+        // takes the slot next does not hear them.
+        let (mut a_peer, a, raw) = registered_with_a_raw_duplicate(&listener);
+        drop(a);
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let e = c.recv_from(&mut buf).unwrap_err(); // registers `c`
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
         c.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        let e = (&c).read(&mut buf).unwrap_err(); // registers `c`
-        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        let waiter = grove::spawn(move || {
+            let mut buf = [0u8; 16];
+            let started = Instant::now();
+            let r = c.recv_from(&mut buf).map(|_| ()).map_err(|e| e.kind());
+            (r, started.elapsed())
+        });
+        grove::sleep(Duration::from_millis(20));
         a_peer.write_all(b"!").unwrap();
-        drop(a_peer); // events for the duplicate's file
-        let started = Instant::now();
-        let r = (&c).read(&mut buf).map_err(|e| e.kind());
-        // SAFETY: `raw` is ours, open, and used by nothing else.
+        a_peer.shutdown(Shutdown::Write).unwrap(); // "read closed" for the duplicate's file
+        let got = waiter.join().unwrap();
+        // SAFETY: `raw` is ours and open.
         unsafe { libc::close(raw) };
-        (r, started.elapsed())
+        got
     });
     let (r, took) = h.join().unwrap();
-    assert_eq!(r, Err(ErrorKind::TimedOut));
+    assert_eq!(
+        r,
+        Err(ErrorKind::TimedOut),
+        "a stale event reached the new socket"
+    );
     assert!(took >= Duration::from_millis(250), "{took:?}");
+}
+
+/// An fd registered twice (a second `Registration` of a grove socket's fd, from another
+/// library, say) is refused, as it always was: taking the entry over would leave the first
+/// registration deaf.
+#[cfg(unix)]
+#[test]
+fn net_second_registration_of_a_live_sockets_fd_is_refused_and_steals_nothing() {
+    use grove::io::{Direction, Registration};
+    use std::os::fd::AsRawFd;
+    let h = grove::spawn(|| {
+        let (x, mut y) = UnixStream::pair().unwrap();
+        x.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let e = (&x).read(&mut [0u8; 8]).unwrap_err(); // registers `x`
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        let second = Registration::new(x.as_raw_fd()).unwrap();
+        let r = second.wait(
+            Direction::Read,
+            Some(Instant::now() + Duration::from_millis(20)),
+        );
+        assert_eq!(r.map_err(|e| e.kind()), Err(ErrorKind::AlreadyExists));
+        drop(second);
+        x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let reader = grove::spawn(move || (&x).read(&mut [0u8; 8]).map_err(|e| e.kind()));
+        grove::sleep(Duration::from_millis(20));
+        y.write_all(b"hi").unwrap();
+        reader.join().unwrap()
+    });
+    assert_eq!(h.join().unwrap(), Ok(2));
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))] // the guard needs EPOLLPRI

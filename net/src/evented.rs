@@ -305,6 +305,9 @@ impl<S: AsRawFd> Evented<S> {
             sref.set_nonblocking(true)?;
         }
         let ev = Evented::new(sock)?;
+        // A socket from outside may have other descriptors (a `dup`, a parent process's copy):
+        // its close would leave its poller entry behind, so it deregisters first.
+        ev.reg.set_closes_with_fd(false);
         ev.set_nonblocking(was_nonblocking);
         // The kernel has no zero timeout (zero means none), so these cannot be refused.
         ev.set_timeout(Direction::Read, read_timeout)?;

@@ -146,7 +146,8 @@ impl PreciseTimer {
 /// `WouldBlock` forever, seen with two and four workers.)
 #[derive(Default)]
 struct Sources {
-    slots: Vec<(u32, Option<Arc<IoSource>>)>,
+    /// The generation, and the fd and source of a live registration.
+    slots: Vec<(u32, Option<(RawFd, Arc<IoSource>)>)>,
     free: Vec<usize>,
 }
 
@@ -211,7 +212,7 @@ impl Driver {
                     s.slots.len() - 1
                 }
             };
-            s.slots[slot].1 = Some(source);
+            s.slots[slot].1 = Some((fd, source));
             token_of(slot, s.slots[slot].0)
         };
         let registered =
@@ -219,10 +220,16 @@ impl Driver {
                 .registry
                 .register(&mut SourceFd(&fd), Token(token), source_interest())
             {
-                // The fd's open file is still in the set under this number: an earlier handle
-                // closed without `EPOLL_CTL_DEL` (`release_closed`) while a duplicate kept the file
-                // open, and the duplicate has since been given the same number. Take the entry over.
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                // The fd's open file is in the set under this number already. If no live
+                // registration has it, the entry is a leftover: an earlier handle closed without
+                // `EPOLL_CTL_DEL` (`release_closed`) while a duplicate kept the file open, and
+                // the duplicate has since been given the same number. Take that entry over. A
+                // live one (the fd registered twice) is refused, as it always was: taking it over
+                // would leave its owner waiting for events that go to the newcomer.
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EEXIST)
+                        && !self.registered_elsewhere(fd, token) =>
+                {
                     self.registry
                         .reregister(&mut SourceFd(&fd), Token(token), source_interest())
                 }
@@ -241,6 +248,17 @@ impl Driver {
         let _ = self.registry.deregister(&mut SourceFd(&fd));
         self.release_token(token);
         self.registered.fetch_sub(1, Relaxed);
+    }
+
+    /// True if a live registration other than `token`'s has `fd` (a scan of every slot: only
+    /// after an `EEXIST`, which a correct program meets only with a leftover entry).
+    fn registered_elsewhere(&self, fd: RawFd, token: usize) -> bool {
+        let (mine, _) = slot_of(token);
+        let s = self.sources.lock();
+        s.slots
+            .iter()
+            .enumerate()
+            .any(|(i, (_, live))| i != mine && matches!(live, Some((f, _)) if *f == fd))
     }
 
     /// Undoes [`Driver::register`] for an fd that is closed next and shares its open file with
@@ -268,7 +286,7 @@ impl Driver {
     fn source_for(&self, token: usize) -> Option<Arc<IoSource>> {
         let (slot, generation) = slot_of(token);
         match self.sources.lock().slots.get(slot) {
-            Some((g, source)) if *g == generation => source.clone(),
+            Some((g, Some((_, source)))) if *g == generation => Some(source.clone()),
             _ => None,
         }
     }
