@@ -144,10 +144,13 @@ impl PreciseTimer {
 /// and is dropped instead of reaching the socket that reuses the slot. (Without it, a stale
 /// "read closed" from a closed Unix socket landed on a fresh one, whose reads then spun on
 /// `WouldBlock` forever, seen with two and four workers.)
+/// A live registration's fd and source.
+type Live = (RawFd, Arc<IoSource>);
+
 #[derive(Default)]
 struct Sources {
     /// The generation, and the fd and source of a live registration.
-    slots: Vec<(u32, Option<(RawFd, Arc<IoSource>)>)>,
+    slots: Vec<(u32, Option<Live>)>,
     free: Vec<usize>,
 }
 
