@@ -397,8 +397,9 @@ fn net_socket_closed_while_a_raw_duplicate_lives_is_neither_heard_nor_in_the_way
         // 1. The same file under the same number registers again.
         let (mut b_peer, b, raw) = registered_with_a_raw_duplicate(&listener);
         let n = b.as_raw_fd();
-        drop(b); // its entry stays: `raw` keeps the file open
-                 // SAFETY: `raw` is open; the new descriptor (the lowest free number) is ours.
+        // Its entry stays: `raw` keeps the file open.
+        drop(b);
+        // SAFETY: `raw` is open; the new descriptor (the lowest free number) is ours.
         let again = unsafe { libc::dup(raw) };
         assert_eq!(again, n, "the freed number was not given again");
         // SAFETY: `again` is an open, connected TCP socket descriptor that nothing else owns.

@@ -143,16 +143,19 @@ impl PreciseTimer {
 /// another worker deregistered before this batch was dispatched carries the old generation,
 /// and is dropped instead of reaching the socket that reuses the slot. (Without it, a stale
 /// "read closed" from a closed Unix socket landed on a fresh one, whose reads then spun on
-/// `WouldBlock` forever, seen with two and four workers.)
-/// A live registration's fd and source.
-type Live = (RawFd, Arc<IoSource>);
-
+/// `WouldBlock` forever, seen with two and four workers.) The same holds for an entry a raw
+/// duplicate keeps in the epoll set after its socket closed (`release_closed`), for as long as
+/// the duplicate lives: until the slot's generation wraps, after 2^31 (on 32-bit targets 2^15)
+/// more registrations in that one slot.
 #[derive(Default)]
 struct Sources {
     /// The generation, and the fd and source of a live registration.
     slots: Vec<(u32, Option<Live>)>,
     free: Vec<usize>,
 }
+
+/// A live registration's fd and source.
+type Live = (RawFd, Arc<IoSource>);
 
 /// Token bits that name the slot; the generation sits above them.
 const SLOT_BITS: u32 = usize::BITS / 2;
