@@ -64,7 +64,8 @@ fn after_a_while() -> impl Fn() -> bool {
     }
 }
 
-/// A plain thread that runs `wait` and reports whether it returned true, once asked to.
+/// A plain thread that runs `wait` at once and gives back what it returned, with a flag it sets
+/// just before.
 fn thread_waiter(
     wait: impl FnOnce() -> bool + Send + 'static,
 ) -> (std::thread::JoinHandle<bool>, Arc<AtomicBool>) {
@@ -113,16 +114,15 @@ fn sync_semaphore_greenlets_and_threads_wait_for_permits_together() {
     assert_eq!(s.available(), 5);
 }
 
-#[test]
 /// The waiter at the head of the queue is cancelled; the permit released afterwards goes to the
 /// one behind it, not to the gone one. (A permit handed over at the very moment of the cancel
 /// is passed on as well: the loom model `killed_first_waiter_passes_the_permit_on`.)
+#[test]
 fn sync_semaphore_cancelled_head_waiter_leaves_the_next_permit_to_the_one_behind() {
     for how in BOTH {
         let s = Arc::new(Semaphore::new(0));
         let (s1, s2) = (s.clone(), s.clone());
-        // Cancelled once the thread has queued behind it: the permit is then the victim's to
-        // pass on.
+        // Cancelled once the thread has queued behind it.
         let parked = move || format!("{s2:?}") == "Semaphore { available: 0, waiters: 2 }";
         let s3 = s.clone();
         let victim_then_thread = grove::spawn(move || {
