@@ -283,8 +283,7 @@ impl<T> Watchable for Receiver<T> {
         self.is_ready()
     }
     fn watch(&self, token: Unparker) -> bool {
-        self.core
-            .watch(Side::Recv, token, |st| st.get_would_not_wait())
+        self.core.watch(Side::Recv, token)
     }
     fn unwatch(&self, token: &Unparker) {
         self.core.unwatch(Side::Recv, token);
@@ -296,8 +295,7 @@ impl<T> Watchable for Sender<T> {
         self.core.lock().put_would_not_wait()
     }
     fn watch(&self, token: Unparker) -> bool {
-        self.core
-            .watch(Side::Send, token, |st| st.put_would_not_wait())
+        self.core.watch(Side::Send, token)
     }
     fn unwatch(&self, token: &Unparker) {
         self.core.unwatch(Side::Send, token);

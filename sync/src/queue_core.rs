@@ -124,7 +124,7 @@ pub(crate) struct State<T, B> {
     putters: WaitQueue<Slot<T>>,
     /// `Select` watchers of the receiving side: woken (no hand-off) when a value may have
     /// become available, or the last sender left.
-    watchers: WaitQueue<()>,
+    recv_watchers: WaitQueue<()>,
     /// `Select` watchers of the sending side: woken when room may have been made, a getter
     /// parked (what a rendezvous send waits for), or the last receiver left.
     send_watchers: WaitQueue<()>,
@@ -186,7 +186,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
                 receivers: 1,
                 getters: WaitQueue::default(),
                 putters: WaitQueue::default(),
-                watchers: WaitQueue::default(),
+                recv_watchers: WaitQueue::default(),
                 send_watchers: WaitQueue::default(),
                 tasks: None,
             }),
@@ -235,13 +235,13 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             if !B::LAST_OUT {
                 wake_getter(&mut st); // it takes the best value when it runs
             }
-            st.watchers.wake_all();
+            st.recv_watchers.wake_all();
             return Ok(());
         }
         if !block {
             return Err(PutError::Full(v));
         }
-        st.watchers.wake_all(); // a parked putter makes the receiving side ready
+        st.recv_watchers.wake_all(); // a parked putter makes the receiving side ready
         let mut slot = Some(v);
         let waited = wait_leaving(
             here.unwrap_or_else(Here::now),
@@ -336,7 +336,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             if !block {
                 return None;
             }
-            if wait(st, |s| &mut s.watchers, (), deadline, || ()) == Waited::TimedOut {
+            if wait(st, |s| &mut s.recv_watchers, (), deadline, || ()) == Waited::TimedOut {
                 return None;
             }
         }
@@ -346,14 +346,9 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
     /// false). The readiness check and the registration happen under one lock, and every
     /// change that can make the side ready wakes its watchers under that lock, so no readiness
     /// is missed between them.
-    pub(crate) fn watch(
-        &self,
-        side: Side,
-        token: Unparker,
-        ready: impl Fn(&State<T, B>) -> bool,
-    ) -> bool {
+    pub(crate) fn watch(&self, side: Side, token: Unparker) -> bool {
         let mut st = self.state.lock();
-        if ready(&st) {
+        if st.would_not_wait(side) {
             return false;
         }
         st.watchers_of(side).push_token(token);
@@ -384,7 +379,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
         st.senders -= 1;
         if st.senders == 0 {
             st.getters.wake_all();
-            st.watchers.wake_all();
+            st.recv_watchers.wake_all();
         }
     }
 
@@ -398,7 +393,7 @@ impl<T, B: Buffer<T>> QueueCore<T, B> {
             st.receivers -= 1;
             if st.receivers == 0 {
                 st.putters.wake_all();
-                st.watchers.wake_all();
+                st.recv_watchers.wake_all();
                 st.send_watchers.wake_all();
                 while let Some(v) = st.buf.take() {
                     orphans.push(v);
@@ -429,9 +424,17 @@ impl<T, B: Buffer<T>> State<T, B> {
             || !self.getters.is_empty()
     }
 
+    /// An operation on `side` need not wait now.
+    pub(crate) fn would_not_wait(&self, side: Side) -> bool {
+        match side {
+            Side::Recv => self.get_would_not_wait(),
+            Side::Send => self.put_would_not_wait(),
+        }
+    }
+
     fn watchers_of(&mut self, side: Side) -> &mut WaitQueue<()> {
         match side {
-            Side::Recv => &mut self.watchers,
+            Side::Recv => &mut self.recv_watchers,
             Side::Send => &mut self.send_watchers,
         }
     }

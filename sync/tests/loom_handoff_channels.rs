@@ -76,7 +76,7 @@ impl Slot {
 }
 
 /// `queue_core::State`, FIFO buffer; no `Select` watchers (every
-/// `watchers.wake_all()` below is on an empty queue, a no-op).
+/// `recv_watchers.wake_all()` below is on an empty queue, a no-op).
 struct ChanState {
     buf: VecDeque<u32>,
     cap: Option<usize>,
@@ -494,7 +494,7 @@ impl Watched {
     }
 
     /// `QueueCore::put` into a buffer with room, no parked getter: buffer it, then
-    /// `watchers.wake_all()`, under the lock.
+    /// `recv_watchers.wake_all()`, under the lock.
     fn put(&self, v: u32) {
         let mut st = self.state.lock().unwrap();
         st.0.push_back(v);
