@@ -29,6 +29,10 @@ pub const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 /// Default idle time after which a blocking-pool thread exits (`GROVE_BLOCKING_KEEPALIVE_MS`).
 pub const DEFAULT_BLOCKING_KEEPALIVE_MS: u64 = 10_000;
 
+/// Default for `GROVE_IDLE_SPIN_US`: how long a worker that ran out of work keeps polling,
+/// yielding its CPU between polls, before it sleeps (see `sched::linger`).
+pub const DEFAULT_IDLE_SPIN_US: u64 = 50;
+
 /// The runtime's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -43,6 +47,9 @@ pub struct Config {
     /// Milliseconds an idle blocking-pool thread waits before exiting
     /// (`GROVE_BLOCKING_KEEPALIVE_MS`).
     pub blocking_keepalive_ms: u64,
+    /// Microseconds a worker that ran out of work keeps polling, yielding its CPU between
+    /// polls, before it sleeps; 0 = sleep at once (`GROVE_IDLE_SPIN_US`).
+    pub idle_spin_us: u64,
 }
 
 /// A bad environment value: which variable, what it held, what was expected.
@@ -119,15 +126,33 @@ impl Config {
             )? as u64,
             None => DEFAULT_BLOCKING_KEEPALIVE_MS,
         };
+        let idle_spin_us = match lookup("GROVE_IDLE_SPIN_US") {
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n <= MAX_IDLE_SPIN_US => n,
+                _ => {
+                    return Err(ConfigError {
+                        var: "GROVE_IDLE_SPIN_US",
+                        value: v,
+                        expected:
+                            "a whole number of microseconds, from 0 (sleep at once) to 1000000",
+                    })
+                }
+            },
+            None => DEFAULT_IDLE_SPIN_US,
+        };
         Ok(Config {
             workers,
             stack_size,
             max_blocking_ms,
             max_blocking_threads,
             blocking_keepalive_ms,
+            idle_spin_us,
         })
     }
 }
+
+/// The longest idle spin `GROVE_IDLE_SPIN_US` may ask for: a second.
+const MAX_IDLE_SPIN_US: u64 = 1_000_000;
 
 const WORKERS_EXPECTED: &str = "a whole number of worker threads, from 1 to 4096";
 
@@ -206,6 +231,7 @@ mod tests {
         assert!(c.workers >= 1);
         assert_eq!(c.stack_size, DEFAULT_STACK_SIZE);
         assert_eq!(c.max_blocking_ms, DEFAULT_MAX_BLOCKING_MS);
+        assert_eq!(c.idle_spin_us, DEFAULT_IDLE_SPIN_US);
     }
 
     #[test]
@@ -214,8 +240,10 @@ mod tests {
             ("GROVE_WORKERS", "3"),
             ("GROVE_STACK_SIZE", "64K"),
             ("GROVE_MAX_BLOCKING_MS", "0"),
+            ("GROVE_IDLE_SPIN_US", "0"),
         ])
         .unwrap();
+        assert_eq!(c.idle_spin_us, 0);
         assert_eq!(c.workers, 3);
         assert_eq!(c.stack_size, 64 * 1024);
         assert_eq!(c.max_blocking_ms, 0);
@@ -237,6 +265,9 @@ mod tests {
             ("GROVE_WORKERS", "4097"),
             ("GROVE_STACK_SIZE", "18446744073709551615"),
             ("GROVE_STACK_SIZE", "2048G"),
+            ("GROVE_IDLE_SPIN_US", "-5"),
+            ("GROVE_IDLE_SPIN_US", "1000001"),
+            ("GROVE_IDLE_SPIN_US", "fast"),
         ] {
             let e = cfg(&[(var, val)]).unwrap_err();
             assert_eq!(e.var, var);

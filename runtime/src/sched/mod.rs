@@ -23,6 +23,7 @@
 pub(crate) mod context;
 pub mod idle;
 pub(crate) mod lend;
+mod linger;
 pub mod parker;
 pub(crate) mod runnext;
 pub(crate) mod worker;

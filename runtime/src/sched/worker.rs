@@ -9,8 +9,10 @@
 //! 3. The local deque (FIFO), the pinned inbox, a batch from the injector.
 //! 4. Searching: steal half of another worker's deque (crossbeam's `steal_batch_and_pop`), and
 //!    the `runnext` of a worker the monitor saw blocked; a few rounds, then give up.
-//! 5. Due timers. Then sleep (see [`super::idle`] and [`super::parker`]); the first worker to
-//!    sleep takes the driver and sleeps inside the poller, with the nearest timer as timeout.
+//! 5. Due timers. Then linger, polling between yields of the CPU, for up to 50 µs (see
+//!    [`super::linger`]). Then sleep (see [`super::idle`] and [`super::parker`]); the first
+//!    worker to sleep takes the driver and sleeps inside the poller, with the nearest timer as
+//!    timeout.
 //!
 //! # Resuming
 //!
@@ -21,6 +23,7 @@
 //! after a successful commit.
 
 use super::context::set_current_core;
+use super::linger::linger;
 use super::{Hint, Remote, Shared};
 use crate::stack::{Stack, CREDIT_BATCH, LOCAL_CACHE_MAX};
 use crate::task::{Header, ParkRequest, SchedSlot, Suspend, TaskRef, PIN_ON_FIRST_RUN};
@@ -181,7 +184,7 @@ impl Core {
 
     /// True while a stand-in thread holds this core (see `lend`): pinned greenlets wait for
     /// the core's own thread.
-    fn lent(&self) -> bool {
+    pub(super) fn lent(&self) -> bool {
         self.lend_depth.get() > 0
     }
 
@@ -325,7 +328,7 @@ fn run_loop(shared: &'static Shared, core: &Core) {
                 }
             }
             None => {
-                if shared.fire_due_timers() == 0 {
+                if shared.fire_due_timers() == 0 && !linger(shared, core) {
                     park(shared, core);
                 }
             }
@@ -466,7 +469,7 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
     None
 }
 
-fn has_work(shared: &Shared, core: &Core) -> bool {
+pub(super) fn has_work(shared: &Shared, core: &Core) -> bool {
     let remote = core.remote(shared);
     !core.local.is_empty()
         || !remote.runnext.looks_empty()

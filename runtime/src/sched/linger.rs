@@ -1,0 +1,70 @@
+//! A worker that ran out of work lingers before it sleeps: for up to `GROVE_IDLE_SPIN_US`
+//! (50 µs by default) it keeps looking at its queues, the poller (when no other worker holds
+//! it) and the timers, and gives its CPU away with `sched_yield` between looks.
+//!
+//! # Why not sleep at once
+//!
+//! A sleep is paid for by whoever ends it, and with the load generator on the same two cores
+//! it was paid twice. Measured with wrk on the 256-connection HTTP hello world, two workers
+//! (`docs/benchmarks.md`, fourteenth session): a worker slept ~1,500-3,700 times a second, and
+//! each time a client's write woke it from `epoll_wait`; wrk was preempted about as often
+//! (its involuntary context switches followed the workers' sleeps), and 9-11% of the machine
+//! sat idle while wrk, which sets the pace, had less than its core. The kernel places a thread
+//! woken through a socket's "sync" wake-up (`sock_def_readable`) next to its waker when it
+//! can, here on wrk's CPU, and a CPU left idle beside a busy one does not pull a thread that
+//! ran a moment ago. With the linger, the workers stop sleeping under load (a few hundred
+//! sleeps a second), wrk keeps its core (about 150 preemptions a second) and the idle share
+//! falls to ~2%: 131-138k req/s against 100-120k in the same runs. hyper on tokio, which sleeps
+//! at once, shows the same 9-11% idle and the same preemptions of wrk.
+//!
+//! # Why yield between looks
+//!
+//! A plain spin was tried first (sixth session) and rejected: a spinning worker took the
+//! core wrk needed. `sched_yield` lets any other runnable thread on this CPU go first (the
+//! kernel's EEVDF pushes the yielder's deadline back a slice), so the linger uses only time
+//! that would otherwise be idle. Sharing a CPU with the other worker, it defers to that one,
+//! which has the work.
+//!
+//! # Bounded
+//!
+//! After the spin the worker parks as before (`worker::park`), so a runtime with nothing to
+//! do uses no CPU (`rt_idle_runtime_uses_no_cpu`); a runtime woken now and then spends one
+//! spin per wake-up on each worker that ran out of work. Go's scheduler likewise has a bounded
+//! spinning phase that polls the network without blocking before it stops an M
+//! (`findrunnable`). `GROVE_IDLE_SPIN_US=0` turns it off.
+//!
+//! While it lingers a worker stays counted awake, and searching if it was: producers then
+//! leave the sleepers alone, as they should, since the lingering worker sees their work
+//! within one look (the look covers every queue the sleepers' re-check covers).
+
+use super::worker::{has_work, Core};
+use super::Shared;
+use std::time::{Duration, Instant};
+
+/// Lingers as the module docs say; true if work turned up (then the caller looks for it
+/// again), false if the spin ran out (then the caller parks).
+pub(super) fn linger(shared: &Shared, core: &Core) -> bool {
+    let spin = shared.config.idle_spin_us;
+    // A stand-in thread with a lent core (see `lend`) goes back to its lender's greenlet as
+    // soon as it is asked, and is not kept spinning.
+    if spin == 0 || core.lent() {
+        return false;
+    }
+    let until = Instant::now() + Duration::from_micros(spin);
+    loop {
+        std::thread::yield_now();
+        if has_work(shared, core) {
+            return true;
+        }
+        // A poll that found events woke their greenlets onto this worker's deque.
+        if shared.driver.poll_if_free() && has_work(shared, core) {
+            return true;
+        }
+        if shared.fire_due_timers() > 0 {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+    }
+}
