@@ -184,6 +184,38 @@ fn rt_idle_runtime_uses_no_cpu() {
 }
 
 #[test]
+fn rt_a_worker_out_of_work_lingers_for_the_idle_spin_then_sleeps() {
+    if role().is_some() {
+        grove::spawn(|| ()).join().unwrap();
+        // The worker that ran it is spinning now (0.4 s, set below), counted awake: with no
+        // linger it would be asleep within microseconds.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            grove::debug::awake_workers().unwrap() > 0,
+            "no worker lingered after running out of work"
+        );
+        // The spin is bounded: then everyone sleeps and the runtime uses no CPU.
+        common::wait_for("every worker to sleep", || {
+            grove::debug::awake_workers() == Some(0)
+        });
+        let cpu0 = common::cpu_time();
+        std::thread::sleep(Duration::from_millis(500));
+        let used = common::cpu_time() - cpu0;
+        assert!(
+            used < Duration::from_millis(10),
+            "used {used:?} of CPU in 0.5 s after the spin"
+        );
+        return;
+    }
+    let out = run_child(
+        "rt_a_worker_out_of_work_lingers_for_the_idle_spin_then_sleeps",
+        "linger",
+        &[("GROVE_WORKERS", "2"), ("GROVE_IDLE_SPIN_US", "400000")],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn rt_spawn_blocking_runs_off_the_workers_and_joins_from_greenlets() {
     let worker_thread = grove::spawn(|| std::thread::current().id()).join().unwrap();
     let h = grove::spawn(move || {
