@@ -524,6 +524,113 @@ fn net_unix_write_in_an_unwinding_drop_is_bounded_by_its_timeout_scope() {
 }
 
 #[test]
+fn net_unix_write_in_an_unwinding_drop_whose_slice_ends_just_after_the_scope_is_bounded() {
+    // As above, with the write's first slice (20 ms) made to end a few µs after the scope's
+    // deadline: the park wakes after both, the runtime reports the scope (its deadline came
+    // first) and marks it reported, and the sliced wait, judging by the clock that its slice had
+    // ended, took the `TimedOut` for its own and waited on with no scope to bound it (here up to
+    // the write timeout; for ever without one). Swept over gaps below the park's wake-up latency
+    // (~50-200 µs); the unwind is started with `resume_unwind` so no panic hook delays the Drop.
+    for green in [true, false] {
+        for gap_us in (0..=160).step_by(20) {
+            let (a, _b) = UnixStream::pair().unwrap();
+            a.set_nonblocking(true).unwrap();
+            while (&a).write(&[0u8; 65536]).is_ok() {}
+            a.set_nonblocking(false).unwrap();
+            a.set_write_timeout(Some(ms(1_000))).unwrap(); // reaching it is the bug
+            let a = Arc::new(a);
+            type Outcome = Option<(Result<usize, ErrorKind>, std::time::Duration)>;
+            struct WritesOnDrop(Arc<UnixStream>, Arc<std::sync::Mutex<Outcome>>, Instant);
+            impl Drop for WritesOnDrop {
+                fn drop(&mut self) {
+                    while Instant::now() < self.2 {
+                        std::hint::spin_loop();
+                    }
+                    let t = Instant::now();
+                    let r = (&*self.0).write(&[0u8; 1024]).map_err(|e| e.kind());
+                    *self.1.lock().unwrap() = Some((r, t.elapsed()));
+                }
+            }
+            let outcome = Arc::new(std::sync::Mutex::new(None));
+            let body = {
+                let (a, outcome) = (a.clone(), outcome.clone());
+                move || {
+                    // The scope's deadline is a hair after `t0 + 100 ms`: the slice ends `gap`
+                    // after it.
+                    let t0 = Instant::now();
+                    let start = t0 + ms(80) + std::time::Duration::from_micros(gap_us);
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        grove::timeout(ms(100), || {
+                            let _d = WritesOnDrop(a, outcome, start);
+                            std::panic::resume_unwind(Box::new("grove test: unwind on purpose"));
+                        })
+                    }));
+                }
+            };
+            let writer = Worker::spawn(green, body);
+            let finished = grove::timeout(LIMIT, || writer.join());
+            let _ = a.shutdown(Shutdown::Both);
+            assert!(
+                finished.is_ok(),
+                "green {green}, gap {gap_us} µs: never ended"
+            );
+            let got = outcome.lock().unwrap().take();
+            assert!(
+                matches!(got, Some((Err(ErrorKind::TimedOut), d)) if d < ms(500)),
+                "green {green}, gap {gap_us} µs: {got:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn net_unix_datagram_send_to_a_full_receiver_in_an_unwinding_drop_is_bounded_by_its_timeout_scope()
+{
+    // The paced retry of an unconnected send_to naps between attempts; mid-unwind an expiring
+    // `timeout` scope cannot unwind a nap, it only ends it and is marked reported, and the retry
+    // then went on with nothing to bound it (no write timeout here): for ever.
+    for green in [true, false] {
+        let dir = TempPath::new("full_unwind");
+        let rx = std::os::unix::net::UnixDatagram::bind(dir.path()).unwrap();
+        let filler = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        filler.set_nonblocking(true).unwrap();
+        while filler.send_to(b"x", dir.path()).is_ok() {}
+        let path = dir.path().to_owned();
+        type Outcome = Option<(Result<usize, ErrorKind>, std::time::Duration)>;
+        struct SendsOnDrop(std::path::PathBuf, Arc<std::sync::Mutex<Outcome>>);
+        impl Drop for SendsOnDrop {
+            fn drop(&mut self) {
+                let tx = UnixDatagram::unbound().unwrap();
+                let t = Instant::now();
+                let r = tx.send_to(b"y", &self.0).map_err(|e| e.kind());
+                *self.1.lock().unwrap() = Some((r, t.elapsed()));
+            }
+        }
+        let outcome = Arc::new(std::sync::Mutex::new(None));
+        let body = {
+            let outcome = outcome.clone();
+            move || {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    grove::timeout(ms(100), || {
+                        let _d = SendsOnDrop(path, outcome);
+                        std::panic::resume_unwind(Box::new("grove test: unwind on purpose"));
+                    })
+                }));
+            }
+        };
+        let writer = Worker::spawn(green, body);
+        let finished = grove::timeout(LIMIT, || writer.join());
+        drop(rx); // frees a sender still stuck, if the test failed
+        assert!(finished.is_ok(), "green {green}: the send never ended");
+        let got = outcome.lock().unwrap().take();
+        assert!(
+            matches!(got, Some((Err(ErrorKind::TimedOut), d)) if d < ms(2_000)),
+            "green {green}: {got:?}"
+        );
+    }
+}
+
+#[test]
 fn net_unix_datagram_send_to_a_full_receiver_waits_without_spinning() {
     if !common::in_a_process_of_its_own(
         "net_unix_datagram_send_to_a_full_receiver_waits_without_spinning",

@@ -155,12 +155,15 @@ impl<S: AsRawFd> Evented<S> {
                 (Some(d), Some(e)) => Some(d.min(e)),
                 (d, e) => d.or(e),
             };
+            let scope = grove_runtime::scope_deadline();
             match self.reg.io(dir, cut, &mut op) {
-                // Only the slice's own end: a `TimedOut` that comes sooner is another limit's
-                // (an expired `timeout` scope, reported as such while the thread unwinds).
+                // Only the slice's own end: a `TimedOut` while the thread unwinds is an expired
+                // `timeout` scope's if that scope's deadline came first, which the runtime then
+                // marks reported (it bounds no later wait). Not the clock: the park wakes late,
+                // and a scope ending just before the slice was taken for the slice, and lost.
                 Err(e)
                     if e.kind() == io::ErrorKind::TimedOut
-                        && end.is_some_and(|x| cut == Some(x) && Instant::now() >= x) =>
+                        && end.is_some_and(|x| cut == Some(x) && scope.is_none_or(|s| s >= x)) =>
                 {
                     // The slice ended: try once more, whatever the readiness says.
                     match op() {
@@ -352,6 +355,14 @@ pub(crate) fn retry_paced<R>(
     deadline: Option<Instant>,
     mut op: impl FnMut() -> io::Result<R>,
 ) -> io::Result<R> {
+    // Mid-unwind an expiring `timeout` scope cannot unwind a nap: it only ends it, and is then
+    // marked reported and bounds nothing after. So while the thread unwinds, the scope's
+    // deadline bounds the retry as the operation's own does (scopes are lexical: the one
+    // live now stays the innermost for the whole call).
+    let deadline = match std::thread::panicking().then(grove_runtime::scope_deadline) {
+        Some(Some(scope)) => Some(deadline.map_or(scope, |d| d.min(scope))),
+        _ => deadline,
+    };
     let mut pause = first;
     loop {
         match op() {

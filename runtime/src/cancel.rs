@@ -189,6 +189,17 @@ fn live_scope(scopes: &[(Instant, u64)], floor: usize) -> Option<(Instant, u64)>
         .map(|(d, id)| (d, id & !MARKS))
 }
 
+/// The deadline of the `timeout` scope that bounds the next park of the running greenlet (or
+/// thread), if any. For a caller that parks with a deadline of its own and must tell, when the
+/// park says `TimedOut` during an unwind, whose limit that was: the scope's if its deadline came
+/// strictly first (as `resolve_wake` decides, marking the scope reported), else its own. The
+/// clock cannot tell: the park wakes late, often after both deadlines.
+#[doc(hidden)]
+pub fn scope_deadline() -> Option<Instant> {
+    let (_, floor) = shield_state();
+    with_scopes(|s| live_scope(s, floor)).flatten().map(|s| s.0)
+}
+
 /// Whether the current greenlet (or thread) is in a shielded section, and the index of the
 /// first scope its parks honour (the outermost section's floor; 0 when not shielded).
 fn shield_state() -> (bool, usize) {
