@@ -187,6 +187,7 @@ fn rt_idle_runtime_uses_no_cpu() {
 fn rt_a_worker_out_of_work_lingers_for_the_idle_spin_then_sleeps() {
     if role().is_some() {
         grove::spawn(|| ()).join().unwrap();
+        let joined = Instant::now();
         // The worker that ran it is spinning now (0.4 s, set below), counted awake: with no
         // linger it would be asleep within microseconds.
         std::thread::sleep(Duration::from_millis(50));
@@ -198,6 +199,12 @@ fn rt_a_worker_out_of_work_lingers_for_the_idle_spin_then_sleeps() {
         common::wait_for("every worker to sleep", || {
             grove::debug::awake_workers() == Some(0)
         });
+        // (Generous for a loaded machine; a spin that ignored its bound would not end.)
+        assert!(
+            joined.elapsed() < Duration::from_secs(4),
+            "the 0.4 s spin ended after {:?}",
+            joined.elapsed()
+        );
         let cpu0 = common::cpu_time();
         std::thread::sleep(Duration::from_millis(500));
         let used = common::cpu_time() - cpu0;

@@ -359,6 +359,9 @@ pub(crate) fn retry_paced<R>(
     // marked reported and bounds nothing after. So while the thread unwinds, the scope's
     // deadline bounds the retry as the operation's own does (scopes are lexical: the one
     // live now stays the innermost for the whole call).
+    // The scope's expiry found here, not by a park, is marked reported here
+    // (`report_expired_scope`), or the unwind's next wait would report it again.
+    let own = deadline;
     let deadline = match std::thread::panicking().then(grove_runtime::scope_deadline) {
         Some(Some(scope)) => Some(deadline.map_or(scope, |d| d.min(scope))),
         _ => deadline,
@@ -373,10 +376,11 @@ pub(crate) fn retry_paced<R>(
         let now = Instant::now();
         let nap = match deadline {
             Some(d) if now >= d => {
+                grove_runtime::report_expired_scope(own);
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "grove: operation timed out",
-                ))
+                ));
             }
             Some(d) => pause.min(d - now),
             None => pause,

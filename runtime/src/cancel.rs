@@ -200,6 +200,25 @@ pub fn scope_deadline() -> Option<Instant> {
     with_scopes(|s| live_scope(s, floor)).flatten().map(|s| s.0)
 }
 
+/// For a caller that timed out without parking, during an unwind, because the `timeout` scope's
+/// deadline passed (its own, `own`, came later or not at all): marks that scope reported, as
+/// a park ended by it would have (`resolve_wake`), so the unwind's next wait does not report
+/// it again. True if it did.
+#[doc(hidden)]
+pub fn report_expired_scope(own: Option<Instant>) -> bool {
+    if !std::thread::panicking() {
+        return false;
+    }
+    let (_, floor) = shield_state();
+    match with_scopes(|s| live_scope(s, floor)).flatten() {
+        Some((sd, id)) if sd <= Instant::now() && own.is_none_or(|d| sd < d) => {
+            mark_scope(id, REPORTED);
+            true
+        }
+        _ => false,
+    }
+}
+
 /// Whether the current greenlet (or thread) is in a shielded section, and the index of the
 /// first scope its parks honour (the outermost section's floor; 0 when not shielded).
 fn shield_state() -> (bool, usize) {

@@ -36,7 +36,9 @@ mod task;
 mod task_alloc;
 mod timer;
 
-pub use cancel::{is_cancellation, scope_deadline, shielded, timeout, Elapsed, Killed};
+pub use cancel::{
+    is_cancellation, report_expired_scope, scope_deadline, shielded, timeout, Elapsed, Killed,
+};
 pub use config::{Config, ConfigError};
 pub use greenlet::{
     block_in_pool, current, kill_all, spawn, spawn_blocking, workers, workers_if_started, Builder,

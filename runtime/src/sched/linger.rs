@@ -20,8 +20,8 @@
 //! # Why yield between looks
 //!
 //! A plain spin was tried first (sixth session) and rejected: a spinning worker took the
-//! core wrk needed. `sched_yield` lets any other runnable thread on this CPU go first (the
-//! kernel's EEVDF pushes the yielder's deadline back a slice), so the linger uses only time
+//! core wrk needed. `sched_yield` lets the other threads on this CPU's run queue go first (the
+//! kernel's EEVDF pushes the yielder's deadline back a slice), so the linger uses mostly time
 //! that would otherwise be idle. Sharing a CPU with the other worker, it defers to that one,
 //! which has the work.
 //!
@@ -33,9 +33,19 @@
 //! spinning phase that polls the network without blocking before it stops an M
 //! (`findrunnable`). `GROVE_IDLE_SPIN_US=0` turns it off.
 //!
-//! While it lingers a worker stays counted awake, and searching if it was: producers then
-//! leave the sleepers alone, as they should, since the lingering worker sees their work
-//! within one look (the look covers every queue the sleepers' re-check covers).
+//! While it lingers a worker stays counted awake but stops counting as searching: a look
+//! comes after a yield, and a yield on a CPU shared with a busy thread can last a scheduler
+//! slice (milliseconds), too long for producers to leave the sleepers alone on its account. So
+//! a producer that finds nobody searching wakes a sleeper as before; with no sleepers (every
+//! worker busy or lingering, as under the two-worker HTTP load) that costs nothing.
+//!
+//! # What it costs
+//!
+//! The spin is CPU time, taken mostly from idle: the yield lets threads on the same run queue
+//! go first, but not threads of another cgroup, and the time still counts against a CPU quota
+//! and costs power. A runtime that goes idle many times a second pays up to one spin (plus one
+//! yield) per worker each time; `GROVE_IDLE_SPIN_US=0` turns it off for machines where that
+//! matters more than latency.
 
 use super::worker::{has_work, Core};
 use super::Shared;
@@ -50,13 +60,18 @@ pub(super) fn linger(shared: &Shared, core: &Core) -> bool {
     if spin == 0 || core.lent() {
         return false;
     }
+    if core.searching.replace(false) {
+        // Not notifying if we were the last searcher: we go on looking ourselves.
+        let _ = shared.idle.end_searching();
+    }
     let until = Instant::now() + Duration::from_micros(spin);
     loop {
         std::thread::yield_now();
         if has_work(shared, core) {
             return true;
         }
-        // A poll that found events woke their greenlets onto this worker's deque.
+        // A poll that found events woke their greenlets here (`runnext`, the deque, or a pinned
+        // greenlet's home inbox).
         if shared.driver.poll_if_free() && has_work(shared, core) {
             return true;
         }

@@ -77,7 +77,7 @@ pub(crate) struct Core {
     remote: Cell<*const Remote>,
     local: Worker<TaskRef>,
     runnext_streak: Cell<u32>,
-    searching: Cell<bool>,
+    pub(super) searching: Cell<bool>,
     rng: Cell<u32>,
     /// Stacks kept by this worker (no lock to take one).
     stacks: UnsafeCell<Vec<Stack>>,
