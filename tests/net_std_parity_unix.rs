@@ -475,47 +475,81 @@ fn net_unix_writer_blocked_on_a_full_buffer_fails_when_the_peer_shuts_its_read_h
     }
 }
 
+/// Runs `op` in a `Drop` while a greenlet (`green`) or a plain thread unwinds out of
+/// `grove::timeout(scope, ..)`; `op` gets the instant the scope was entered. The unwind starts
+/// with `panic!` (its hook runs first) if `with_hook`, else with `resume_unwind` (no hook, so the
+/// Drop's timing is the caller's). Returns what `op` returned, checked outside (a failed
+/// assertion in a `Drop` mid-unwind would abort), or `None` if it had not ended within `LIMIT`:
+/// then it may still be stuck, and the caller frees it before failing.
+fn in_an_unwinding_drop<T: Send + 'static>(
+    green: bool,
+    scope: std::time::Duration,
+    with_hook: bool,
+    op: impl FnOnce(Instant) -> T + Send + 'static,
+) -> Option<T> {
+    struct OnDrop<F: FnOnce() -> T, T>(Option<F>, Arc<std::sync::Mutex<Option<T>>>);
+    impl<F: FnOnce() -> T, T> Drop for OnDrop<F, T> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                *self.1.lock().unwrap() = Some(f());
+            }
+        }
+    }
+    let outcome = Arc::new(std::sync::Mutex::new(None));
+    let body = {
+        let outcome = outcome.clone();
+        move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let began = Instant::now();
+                grove::timeout(scope, || {
+                    let _d = OnDrop(Some(move || op(began)), outcome);
+                    if with_hook {
+                        panic!("grove test: unwind on purpose");
+                    }
+                    std::panic::resume_unwind(Box::new("grove test: unwind on purpose"));
+                })
+            }));
+        }
+    };
+    let worker = Worker::spawn(green, body);
+    grove::timeout(LIMIT, || worker.join()).ok()?;
+    let got = outcome.lock().unwrap().take();
+    got
+}
+
+/// A Unix stream whose send buffer is full, so a blocking write waits for room.
+fn full_unix_stream() -> (Arc<UnixStream>, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    while (&a).write(&[0u8; 65536]).is_ok() {}
+    a.set_nonblocking(false).unwrap();
+    (Arc::new(a), b)
+}
+
+fn spin_until(t: Instant) {
+    while Instant::now() < t {
+        std::hint::spin_loop();
+    }
+}
+
 #[test]
 fn net_unix_write_in_an_unwinding_drop_is_bounded_by_its_timeout_scope() {
     // Mid-unwind an expired `timeout` scope is reported once, as `TimedOut`; the sliced wait of
     // a Unix stream write took that for the end of its own slice and waited on, past the
     // scope, for ever without a write timeout (found by a review).
     for green in [true, false] {
-        let (a, _b) = UnixStream::pair().unwrap();
-        a.set_nonblocking(true).unwrap();
-        while (&a).write(&[0u8; 65536]).is_ok() {}
-        a.set_nonblocking(false).unwrap();
-        let a = Arc::new(a);
-        type Outcome = Option<(Result<usize, ErrorKind>, std::time::Duration)>;
-        // (Checked outside: a failed assertion in a `Drop` mid-unwind would abort.)
-        struct WritesOnDrop(Arc<UnixStream>, Arc<std::sync::Mutex<Outcome>>);
-        impl Drop for WritesOnDrop {
-            fn drop(&mut self) {
-                let t = Instant::now();
-                let r = (&*self.0).write(&[0u8; 1024]).map_err(|e| e.kind());
-                *self.1.lock().unwrap() = Some((r, t.elapsed()));
-            }
-        }
-        let outcome = Arc::new(std::sync::Mutex::new(None));
-        let body = {
-            let (a, outcome) = (a.clone(), outcome.clone());
-            move || {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    grove::timeout(ms(100), || {
-                        let _d = WritesOnDrop(a, outcome);
-                        panic!("grove test: unwind on purpose");
-                    })
-                }));
-            }
-        };
-        let writer = Worker::spawn(green, body);
-        let finished = grove::timeout(LIMIT, || writer.join());
+        let (a, _b) = full_unix_stream();
+        let writer = a.clone();
+        let got = in_an_unwinding_drop(green, ms(100), true, move |_| {
+            let t = Instant::now();
+            let r = (&*writer).write(&[0u8; 1024]).map_err(|e| e.kind());
+            (r, t.elapsed())
+        });
         let _ = a.shutdown(Shutdown::Both); // frees a writer still stuck, if the test failed
         assert!(
-            finished.is_ok(),
+            got.is_some(),
             "green {green}: the write in the Drop never ended"
         );
-        let got = outcome.lock().unwrap().take();
         assert!(
             matches!(got, Some((Err(ErrorKind::TimedOut), d)) if d < ms(2_000)),
             "green {green}: {got:?}"
@@ -533,48 +567,19 @@ fn net_unix_write_in_an_unwinding_drop_whose_slice_ends_just_after_the_scope_is_
     // (~50-200 µs); the unwind is started with `resume_unwind` so no panic hook delays the Drop.
     for green in [true, false] {
         for gap_us in (0..=160).step_by(20) {
-            let (a, _b) = UnixStream::pair().unwrap();
-            a.set_nonblocking(true).unwrap();
-            while (&a).write(&[0u8; 65536]).is_ok() {}
-            a.set_nonblocking(false).unwrap();
+            let (a, _b) = full_unix_stream();
             a.set_write_timeout(Some(ms(1_000))).unwrap(); // reaching it is the bug
-            let a = Arc::new(a);
-            type Outcome = Option<(Result<usize, ErrorKind>, std::time::Duration)>;
-            struct WritesOnDrop(Arc<UnixStream>, Arc<std::sync::Mutex<Outcome>>, Instant);
-            impl Drop for WritesOnDrop {
-                fn drop(&mut self) {
-                    while Instant::now() < self.2 {
-                        std::hint::spin_loop();
-                    }
-                    let t = Instant::now();
-                    let r = (&*self.0).write(&[0u8; 1024]).map_err(|e| e.kind());
-                    *self.1.lock().unwrap() = Some((r, t.elapsed()));
-                }
-            }
-            let outcome = Arc::new(std::sync::Mutex::new(None));
-            let body = {
-                let (a, outcome) = (a.clone(), outcome.clone());
-                move || {
-                    // The scope's deadline is a hair after `t0 + 100 ms`: the slice ends `gap`
-                    // after it.
-                    let t0 = Instant::now();
-                    let start = t0 + ms(80) + std::time::Duration::from_micros(gap_us);
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        grove::timeout(ms(100), || {
-                            let _d = WritesOnDrop(a, outcome, start);
-                            std::panic::resume_unwind(Box::new("grove test: unwind on purpose"));
-                        })
-                    }));
-                }
-            };
-            let writer = Worker::spawn(green, body);
-            let finished = grove::timeout(LIMIT, || writer.join());
+            let writer = a.clone();
+            let got = in_an_unwinding_drop(green, ms(100), false, move |began| {
+                // The scope's deadline is a hair after `began + 100 ms`: the slice ends `gap`
+                // after it.
+                spin_until(began + ms(80) + std::time::Duration::from_micros(gap_us));
+                let t = Instant::now();
+                let r = (&*writer).write(&[0u8; 1024]).map_err(|e| e.kind());
+                (r, t.elapsed())
+            });
             let _ = a.shutdown(Shutdown::Both);
-            assert!(
-                finished.is_ok(),
-                "green {green}, gap {gap_us} µs: never ended"
-            );
-            let got = outcome.lock().unwrap().take();
+            assert!(got.is_some(), "green {green}, gap {gap_us} µs: never ended");
             assert!(
                 matches!(got, Some((Err(ErrorKind::TimedOut), d)) if d < ms(500)),
                 "green {green}, gap {gap_us} µs: {got:?}"
@@ -597,56 +602,29 @@ fn net_unix_datagram_send_to_a_full_receiver_in_an_unwinding_drop_is_bounded_by_
         while filler.send_to(b"x", dir.path()).is_ok() {}
         let path = dir.path().to_owned();
         // The send's result and time, then how long a later wait in the same Drop took.
-        type Outcome = Option<(
-            Result<usize, ErrorKind>,
-            std::time::Duration,
-            std::time::Duration,
-        )>;
-        struct SendsOnDrop(std::path::PathBuf, Arc<std::sync::Mutex<Outcome>>, Instant);
-        impl Drop for SendsOnDrop {
-            fn drop(&mut self) {
-                // Once with the scope expiring during the send's naps, once with it expired
-                // before the send begins (then the send finds the deadline passed without
-                // parking).
-                while Instant::now() < self.2 {
-                    std::hint::spin_loop();
-                }
-                let tx = UnixDatagram::unbound().unwrap();
-                let t = Instant::now();
-                let r = tx.send_to(b"y", &self.0).map_err(|e| e.kind());
-                let sent = t.elapsed();
-                // The scope was reported once, by the send: this wait has its own timeout only
-                // (a send that timed out on the scope without marking it reported left it to
-                // cut this one short too).
-                let (quiet, _other) = UnixDatagram::pair().unwrap();
-                quiet.set_read_timeout(Some(ms(300))).unwrap();
-                let t = Instant::now();
-                let _ = quiet.recv(&mut [0u8; 8]);
-                *self.1.lock().unwrap() = Some((r, sent, t.elapsed()));
-            }
-        }
-        let outcome = Arc::new(std::sync::Mutex::new(None));
-        let body = {
-            let outcome = outcome.clone();
-            move || {
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    // (Spun past the scope's 60 ms, under the blocking monitor's 100.)
-                    let start = Instant::now() + ms(late);
-                    grove::timeout(ms(60), || {
-                        let _d = SendsOnDrop(path, outcome, start);
-                        std::panic::resume_unwind(Box::new("grove test: unwind on purpose"));
-                    })
-                }));
-            }
-        };
-        let writer = Worker::spawn(green, body);
-        let finished = grove::timeout(LIMIT, || writer.join());
+        let got = in_an_unwinding_drop(green, ms(60), false, move |began| {
+            // Once with the scope expiring during the send's naps, once with it expired before
+            // the send begins (then the send finds the deadline passed without parking). (Spun
+            // past the scope's 60 ms, under the blocking monitor's 100.)
+            spin_until(began + ms(late));
+            let tx = UnixDatagram::unbound().unwrap();
+            let t = Instant::now();
+            let r = tx.send_to(b"y", &path).map_err(|e| e.kind());
+            let sent = t.elapsed();
+            // The scope was reported once, by the send: this wait has its own timeout only (a
+            // send that timed out on the scope without marking it reported left it to cut this
+            // one short too).
+            let (quiet, _other) = UnixDatagram::pair().unwrap();
+            quiet.set_read_timeout(Some(ms(300))).unwrap();
+            let t = Instant::now();
+            let _ = quiet.recv(&mut [0u8; 8]);
+            (r, sent, t.elapsed())
+        });
         drop(rx); // frees a sender still stuck, if the test failed
         assert!(
-            finished.is_ok(),
+            got.is_some(),
             "green {green}, late {late}: the send never ended"
         );
-        let got = outcome.lock().unwrap().take();
         assert!(
             matches!(got, Some((Err(ErrorKind::TimedOut), d, w)) if d < ms(2_000) && w >= ms(250)),
             "green {green}, late {late}: {got:?}"

@@ -153,6 +153,19 @@ fn rt_timer_fires_on_time_while_a_worker_is_blocked() {
     }
 }
 
+fn wait_for_every_worker_to_sleep() {
+    common::wait_for("every worker to sleep", || {
+        grove::debug::awake_workers() == Some(0)
+    });
+}
+
+/// The CPU this process uses while its thread sleeps for `window`.
+fn cpu_used_over(window: Duration) -> Duration {
+    let cpu0 = common::cpu_time();
+    std::thread::sleep(window);
+    common::cpu_time() - cpu0
+}
+
 #[test]
 fn rt_idle_runtime_uses_no_cpu() {
     if role().is_some() {
@@ -163,12 +176,8 @@ fn rt_idle_runtime_uses_no_cpu() {
             h.join().unwrap();
         }
         // Everyone goes to sleep (a worker that stayed awake never does: the wait times out).
-        common::wait_for("every worker to sleep", || {
-            grove::debug::awake_workers() == Some(0)
-        });
-        let cpu0 = common::cpu_time();
-        std::thread::sleep(Duration::from_millis(1000));
-        let used = common::cpu_time() - cpu0;
+        wait_for_every_worker_to_sleep();
+        let used = cpu_used_over(Duration::from_millis(1000));
         assert!(
             used < Duration::from_millis(10),
             "idle runtime used {used:?} of CPU in 1 s"
@@ -196,18 +205,14 @@ fn rt_a_worker_out_of_work_lingers_for_the_idle_spin_then_sleeps() {
             "no worker lingered after running out of work"
         );
         // The spin is bounded: then everyone sleeps and the runtime uses no CPU.
-        common::wait_for("every worker to sleep", || {
-            grove::debug::awake_workers() == Some(0)
-        });
+        wait_for_every_worker_to_sleep();
         // (Generous for a loaded machine; a spin that ignored its bound would not end.)
         assert!(
             joined.elapsed() < Duration::from_secs(4),
             "the 0.4 s spin ended after {:?}",
             joined.elapsed()
         );
-        let cpu0 = common::cpu_time();
-        std::thread::sleep(Duration::from_millis(500));
-        let used = common::cpu_time() - cpu0;
+        let used = cpu_used_over(Duration::from_millis(500));
         assert!(
             used < Duration::from_millis(10),
             "used {used:?} of CPU in 0.5 s after the spin"

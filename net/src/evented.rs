@@ -358,9 +358,9 @@ pub(crate) fn retry_paced<R>(
     // Mid-unwind an expiring `timeout` scope cannot unwind a nap: it only ends it, and is then
     // marked reported and bounds nothing after. So while the thread unwinds, the scope's
     // deadline bounds the retry as the operation's own does (scopes are lexical: the one
-    // live now stays the innermost for the whole call).
-    // The scope's expiry found here, not by a park, is marked reported here
-    // (`report_expired_scope`), or the unwind's next wait would report it again.
+    // live now stays the innermost for the whole call). An expiry found by the clock below,
+    // not by a park, is marked reported there (`report_expired_scope`), or the unwind's next
+    // wait would report it again.
     let own = deadline;
     let deadline = match std::thread::panicking().then(grove_runtime::scope_deadline) {
         Some(Some(scope)) => Some(deadline.map_or(scope, |d| d.min(scope))),

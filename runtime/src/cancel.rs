@@ -196,8 +196,13 @@ fn live_scope(scopes: &[(Instant, u64)], floor: usize) -> Option<(Instant, u64)>
 /// clock cannot tell: the park wakes late, often after both deadlines.
 #[doc(hidden)]
 pub fn scope_deadline() -> Option<Instant> {
+    live_scope_now().map(|s| s.0)
+}
+
+/// The running greenlet's (or thread's) live scope, as its next park would honour it.
+fn live_scope_now() -> Option<(Instant, u64)> {
     let (_, floor) = shield_state();
-    with_scopes(|s| live_scope(s, floor)).flatten().map(|s| s.0)
+    with_scopes(|s| live_scope(s, floor)).flatten()
 }
 
 /// For a caller that timed out without parking, during an unwind, because the `timeout` scope's
@@ -209,8 +214,7 @@ pub fn report_expired_scope(own: Option<Instant>) -> bool {
     if !std::thread::panicking() {
         return false;
     }
-    let (_, floor) = shield_state();
-    match with_scopes(|s| live_scope(s, floor)).flatten() {
+    match live_scope_now() {
         Some((sd, id)) if sd <= Instant::now() && own.is_none_or(|d| sd < d) => {
             mark_scope(id, REPORTED);
             true
