@@ -31,10 +31,13 @@
 //!    them alike). It parses `Requests/sec:` and `N requests in`, and reads the server's
 //!    utime+stime from `/proc/PID/stat` before and after the run: CPU µs per request = CPU time /
 //!    requests completed. The table gives the median of the rounds, the spread (min-max), and
-//!    the ratio of the median to may_minihttp's. Each run's line also says how many cores' worth
-//!    of CPU the rest of the machine used meanwhile (/proc/stat busy time minus the server's and
-//!    wrk's) and the steal time: on a shared machine, read the figures with those. It also gives
-//!    the server's context switches per request, voluntary + involuntary, over its live threads.
+//!    the ratio of the median to may_minihttp's. It also reads wrk's own CPU (`getrusage` of the
+//!    reaped child): cores' worth over the run and µs per request. wrk is one thread, so at ~1.00
+//!    core wrk, not the server, sets the pace; its µs per request rises for every peer at once
+//!    when the host itself runs slower. Each run's line also says how many cores' worth of CPU
+//!    the rest of the machine used meanwhile (/proc/stat busy time minus the server's and wrk's)
+//!    and the steal time: on a shared machine, read the figures with those. It also gives the
+//!    server's context switches per request, voluntary + involuntary, over its live threads.
 //! 2. Idle memory: for each peer, a fresh server; VmRSS from `/proc/PID/status` once it is idle;
 //!    then a client process (this binary, `--idle-client PORT N`) opens N = 5,000 connections,
 //!    sends one `GET /` on each, reads its whole response (head, then `Content-Length` bytes),
@@ -320,26 +323,31 @@ fn print_table(
 ) {
     println!();
     println!(
-        "| peer | req/s c{CONNS} (median of {r}) | min-max | vs {BASELINE} | CPU µs/req | RSS per \
-         idle conn |",
+        "| peer | req/s c{CONNS} (median of {r}) | min-max | vs {BASELINE} | CPU µs/req | wrk's \
+         core (min-max) | RSS per idle conn |",
         r = o.rounds
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (pi, p) in o.peers.iter().enumerate() {
         let rps = median_of(&results[pi], |r| r.req_per_sec);
-        let (lo, hi) = results[pi]
-            .iter()
-            .map(|r| r.req_per_sec)
-            .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
-                (lo.min(v), hi.max(v))
-            });
+        let (lo, hi) = spread(&results[pi], |r| r.req_per_sec);
         let vs = ratio(pi).map_or_else(|| "-".into(), |x| format!("{x:.2}"));
         let cpu = median_of(&results[pi], |r| r.cpu_us_per_req);
+        let (wlo, whi) = spread(&results[pi], |r| r.wrk_cores);
         println!(
-            "| {p} | {rps:.0} | {lo:.0}-{hi:.0} | {vs} | {cpu:.2} | {} |",
+            "| {p} | {rps:.0} | {lo:.0}-{hi:.0} | {vs} | {cpu:.2} | {wlo:.2}-{whi:.2} | {} |",
             idle[pi].per_conn_cell()
         );
     }
+}
+
+/// The least and the greatest of `runs` by `f`.
+fn spread(runs: &[WrkRun], f: fn(&WrkRun) -> f64) -> (f64, f64) {
+    runs.iter()
+        .map(f)
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        })
 }
 
 fn main() {

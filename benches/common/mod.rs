@@ -421,15 +421,23 @@ pub struct WrkRun {
     ctx_per_req: (f64, f64),
     /// Cores' worth of steal time (the hypervisor running someone else) during the run.
     pub steal_cores: f64,
+    /// wrk's own CPU: cores' worth over the run, and µs per request. wrk is one thread, so at
+    /// ~1.00 core it is the limit, whatever the server; its µs per request also tells how fast
+    /// the host runs the kernel's loopback path at the time (it rises for every peer alike
+    /// when the host slows).
+    pub wrk_cores: f64,
+    pub wrk_us_per_req: f64,
 }
 
 impl WrkRun {
     /// The end of a run's line: server CPU, latency, context switches, others' load, errors.
     pub fn costs(&self) -> String {
         format!(
-            "{:>6.2} us CPU/req  latency avg {:<8} ctxsw/req {:.3}+{:.3}  others {:.2} cores, \
-             steal {:.2} {}",
+            "{:>6.2} us CPU/req  wrk {:.2} cores {:.2} us/req  latency avg {:<8} ctxsw/req \
+             {:.3}+{:.3}  others {:.2} cores, steal {:.2} {}",
             self.cpu_us_per_req,
+            self.wrk_cores,
+            self.wrk_us_per_req,
             self.latency,
             self.ctx_per_req.0,
             self.ctx_per_req.1,
@@ -545,6 +553,8 @@ fn run_wrk(server: &mut Server, conns: usize, secs: u64) -> io::Result<WrkRun> {
     run.others_cores = (busy1 - busy0) as f64 - (t1 - t0) as f64 - wrk_ticks as f64;
     run.others_cores = (run.others_cores / wall).max(0.0);
     run.steal_cores = (steal1 - steal0) as f64 / wall;
+    run.wrk_cores = wrk_ticks as f64 / wall;
+    run.wrk_us_per_req = wrk_ticks as f64 / clk_tck() * 1e6 / run.requests as f64;
     Ok(run)
 }
 

@@ -25,6 +25,12 @@
 //! that would otherwise be idle. Sharing a CPU with the other worker, it defers to that one,
 //! which has the work.
 //!
+//! A look comes before each yield, not after: a worker that just ran out of work under load
+//! usually finds new readiness on its first poll (the clients never stop writing), and a yield
+//! first handed its CPU to a worker sharing it, a context switch for every batch of events.
+//! Looking first halved the workers' involuntary switches under the two-worker HTTP load
+//! (0.12-0.18 per request to 0.05; docs/benchmarks.md, fifteenth session).
+//!
 //! # Bounded
 //!
 //! After the spin the worker parks as before (`worker::park`), so a runtime with nothing to
@@ -66,10 +72,6 @@ pub(super) fn linger(shared: &Shared, core: &Core) -> bool {
     }
     let until = Instant::now() + Duration::from_micros(spin);
     loop {
-        std::thread::yield_now();
-        if has_work(shared, core) {
-            return true;
-        }
         // A poll that found events woke their greenlets here (`runnext`, the deque, or a pinned
         // greenlet's home inbox).
         if shared.driver.poll_if_free() && has_work(shared, core) {
@@ -80,6 +82,10 @@ pub(super) fn linger(shared: &Shared, core: &Core) -> bool {
         }
         if Instant::now() >= until {
             return false;
+        }
+        std::thread::yield_now();
+        if has_work(shared, core) {
+            return true;
         }
     }
 }
