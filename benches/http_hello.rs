@@ -314,7 +314,8 @@ fn orchestrate(o: &Opts) -> io::Result<()> {
 }
 
 /// The results table: per peer the median req/s, its spread, its ratio to the baseline (from
-/// `ratio`), the median CPU per request and the RSS per idle connection.
+/// `ratio`), the median CPU per request, the least and greatest share of its core wrk had, and
+/// the RSS per idle connection.
 fn print_table(
     o: &Opts,
     results: &[Vec<WrkRun>],
@@ -324,7 +325,7 @@ fn print_table(
     println!();
     println!(
         "| peer | req/s c{CONNS} (median of {r}) | min-max | vs {BASELINE} | CPU µs/req | wrk's \
-         core (min-max) | RSS per idle conn |",
+         cores (min-max) | RSS per idle conn |",
         r = o.rounds
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");

@@ -430,7 +430,8 @@ pub struct WrkRun {
 }
 
 impl WrkRun {
-    /// The end of a run's line: server CPU, latency, context switches, others' load, errors.
+    /// The end of a run's line: server CPU, wrk's CPU, latency, context switches, others' load,
+    /// errors.
     pub fn costs(&self) -> String {
         format!(
             "{:>6.2} us CPU/req  wrk {:.2} cores {:.2} us/req  latency avg {:<8} ctxsw/req \

@@ -39,9 +39,9 @@
 //! spinning phase that polls the network without blocking before it stops an M
 //! (`findrunnable`). `GROVE_IDLE_SPIN_US=0` turns it off.
 //!
-//! While it lingers a worker stays counted awake but stops counting as searching: a look
-//! comes after a yield, and a yield on a CPU shared with a busy thread can last a scheduler
-//! slice (milliseconds), too long for producers to leave the sleepers alone on its account. So
+//! While it lingers a worker stays counted awake but stops counting as searching: after its
+//! first look, each look waits behind a yield, and a yield on a CPU shared with a busy thread
+//! can last a scheduler slice (milliseconds), too long for producers to leave the sleepers alone on its account. So
 //! a producer that finds nobody searching wakes a sleeper as before; with no sleepers (every
 //! worker busy or lingering, as under the two-worker HTTP load) that costs nothing.
 //!
@@ -53,7 +53,7 @@
 //! yield) per worker each time; `GROVE_IDLE_SPIN_US=0` turns it off for machines where that
 //! matters more than latency.
 
-use super::worker::{has_work, Core};
+use super::worker::{has_own_work, has_work, Core};
 use super::Shared;
 use std::time::{Duration, Instant};
 
@@ -72,9 +72,11 @@ pub(super) fn linger(shared: &Shared, core: &Core) -> bool {
     }
     let until = Instant::now() + Duration::from_micros(spin);
     loop {
-        // A poll that found events woke their greenlets here (`runnext`, the deque, or a pinned
-        // greenlet's home inbox).
-        if shared.driver.poll_if_free() && has_work(shared, core) {
+        // A poll that found events woke their greenlets into this core's own queues
+        // (`runnext`, the deque; a greenlet pinned elsewhere goes to its home's inbox). Other
+        // workers' queues are looked at only after a yield: a worker not allowed to search
+        // would otherwise come back here at once, without yielding, for work it cannot take.
+        if shared.driver.poll_if_free() && has_own_work(shared, core) {
             return true;
         }
         if shared.fire_due_timers() > 0 {

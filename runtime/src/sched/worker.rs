@@ -469,11 +469,19 @@ fn steal_from(shared: &Shared, core: &Core, victim: usize) -> Option<TaskRef> {
     None
 }
 
-pub(super) fn has_work(shared: &Shared, core: &Core) -> bool {
+/// True if this core's own queues hold work: its deque, its `runnext` slot, or (unless the
+/// core is lent) its pinned inbox. What a poll of this worker's just woke lands here.
+pub(super) fn has_own_work(shared: &Shared, core: &Core) -> bool {
     let remote = core.remote(shared);
     !core.local.is_empty()
         || !remote.runnext.looks_empty()
         || (!remote.pinned.is_empty() && !core.lent())
+}
+
+/// True if work this core could take is anywhere: its own queues, the global queue, or another
+/// worker's deque (or a blocked worker's `runnext`).
+pub(super) fn has_work(shared: &Shared, core: &Core) -> bool {
+    has_own_work(shared, core)
         || !shared.injector.is_empty()
         || shared.remotes.iter().any(|r| {
             // A blocked worker's `runnext` is ours to take too (see `steal_from`): a search
