@@ -28,8 +28,8 @@
 //! A look comes before each yield, not after: a worker that just ran out of work under load
 //! usually finds new readiness on its first poll (the clients never stop writing), and a yield
 //! first handed its CPU to a worker sharing it, a context switch for every batch of events.
-//! Looking first halved the workers' involuntary switches under the two-worker HTTP load
-//! (0.12-0.18 per request to 0.05; docs/benchmarks.md, fifteenth session).
+//! Looking first cut the workers' involuntary switches under the two-worker HTTP load by about
+//! two thirds (0.07-0.18 per request to 0.05-0.06; docs/benchmarks.md, fifteenth session).
 //!
 //! # Bounded
 //!
@@ -41,9 +41,10 @@
 //!
 //! While it lingers a worker stays counted awake but stops counting as searching: after its
 //! first look, each look waits behind a yield, and a yield on a CPU shared with a busy thread
-//! can last a scheduler slice (milliseconds), too long for producers to leave the sleepers alone on its account. So
-//! a producer that finds nobody searching wakes a sleeper as before; with no sleepers (every
-//! worker busy or lingering, as under the two-worker HTTP load) that costs nothing.
+//! can last a scheduler slice (milliseconds), too long for producers to leave the sleepers
+//! alone on its account. So a producer that finds nobody searching wakes a sleeper as before;
+//! with no sleepers (every worker busy or lingering, as under the two-worker HTTP load) that
+//! costs nothing.
 //!
 //! # What it costs
 //!
