@@ -1035,3 +1035,43 @@ fn rt_a_kill_after_a_jobs_code_returned_spares_its_locals_destructors() {
     let _ = grove::timeout(Duration::from_secs(10), || job.join()).expect("hung");
     assert!(done.load(SeqCst), "a kill cut a shielded section short");
 }
+
+#[test]
+fn rt_a_second_kill_of_a_spawn_blocking_job_waits_until_its_unwind_is_over() {
+    // As a greenlet's (`rt_a_destructor_that_blocks_during_an_unwind_breaks_nobody_else`): a
+    // job killed in a sleep unwinds, and a destructor of its blocks in `recv`; a second kill
+    // meanwhile must wait until the unwind is over. It ended the destructor's park instead, and
+    // its `recv` failed on a live channel.
+    let (tx, rx) = grove::sync::channel::<u32>();
+    let got = Arc::new(AtomicUsize::new(0));
+    let in_cleanup = Arc::new(AtomicBool::new(false));
+    let job = {
+        let (got, in_cleanup) = (got.clone(), in_cleanup.clone());
+        grove::spawn_blocking(move || {
+            let _cleanup = OnDrop(|| {
+                in_cleanup.store(true, SeqCst);
+                if let Ok(v) = rx.recv() {
+                    got.store(v as usize, SeqCst);
+                }
+            });
+            grove::sleep(Duration::from_secs(60));
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20)); // into its sleep
+    job.kill();
+    wait_set(&in_cleanup, "the job's cleanup");
+    std::thread::sleep(Duration::from_millis(20)); // into its recv
+    job.kill();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        tx.send(7).is_ok(),
+        "the second kill ended the cleanup's recv mid-unwind (its receiver is gone)"
+    );
+    let r = grove::timeout(Duration::from_secs(10), || job.join()).expect("the job hung");
+    assert!(is_killed(&r.unwrap_err()), "the job was not killed");
+    assert_eq!(
+        got.load(SeqCst),
+        7,
+        "the second kill ended the cleanup's recv mid-unwind"
+    );
+}

@@ -29,6 +29,13 @@
 //! `kill`'s look-up take the same lock: a job listed after `kill` looked finds its flag set
 //! before it starts (and never runs); one listed before is found. Code that never blocks still
 //! cannot be stopped, as with greenlets.
+//!
+//! While the job unwinds (killed, timed out, or panicking), a destructor of its that blocks is
+//! out of `kill`'s reach, as a greenlet's is (see `park`, "Parking while unwinding"): its park
+//! ignores the flag, and the thread's park slot leaves `running` for the length of the park
+//! ([`out_of_kills_reach`]), so `kill` finds nothing to wake. A kill meanwhile leaves its flag
+//! set, for the first park after the unwind if the job catches it and goes on. (Before, a
+//! second kill ended such a park at once, and a cleanup's `recv` failed on a live channel.)
 
 use crate::park::ThreadParker;
 use crate::task::{Header, TaskRef};
@@ -211,4 +218,19 @@ impl BlockingPool {
     fn unlist(&self, key: usize) {
         self.running.lock().retain(|(k, _)| *k != key);
     }
+}
+
+/// Runs `park`, a park of this pool thread's job made while the job unwinds, with the thread's
+/// park slot out of `running` (see "Killing a running job"). Taken out before the park
+/// prepares and put back after it ended, both under `running`'s lock: a `kill` that looked
+/// before found the slot idle (nothing to wake), one that looks during finds nothing.
+pub(crate) fn out_of_kills_reach<R>(park: impl FnOnce() -> R) -> R {
+    let key = current_job() as usize;
+    let pool = &crate::sched::runtime().blocking;
+    pool.unlist(key);
+    let r = park();
+    pool.running
+        .lock()
+        .push((key, crate::park::thread_parker()));
+    r
 }

@@ -475,6 +475,21 @@ where
     R: FnOnce(Unparker) -> Option<U>,
     U: FnOnce(),
 {
+    if std::thread::panicking() && !crate::blocking::current_job().is_null() {
+        // A blocking-pool job's destructor, blocking while the job unwinds: as a greenlet's, it
+        // waits out any `kill` until the unwind is over (see `blocking`, "Killing a running
+        // job").
+        return crate::blocking::out_of_kills_reach(|| park_thread_now(register, deadline));
+    }
+    park_thread_now(register, deadline)
+}
+
+/// [`park_thread`]'s body.
+fn park_thread_now<R, U>(register: R, deadline: Option<Instant>) -> Wake
+where
+    R: FnOnce(Unparker) -> Option<U>,
+    U: FnOnce(),
+{
     let scope = cancel::check_interrupts_thread();
     let effective = earliest(deadline, scope.map(|s| s.0));
     let parker = thread_parker();
@@ -521,10 +536,10 @@ where
 /// A plain thread's commit. On a blocking-pool thread running a job, the park answers to the
 /// job's kill flag first, as a greenlet's does (`ParkState::commit_unless_killed`, the
 /// owner's half of the Dekker pair with `kill`; see `blocking`, "Killing a running job"),
-/// unless the job is in a shielded section.
+/// unless the job is in a shielded section or unwinding.
 fn commit_thread_park(parker: &ThreadParker, gen: u64) -> bool {
     let job = crate::blocking::current_job();
-    if job.is_null() || cancel::shielded_now() {
+    if job.is_null() || cancel::shielded_now() || std::thread::panicking() {
         return parker.state.commit(gen);
     }
     // SAFETY: the job this thread runs is alive while it runs (`run_job` holds its task).
