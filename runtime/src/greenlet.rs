@@ -97,6 +97,7 @@ impl Builder {
             TaskOpts {
                 pinned: self.pinned,
                 stack,
+                blocking_job: false,
             },
         );
         let handle = JoinHandle::new(task.clone());
@@ -182,7 +183,11 @@ where
     T: Send + 'static,
 {
     let rt = runtime();
-    let task = TaskRef::new(f, rt.next_id(), None, TaskOpts::default());
+    let opts = TaskOpts {
+        blocking_job: true,
+        ..TaskOpts::default()
+    };
+    let task = TaskRef::new(f, rt.next_id(), None, opts);
     let handle = JoinHandle::new(task.clone());
     rt.blocking
         .submit(task)
@@ -402,9 +407,9 @@ fn kill_tasks(tasks: &[&TaskRef]) {
         if let Some(gen) = h.park.park_to_kill() {
             // SAFETY: `h` stays alive: the caller's handle holds a reference.
             unsafe { crate::park::wake_greenlet(NonNull::from(h), gen, Wake::Killed, Hint::Back) };
-        } else if !h.is_done() {
-            // Not parked as a greenlet: running or queued, or a `spawn_blocking` job, which
-            // parks through its thread's own slot (see `blocking`); the pool knows which.
+        } else if h.is_blocking_job() && !h.is_done() {
+            // A `spawn_blocking` job parks through its thread's own slot (see `blocking`); the
+            // pool knows which. (A greenlet not parked is running or queued: its flag is enough.)
             crate::sched::runtime().blocking.wake_killed_job(h);
         }
     }

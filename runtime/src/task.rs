@@ -158,6 +158,9 @@ pub(crate) struct SchedSlot {
 const DONE: u8 = 1;
 const JOINER: u8 = 2;
 const DETACHED: u8 = 4;
+/// Set at creation, never changed: the task is a `spawn_blocking` job (see
+/// [`Header::is_blocking_job`]).
+const BLOCKING_JOB: u8 = 8;
 
 /// Tokens of the parks waiting for a task to end: one inline (the usual `join`), more in a
 /// vector (several waiters, e.g. a group and a handle).
@@ -237,7 +240,7 @@ impl TaskRef {
                 vtable: vtable_of::<F, T>(),
                 park: ParkState::new(),
                 kill: AtomicBool::new(false),
-                completion: AtomicU8::new(0),
+                completion: AtomicU8::new(if opts.blocking_job { BLOCKING_JOB } else { 0 }),
                 home: AtomicUsize::new(if opts.pinned {
                     PIN_ON_FIRST_RUN
                 } else {
@@ -366,9 +369,17 @@ pub(crate) struct TaskOpts {
     pub(crate) pinned: bool,
     /// Its own stack, for a non-default size (pool stacks are taken at first run).
     pub(crate) stack: Option<Stack>,
+    /// A `spawn_blocking` job, run on a pool thread rather than as a greenlet.
+    pub(crate) blocking_job: bool,
 }
 
 impl Header {
+    /// True if the task is a `spawn_blocking` job. Only a job's park can be in the blocking
+    /// pool's `running` list, so `kill` looks there for jobs alone.
+    pub(crate) fn is_blocking_job(&self) -> bool {
+        self.completion.load(Relaxed) & BLOCKING_JOB != 0
+    }
+
     /// True once the task has stored its result.
     pub(crate) fn is_done(&self) -> bool {
         // Acquire: pairs with the AcqRel `fetch_or(DONE)` in `complete`, publishing the result.
