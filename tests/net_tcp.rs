@@ -458,6 +458,70 @@ fn net_socket_closed_while_a_raw_duplicate_lives_is_neither_heard_nor_in_the_way
     assert!(took >= Duration::from_millis(250), "{took:?}");
 }
 
+/// This process's epoll sets (by inode: one set may have several fds) that hold an entry
+/// registered under `fd` (`/proc/self/fdinfo`: an `ino:` line, then one `tfd:` line per entry).
+#[cfg(target_os = "linux")]
+fn epoll_sets_holding(fd: i32) -> Vec<String> {
+    let mut sets = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let is_epoll = std::fs::read_link(entry.path())
+            .is_ok_and(|t| t.to_string_lossy() == "anon_inode:[eventpoll]");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{name}")).unwrap_or_default();
+        let ino = info
+            .lines()
+            .find(|l| l.starts_with("ino:"))
+            .unwrap_or("")
+            .to_string();
+        if is_epoll
+            && info
+                .lines()
+                .any(|l| l.starts_with(&format!("tfd: {fd:>8} ")))
+            && !sets.contains(&ino)
+        {
+            sets.push(ino);
+        }
+    }
+    sets
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn net_socket_whose_raw_fd_was_handed_out_leaves_no_poller_entry_when_dropped() {
+    // A grove socket leaves its removal from the poller to its close, which takes the entry out
+    // only if no other descriptor holds the file. Once its raw fd has been handed out (`as_raw_fd`,
+    // `as_fd`), a `dup` may hold it: the drop then removes the entry itself, and the file's
+    // later events wake nobody. In a process of its own: the fd number must not be reused by
+    // other tests meanwhile.
+    if !common::in_a_process_of_its_own(
+        "net_socket_whose_raw_fd_was_handed_out_leaves_no_poller_entry_when_dropped",
+    ) {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let left = grove::spawn(move || {
+        let (mut peer, s, raw) = registered_with_a_raw_duplicate(&listener);
+        let n = s.as_raw_fd();
+        assert!(
+            !epoll_sets_holding(n).is_empty(),
+            "the socket was not registered"
+        );
+        drop(s);
+        let left = epoll_sets_holding(n);
+        peer.write_all(b"to nobody").unwrap();
+        // SAFETY: `raw` is ours and open.
+        unsafe { libc::close(raw) };
+        left
+    })
+    .join()
+    .unwrap();
+    assert!(
+        left.is_empty(),
+        "the dropped socket's entry stayed in the epoll set(s) {left:?}"
+    );
+}
+
 /// An fd registered twice (a second `Registration` of a grove socket's fd, from another
 /// library, say) is refused, as it always was: taking the entry over would leave the first
 /// registration deaf.

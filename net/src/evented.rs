@@ -277,6 +277,14 @@ impl<S: AsRawFd> Evented<S> {
         self.sock.as_raw_fd()
     }
 
+    /// The fd is being handed out of grove (`AsRawFd`, `AsFd`), where it may be duplicated: a
+    /// `dup` would keep the file open past this socket's close, and with it the poller entry
+    /// the close was to take out (its events then woke the poller for nothing). From now on the
+    /// drop removes the entry itself (`EPOLL_CTL_DEL`, one syscall), as for an adopted socket.
+    pub(crate) fn expose_fd(&self) {
+        self.reg.set_closes_with_fd(false);
+    }
+
     /// Takes the std socket back out (deregistering it), in blocking mode as std expects.
     pub(crate) fn into_inner(self) -> S {
         self.reg.deregister(); // the fd stays open: out of the poller now

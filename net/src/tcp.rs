@@ -346,13 +346,19 @@ macro_rules! std_conversions {
         }
 
         impl AsRawFd for $grove {
+            /// The fd. Once it has been handed out, it may be duplicated (`dup`), so this
+            /// socket's drop takes its poller entry out itself rather than leave that to the
+            /// close (see `Evented::expose_fd`).
             fn as_raw_fd(&self) -> RawFd {
+                self.ev.expose_fd();
                 self.ev.raw_fd()
             }
         }
 
         impl AsFd for $grove {
+            /// As `as_raw_fd`.
             fn as_fd(&self) -> BorrowedFd<'_> {
+                self.ev.expose_fd();
                 self.ev.sock.as_fd()
             }
         }
