@@ -133,7 +133,8 @@ pub(crate) struct Header {
     /// Set by `kill`, consumed when the kill is delivered.
     pub(crate) kill: AtomicBool,
     /// `DONE` once the result is stored; `JOINER` once anyone registered to be woken;
-    /// `DETACHED` once the `JoinHandle` is gone without taking the result.
+    /// `DETACHED` once the `JoinHandle` is gone without taking the result; `BLOCKING_JOB` from
+    /// creation for a `spawn_blocking` job.
     completion: AtomicU8,
     /// Worker this greenlet is pinned to, `NOT_PINNED`, or `PIN_ON_FIRST_RUN`.
     pub(crate) home: AtomicUsize,
