@@ -155,7 +155,11 @@ impl<S: AsRawFd> Evented<S> {
                 (Some(d), Some(e)) => Some(d.min(e)),
                 (d, e) => d.or(e),
             };
-            let scope = grove_runtime::scope_deadline();
+            // Read before the wait, which may mark the scope reported. Only an unwind needs it:
+            // outside one, an expired scope unwinds the wait instead of returning `TimedOut`.
+            let scope = std::thread::panicking()
+                .then(grove_runtime::scope_deadline)
+                .flatten();
             match self.reg.io(dir, cut, &mut op) {
                 // Only the slice's own end: a `TimedOut` while the thread unwinds is an expired
                 // `timeout` scope's if that scope's deadline came first, which the runtime then

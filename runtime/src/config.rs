@@ -86,16 +86,12 @@ impl Config {
     /// Reads the settings through `lookup` (the environment, or a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let workers = match lookup("GROVE_WORKERS") {
-            Some(v) => match parse_count("GROVE_WORKERS", &v, WORKERS_EXPECTED)? {
-                n if n > MAX_WORKERS => {
-                    return Err(ConfigError {
-                        var: "GROVE_WORKERS",
-                        value: v,
-                        expected: WORKERS_EXPECTED,
-                    })
-                }
-                n => n,
-            },
+            Some(v) => parse_in(
+                "GROVE_WORKERS",
+                &v,
+                1..=MAX_WORKERS,
+                "a whole number of worker threads, from 1 to 4096",
+            )?,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let stack_size = match lookup("GROVE_STACK_SIZE") {
@@ -103,41 +99,39 @@ impl Config {
             None => DEFAULT_STACK_SIZE,
         };
         let max_blocking_ms = match lookup("GROVE_MAX_BLOCKING_MS") {
-            Some(v) => v.trim().parse::<u64>().map_err(|_| ConfigError {
-                var: "GROVE_MAX_BLOCKING_MS",
-                value: v.clone(),
-                expected: "a whole number of milliseconds (0 turns the monitor off)",
-            })?,
+            Some(v) => parse_in(
+                "GROVE_MAX_BLOCKING_MS",
+                &v,
+                0..=u64::MAX,
+                "a whole number of milliseconds (0 turns the monitor off)",
+            )?,
             None => DEFAULT_MAX_BLOCKING_MS,
         };
         let max_blocking_threads = match lookup("GROVE_MAX_BLOCKING_THREADS") {
-            Some(v) => parse_count(
+            Some(v) => parse_in(
                 "GROVE_MAX_BLOCKING_THREADS",
                 &v,
+                1..=usize::MAX,
                 "a whole number of threads, at least 1",
             )?,
             None => DEFAULT_MAX_BLOCKING_THREADS,
         };
         let blocking_keepalive_ms = match lookup("GROVE_BLOCKING_KEEPALIVE_MS") {
-            Some(v) => parse_count(
+            Some(v) => parse_in(
                 "GROVE_BLOCKING_KEEPALIVE_MS",
                 &v,
+                1..=usize::MAX as u64,
                 "a whole number of milliseconds, at least 1",
-            )? as u64,
+            )?,
             None => DEFAULT_BLOCKING_KEEPALIVE_MS,
         };
         let idle_spin_us = match lookup("GROVE_IDLE_SPIN_US") {
-            Some(v) => match v.trim().parse::<u64>() {
-                Ok(n) if n <= MAX_IDLE_SPIN_US => n,
-                _ => {
-                    return Err(ConfigError {
-                        var: "GROVE_IDLE_SPIN_US",
-                        value: v,
-                        expected:
-                            "a whole number of microseconds, from 0 (sleep at once) to 1000000",
-                    })
-                }
-            },
+            Some(v) => parse_in(
+                "GROVE_IDLE_SPIN_US",
+                &v,
+                0..=MAX_IDLE_SPIN_US,
+                "a whole number of microseconds, from 0 (sleep at once) to 1000000",
+            )?,
             None => DEFAULT_IDLE_SPIN_US,
         };
         Ok(Config {
@@ -154,11 +148,18 @@ impl Config {
 /// The longest idle spin `GROVE_IDLE_SPIN_US` may ask for: a second.
 const MAX_IDLE_SPIN_US: u64 = 1_000_000;
 
-const WORKERS_EXPECTED: &str = "a whole number of worker threads, from 1 to 4096";
-
-fn parse_count(var: &'static str, v: &str, expected: &'static str) -> Result<usize, ConfigError> {
-    match v.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+/// Parses `v`, the value of `var`, as a whole number within `range`.
+fn parse_in<T>(
+    var: &'static str,
+    v: &str,
+    range: std::ops::RangeInclusive<T>,
+    expected: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd,
+{
+    match v.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(ConfigError {
             var,
             value: v.to_string(),
